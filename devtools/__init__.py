@@ -1,0 +1,1 @@
+"""Developer tools for insights-mover: never imported by the engine (``shared/``)."""

@@ -1,0 +1,94 @@
+"""Domain values shared by sources, mapping and sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["KQL_TYPES", "Batch", "Column", "OutputFile", "Window", "format_ts", "window_key"]
+
+# Column types as the query API names them. Canonical in-memory values:
+# datetime -> ISO 8601 str ending in "Z" (as on the wire; sinks convert),
+# long/int -> int, real/decimal -> float, bool -> bool,
+# dynamic -> parsed JSON (dict/list/scalar), string/guid/timespan -> str; None is null.
+KQL_TYPES = frozenset(
+    {"string", "datetime", "long", "int", "real", "decimal", "bool", "dynamic", "guid", "timespan"}
+)
+
+
+def format_ts(ts: datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` and 7 fractional digits at most, as KQL prints it."""
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime")
+    ts = ts.astimezone(UTC)
+    base = ts.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{ts.microsecond:06d}Z" if ts.microsecond else f"{base}Z"
+
+
+def window_key(ts: datetime) -> str:
+    """Sortable compact key of a window start, e.g. ``20261102T100000Z`` (Table/blob safe)."""
+    return ts.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A half-open UTC interval ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError(f"empty window {self.start}..{self.end}")
+
+    @property
+    def key(self) -> str:
+        return window_key(self.start)
+
+    @property
+    def size(self) -> timedelta:
+        return self.end - self.start
+
+    def halves(self) -> tuple[Window, Window]:
+        """Split in two at the midpoint (rounded down to a microsecond)."""
+        mid = self.start + (self.end - self.start) / 2
+        return Window(self.start, mid), Window(mid, self.end)
+
+    def __str__(self) -> str:
+        return f"[{format_ts(self.start)}, {format_ts(self.end)})"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str = "string"
+
+
+@dataclass
+class Batch:
+    """A slice of one table's rows; ``rows`` hold canonical values in ``columns`` order."""
+
+    table: str
+    columns: tuple[Column, ...]
+    rows: list[list[Any]]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One committed output: what the ledger and the manifest record."""
+
+    name: str
+    rows: int
+    bytes: int
+    sha256: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,35 @@
+"""Sources: one module per kind behind the ``Source`` protocol."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.sources.base import Source, SourceSummary
+
+if TYPE_CHECKING:
+    import httpx
+
+    from shared.auth import HeaderProvider
+    from shared.settings import Settings, SourceConfig
+
+__all__ = ["Source", "SourceSummary", "build_source"]
+
+
+def build_source(
+    config: SourceConfig,
+    *,
+    settings: Settings,
+    http: httpx.Client,
+    headers: HeaderProvider | None = None,
+) -> Source:
+    """The adapter for ``config.kind``; query sources share ``http`` (pool) and ``headers`` (token cache)."""
+    from shared.settings import QuerySourceConfig
+
+    if isinstance(config, QuerySourceConfig):
+        from shared.auth import HeaderProvider
+        from shared.sources.query_api import QueryApiSource
+
+        return QueryApiSource(config, http, headers or HeaderProvider(config.auth))
+    from shared.sources.export_blobs import ExportBlobSource
+
+    return ExportBlobSource(config, quarantine_container=settings.quarantine_container)

@@ -1,0 +1,189 @@
+"""App Insights / Log Analytics query API source (httpx).
+
+One window is read as: a count per bin (``summarize count() by bin(t, …)``), bins grouped
+into sub-windows of at most ``max_rows_per_query`` rows, then one query per sub-window.
+Small responses keep memory bounded; a response the service still cuts (HTTP 200 with
+``PartialError``) is never used: that sub-window is split in halves and asked again.
+The engine alone formats the window bounds into KQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+import orjson
+
+from shared.auth import HeaderProvider
+from shared.errors import FatalError, RetriableError
+from shared.model import Batch, Window, format_ts
+from shared.retry import with_retries
+from shared.settings import QuerySourceConfig
+from shared.sources.base import SourceSummary
+from shared.sources.wire import QueryResult, error_reason, parse_result
+
+__all__ = ["QueryApiSource", "QueryStats", "bounded_query", "count_bins_query"]
+
+log = logging.getLogger(__name__)
+_MIN_SPLIT = timedelta(milliseconds=1)
+
+
+def _bounds(time_column: str, window: Window) -> str:
+    return (
+        f"| where {time_column} >= datetime({format_ts(window.start)})"
+        f" and {time_column} < datetime({format_ts(window.end)})"
+    )
+
+
+def bounded_query(config: QuerySourceConfig, window: Window) -> str:
+    """The pipeline's KQL restricted to ``[start, end)`` on its time column."""
+    return f"{config.query}\n{_bounds(config.time_column, window)}"
+
+
+def _bin_size(window: Window) -> timedelta:
+    seconds = max(1, int(window.size.total_seconds() // 60))
+    return timedelta(seconds=seconds)
+
+
+def count_bins_query(config: QuerySourceConfig, window: Window) -> str:
+    """Rows per bin (≈60 bins a window), to cut the window into sub-windows that fit."""
+    seconds = int(_bin_size(window).total_seconds())
+    return f"{bounded_query(config, window)}\n| summarize count() by bin({config.time_column}, {seconds}s)"
+
+
+@dataclass
+class QueryStats:
+    queries: int = 0
+    splits: int = 0
+    retries: int = 0
+    source_count: int = 0
+
+
+class QueryApiSource:
+    """Reads windows from ``/v1/apps/{id}/query`` or ``/v1/workspaces/{id}/query``."""
+
+    def __init__(
+        self,
+        config: QuerySourceConfig,
+        http: httpx.Client,
+        headers: HeaderProvider,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self._http = http
+        self._headers = headers
+        self._sleep = sleep
+        path = "apps" if config.kind == "app_insights" else "workspaces"
+        self.url = f"{config.endpoint}/v1/{path}/{config.resource_id}/query"
+        self.stats = QueryStats()
+
+    def read(self, window: Window) -> Iterator[Batch]:
+        """Every row of ``window`` in batches of at most ``max_rows_per_query`` (normally)."""
+        self.stats = QueryStats()
+        for sub in self.plan(window):
+            yield from self._fetch(sub)
+
+    def summary(self) -> SourceSummary:
+        return SourceSummary(source_count=self.stats.source_count, extra={"queries": self.stats.queries, "splits": self.stats.splits})
+
+    def count(self, window: Window) -> int:
+        """Rows the service holds for ``window`` now (late-data re-sweeps compare this)."""
+        result = self._query(f"{bounded_query(self.config, window)}\n| summarize count()", window)
+        return int(result.rows[0][0]) if result.rows else 0
+
+    def plan(self, window: Window) -> list[Window]:
+        """Sub-windows tiling ``window`` with at most ``max_rows_per_query`` rows each (as counted now)."""
+        result = self._query(count_bins_query(self.config, window), window)
+        counts: dict[datetime, int] = {}
+        for bin_start, n in result.rows:
+            counts[_parse_bin(bin_start)] = int(n)
+        self.stats.source_count = sum(counts.values())
+        limit = self.config.max_rows_per_query
+        if self.stats.source_count <= limit:
+            return [window]
+        subs: list[Window] = []
+        start, acc = window.start, 0
+        for bin_start in sorted(counts):
+            n = counts[bin_start]
+            if acc and acc + n > limit and start < bin_start < window.end:
+                subs.append(Window(start, bin_start))
+                start, acc = bin_start, 0
+            acc += n
+        subs.append(Window(start, window.end))
+        return subs
+
+    def _fetch(self, window: Window) -> Iterator[Batch]:
+        result = self._query(bounded_query(self.config, window), window)
+        if result.partial is not None:
+            if window.size < 2 * _MIN_SPLIT:
+                raise FatalError(f"result of {window} is cut even at {window.size}: {result.partial}")
+            self.stats.splits += 1
+            log.info("%s: partial result (%s); splitting %s", self.config.table, result.partial, window)
+            left, right = window.halves()
+            yield from self._fetch(left)
+            yield from self._fetch(right)
+            return
+        if result.rows:
+            yield Batch(self.config.table, result.columns, result.rows)
+
+    def _query(self, query: str, window: Window) -> QueryResult:
+        body = orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
+        return with_retries(
+            lambda: self._post(body),
+            what=f"{self.config.table} {window}",
+            max_retries=self.config.max_retries,
+            sleep=self._sleep_counted,
+        )
+
+    def _sleep_counted(self, seconds: float) -> None:
+        self.stats.retries += 1
+        self._sleep(seconds)
+
+    def _post(self, body: bytes) -> QueryResult:
+        headers = {
+            "Content-Type": "application/json",
+            "Prefer": f"wait={int(self.config.timeout_s)}",
+            **self._headers.headers(),
+        }
+        self.stats.queries += 1
+        try:
+            response = self._http.post(self.url, content=body, headers=headers, timeout=self.config.timeout_s + 10)
+        except httpx.TimeoutException as exc:
+            raise RetriableError(f"query API timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise RetriableError(f"query API unreachable: {type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if status == 200:
+            return parse_result(response.content)
+        reason = error_reason(response.content)
+        if status == 429 or status >= 500:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise RetriableError(f"query API {status}: {reason}", retry_after=retry_after)
+        if status in (401, 403):
+            raise FatalError(
+                f"query API {status}: {reason} — the identity needs the Reader role on the resource"
+                " (or a valid key for legacy/local endpoints)"
+            )
+        if status == 404:
+            raise FatalError(f"query API 404: {reason} — check the app/workspace id and endpoint ({self.url})")
+        raise FatalError(f"query API {status}: {reason}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _parse_bin(value: object) -> datetime:
+    from shared.durations import parse_timestamp
+
+    return parse_timestamp(str(value))

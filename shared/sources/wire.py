@@ -1,0 +1,136 @@
+"""The query API's JSON wire format → typed columns and rows (pure).
+
+Cells arrive loosely typed: numbers may be strings, dynamic values are JSON-encoded
+strings, booleans may be ``"True"``. Each column gets one converter, chosen once per
+response, and only columns that need one are touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shared.errors import FatalError
+from shared.model import Column
+
+__all__ = ["QueryResult", "convert_rows", "describe_error", "error_reason", "parse_result"]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: tuple[Column, ...]
+    rows: list[list[Any]]
+    partial: str | None  # the service's reason when the result was cut (HTTP 200 PartialError)
+
+
+def _to_int(v: Any) -> Any:
+    if isinstance(v, str):
+        return int(v) if v else None
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _to_float(v: Any) -> Any:
+    if isinstance(v, str):
+        return float(v) if v else None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def _to_bool(v: Any) -> Any:
+    if isinstance(v, str):
+        low = v.lower()
+        if low in ("true", "1"):
+            return True
+        if low in ("false", "0"):
+            return False
+        return None if not v else v
+    if isinstance(v, int):
+        return bool(v)
+    return v
+
+
+def _to_dynamic(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return orjson.loads(v)
+        except orjson.JSONDecodeError:
+            return v
+    return v
+
+
+def _to_str(v: Any) -> Any:
+    return v if v is None or isinstance(v, str) else str(v)
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "long": _to_int,
+    "int": _to_int,
+    "real": _to_float,
+    "decimal": _to_float,
+    "bool": _to_bool,
+    "boolean": _to_bool,
+    "dynamic": _to_dynamic,
+    "guid": _to_str,
+    "timespan": _to_str,
+}
+
+
+def convert_rows(columns: tuple[Column, ...], rows: list[list[Any]]) -> list[list[Any]]:
+    """Bring cells to the canonical types of ``shared.model`` in place; returns ``rows``."""
+    plan = [(i, _CONVERTERS[c.type]) for i, c in enumerate(columns) if c.type in _CONVERTERS]
+    if not plan:
+        return rows
+    for row in rows:
+        for i, conv in plan:
+            value = row[i]
+            if value is not None:
+                row[i] = conv(value)
+    return rows
+
+
+def parse_result(body: bytes) -> QueryResult:
+    """Parse a 200 response body. Raises ``FatalError`` on a body that is not the wire format."""
+    try:
+        doc = orjson.loads(body)
+        table = doc["tables"][0]
+        columns = tuple(Column(str(c["name"]), str(c["type"]).lower()) for c in table["columns"])
+        rows = table["rows"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+        raise FatalError(f"query API returned a body that is not a query result: {exc}") from exc
+    if not isinstance(rows, list):
+        raise FatalError("query API returned rows that are not a list")
+    partial = None
+    error = doc.get("error")
+    if isinstance(error, dict):
+        partial = describe_error(error)
+    return QueryResult(columns=columns, rows=convert_rows(columns, rows), partial=partial)
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """``code: message (inner: code: message)`` from a OneAPI error object, innermost detail included."""
+    parts = [f"{error.get('code', '?')}: {error.get('message', '')}".strip()]
+    details = error.get("details") if isinstance(error.get("details"), list) else []
+    inner = error.get("innererror")
+    for item in [*(details or []), inner]:
+        while isinstance(item, dict):
+            if item.get("message"):
+                parts.append(f"{item.get('code', '?')}: {item['message']}")
+            item = item.get("innererror")
+    return " | ".join(dict.fromkeys(parts))
+
+
+def error_reason(body: bytes) -> str:
+    """Readable reason from an error response body (OneAPI shape, or raw text)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+        return describe_error(doc["error"])
+    return str(doc)[:300]

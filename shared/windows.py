@@ -1,0 +1,140 @@
+"""Tumbling-window arithmetic and the planner (pure: now, config, ledger state → windows).
+
+Windows are aligned to the Unix epoch in multiples of their size, half-open
+``[start, end)``, and due once ``end + delay <= now``. The planner never skips a
+window: new windows are taken from the frontier (the end of the last window ever
+recorded) onward, oldest first, and earlier windows that are not done come back
+when they are eligible again (failed with retries left, lease expired, replay asked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from shared.model import Window, window_key
+from shared.settings import WindowConfig
+
+__all__ = [
+    "EPOCH",
+    "Plan",
+    "Status",
+    "WindowState",
+    "align_down",
+    "align_up",
+    "due_end",
+    "eligible",
+    "plan_windows",
+    "retry_at",
+    "windows_between",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Status = Literal["pending", "running", "done", "failed"]
+
+
+def align_down(ts: datetime, size: timedelta) -> datetime:
+    return EPOCH + ((ts - EPOCH) // size) * size
+
+
+def align_up(ts: datetime, size: timedelta) -> datetime:
+    down = align_down(ts, size)
+    return down if down == ts else down + size
+
+
+def windows_between(start: datetime, end: datetime, size: timedelta) -> Iterator[Window]:
+    """Aligned windows covering ``[start, end)`` (both aligned to ``size``)."""
+    cursor = start
+    while cursor < end:
+        yield Window(cursor, cursor + size)
+        cursor += size
+
+
+def due_end(config: WindowConfig, now: datetime) -> datetime:
+    """End of the latest window that may run now: aligned, ``end + delay <= now``, capped by ``config.end``."""
+    latest = align_down(now - config.delay, config.size)
+    if config.end is not None and config.end < latest:
+        latest = config.end
+    return max(latest, config.start)
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """What the ledger knows about one window (an entity, read-only view)."""
+
+    window: Window
+    status: Status
+    attempts: int = 0
+    lease_owner: str = ""
+    lease_until: datetime | None = None
+    next_attempt_at: datetime | None = None
+    rows: int = 0
+    bytes: int = 0
+    outputs: tuple[dict[str, Any], ...] = ()
+    error: str = ""
+    source_count: int | None = None
+    quarantined: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return window_key(self.window.start)
+
+
+def eligible(state: WindowState, now: datetime, max_attempts: int) -> bool:
+    """May this recorded window be claimed now without a replay?"""
+    if state.status == "pending":
+        return True
+    if state.status == "running":
+        return state.lease_until is None or state.lease_until <= now
+    if state.status == "failed":
+        return state.attempts < max_attempts and (state.next_attempt_at is None or state.next_attempt_at <= now)
+    return False
+
+
+def retry_at(config: WindowConfig, attempts: int, now: datetime) -> datetime:
+    """Exponential backoff for failed windows: backoff × 2^(attempts-1), at most 6 hours."""
+    delay = config.retry_backoff * (2 ** max(0, attempts - 1))
+    return now + min(delay, timedelta(hours=6))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Windows to run this tick, oldest first, and the new ones that must be recorded first."""
+
+    windows: tuple[Window, ...]
+    new: tuple[Window, ...]
+    frontier: datetime
+
+
+def plan_windows(
+    config: WindowConfig,
+    now: datetime,
+    frontier: datetime | None,
+    states: Iterable[WindowState],
+    *,
+    limit: int | None = None,
+) -> Plan:
+    """Due windows for one pipeline: eligible recorded ones plus new ones past the frontier.
+
+    ``frontier`` is the end of the newest window ever recorded (``None`` on the first run);
+    ``states`` are the recorded windows that are not done. The result holds at most
+    ``limit`` (default ``config.max_per_tick``) windows, oldest first.
+    """
+    cap = config.max_per_tick if limit is None else limit
+    last = due_end(config, now)
+    old = sorted(s.window for s in states if eligible(s, now, config.max_attempts) and s.window.end <= last)
+    start = max(frontier or config.start, config.start)
+    new: list[Window] = []
+    for window in windows_between(start, last, config.size):
+        if len(old) + len(new) >= cap:
+            break
+        new.append(window)
+    chosen = sorted([*old, *new])[:cap]
+    chosen_new = tuple(w for w in new if w in set(chosen))
+    return Plan(windows=tuple(chosen), new=chosen_new, frontier=start)
