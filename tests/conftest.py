@@ -1,13 +1,29 @@
-"""Session fixtures: one real Azurite for the whole run, fresh containers/tables per test."""
+"""Session fixtures: one real Azurite and one query API emulator for the run; fresh names per test."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import orjson
 import pytest
+from azure.storage.blob import BlobServiceClient
 
+from devtools.ai_emulator import Emulator, EmulatorConfig
 from devtools.azurite import Azurite
+from shared.model import Column
+from shared.runner import Engine
+from shared.settings import Settings
+from shared.sources.wire import convert_rows
+
+APP_ID = "test-app"
+TOKEN = "test-token"  # noqa: S105 - the emulator's test token
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+H = timedelta(hours=1)
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +42,68 @@ def storage_conn(azurite: Azurite) -> str:
 def unique() -> str:
     """A short unique suffix for container/table names so tests never share state."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """The query API emulator with a stable history: 3 tables × 2 days from T0 (seeded, deterministic)."""
+    emu = Emulator(EmulatorConfig(app_id=APP_ID, workspace_id="test-ws", api_key="test-key", token=TOKEN))
+    emu.start()
+    for seed, (table, per_hour) in enumerate((("requests", 40), ("dependencies", 25), ("traces", 30)), start=1):
+        emu.generate(table, T0, T0 + 48 * H, count=48 * per_hour, seed=seed)
+    yield emu
+    emu.stop()
+
+
+def query_pipeline(name: str, table: str, emu: Emulator, container: str, **over: Any) -> dict[str, Any]:
+    """A query-API pipeline against the emulator (token auth), hourly from T0."""
+    window = {"size": "PT1H", "start": "2026-11-02T00:00:00Z", "delay": "PT5M", "max_per_tick": 100}
+    window.update(over.pop("window", {}))
+    source = {"kind": "app_insights", "app_id": APP_ID, "endpoint": emu.url, "query": table,
+              "auth": {"kind": "token", "setting": "TEST_TOKEN"}, "max_retries": 3}
+    source.update(over.pop("source", {}))
+    return {"name": name, "source": source, "window": window, "sink": {"container": container}} | over
+
+
+@pytest.fixture()
+def make_engine(storage_conn: str, unique: str) -> Iterator[Callable[..., Engine]]:
+    """Build engines on the session Azurite with a per-test ledger table; closes them after the test."""
+    engines: list[Engine] = []
+
+    def build(pipelines: list[dict[str, Any]], *, now: datetime | Callable[[], datetime] | None = None,
+              owner: str | None = None, **settings: str) -> Engine:
+        env = {
+            "AzureWebJobsStorage": storage_conn,
+            "TEST_TOKEN": TOKEN,
+            "MOVER_PIPELINES": json.dumps({"pipelines": pipelines}),
+            "MOVER_LEDGER_TABLE": f"ledger{unique}",
+            "MOVER_QUARANTINE_CONTAINER": f"quarantine-{unique}",
+        } | settings
+        clock = now if callable(now) else (lambda: now) if now else (lambda: T0 + 48 * H + timedelta(minutes=10))
+        engine = Engine(Settings.from_env(env), clock=clock, owner=owner, sleep=lambda s: None)
+        engines.append(engine)
+        return engine
+
+    yield build
+    for engine in engines:
+        engine.close()
+
+
+def read_jsonl_gz(conn: str, container: str, name: str) -> list[dict[str, Any]]:
+    data = BlobServiceClient.from_connection_string(conn).get_blob_client(container, name).download_blob().readall()
+    return [orjson.loads(line) for line in gzip.decompress(data).splitlines()]
+
+
+def blob_names(conn: str, container: str, prefix: str = "") -> list[str]:
+    client = BlobServiceClient.from_connection_string(conn).get_container_client(container)
+    return sorted(client.list_blob_names(name_starts_with=prefix or None))
+
+
+def expected_rows(emu: Emulator, table: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """What the API returns for the window, brought to the engine's canonical types."""
+    from devtools.ai_emulator.schema import resolve_table
+
+    schema = resolve_table(table)
+    columns = tuple(Column(c.name, c.type) for c in schema.columns)
+    rows = [[r[c.name] for c in columns] for r in emu.expected(table, start, end)]
+    return [dict(zip([c.name for c in columns], row, strict=True)) for row in convert_rows(columns, rows)]
