@@ -102,7 +102,13 @@ class QuerySourceConfig:
 
 @dataclass(frozen=True)
 class ExportSourceConfig:
-    """Hour folders of exported blobs (legacy continuous export or diagnostic settings)."""
+    """Hour folders of exported blobs (legacy continuous export or diagnostic settings).
+
+    ``table`` is the classic table the folder holds (``requests``…). ``min_delay`` is the
+    least window delay this kind tolerates: a diagnostic-settings ``PT1H.json`` keeps
+    growing after its hour ends. ``batch_rows``, ``list_page_size`` and
+    ``download_concurrency`` bound memory and tune throughput (see docs/blob-sources.md).
+    """
 
     kind: Literal["continuous_export", "diagnostic_settings"]
     storage: StorageConfig
@@ -112,6 +118,10 @@ class ExportSourceConfig:
     table: str
     telemetry_type: str | None = None
     late_lookback: timedelta = timedelta(hours=6)
+    min_delay: timedelta = timedelta(minutes=5)
+    batch_rows: int = 5_000
+    list_page_size: int = 5_000
+    download_concurrency: int = 4
 
 
 SourceConfig = QuerySourceConfig | ExportSourceConfig
@@ -441,29 +451,95 @@ class _Parser:
         self.fail(where, f"unknown kind {akind!r}; use entra, managed_identity, api_key or token")
         return None
 
-    def export_source(self, where: str, pipeline: str, kind: Literal["continuous_export", "diagnostic_settings"], raw: dict[str, Any]) -> ExportSourceConfig | None:
+    def export_source(
+        self, where: str, pipeline: str, kind: Literal["continuous_export", "diagnostic_settings"], raw: dict[str, Any]
+    ) -> ExportSourceConfig | None:
+        from shared import mapping  # local import: mapping owns the table names
+
+        known = {
+            "kind", "connection_setting", "container", "prefix", "folder_template", "table_name", "telemetry_type",
+            "late_lookback", "min_delay", "batch_rows", "list_page_size", "download_concurrency",
+        }
+        for key in sorted(set(raw) - known):
+            self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
         storage = self.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
         container = raw.get("container")
         if not isinstance(container, str) or not _CONTAINER.match(container):
             self.fail(where, f"'container' must be a valid blob container name; got {container!r}")
         prefix = str(raw.get("prefix", "")).strip("/")
         default_template = (
-            "{prefix}/{yyyy}-{MM}-{dd}/{HH}/" if kind == "continuous_export" else "{prefix}/y={yyyy}/m={MM}/d={dd}/h={HH}/m=00/"
+            "{prefix}/{yyyy}-{MM}-{dd}/{HH}/"
+            if kind == "continuous_export"
+            else "{prefix}/y={yyyy}/m={MM}/d={dd}/h={HH}/m=00/"
         )
         template = str(raw.get("folder_template", default_template))
         for needed in ("{yyyy}", "{MM}", "{dd}", "{HH}"):
             if needed not in template:
                 self.fail(where, f"'folder_template' must contain {needed} (one folder per hour)")
-        table = raw.get("table_name") or raw.get("telemetry_type") or pipeline
-        try:
-            lookback = parse_duration(str(raw.get("late_lookback", "PT6H")))
-        except ValueError as exc:
-            self.fail(where, f"'late_lookback': {exc}")
-            lookback = timedelta(hours=6)
+        for unknown in sorted(set(re.findall(r"{([^{}]*)}", template)) - {"prefix", "yyyy", "MM", "dd", "HH"}):
+            self.fail(
+                where, f"'folder_template' has unknown placeholder {{{unknown}}}; allowed: prefix, yyyy, MM, dd, HH"
+            )
         ttype = raw.get("telemetry_type")
         if ttype is not None and not isinstance(ttype, str):
             self.fail(where, "'telemetry_type' must be a string like Requests")
-        if not isinstance(container, str):
+            ttype = None
+        # The folder names its table: <app>_<ikey>/<Type> for continuous export, insights-logs-<category> for
+        # diagnostic settings. An explicit table must agree, or every line would be quarantined.
+        implied = (
+            mapping.EXPORT_TYPES.get(prefix.rsplit("/", 1)[-1]) if kind == "continuous_export"
+            else mapping.DIAGNOSTIC_CATEGORIES.get(container) if isinstance(container, str) else None
+        )
+        given = raw.get("table_name") or ttype
+        table = str(given) if given else implied or pipeline
+        classic = (
+            table if table in mapping.SCHEMAS else mapping.EXPORT_TYPES.get(table) or mapping.DIAGNOSTIC_TYPES.get(table)
+        )
+        if classic is None:
+            self.fail(
+                where,
+                f"table {table!r} is not an Application Insights table; set 'table_name' to one of"
+                f" {', '.join(mapping.TABLES)} (or 'telemetry_type' to a continuous-export folder type like Requests)",
+            )
+        elif implied and classic != implied:
+            holder = "prefix" if kind == "continuous_export" else "container"
+            self.fail(
+                where,
+                f"'table_name'/'telemetry_type' says {classic} but the {holder} holds {implied};"
+                " every line would be quarantined",
+            )
+
+        def duration(key: str, default: str) -> timedelta:
+            try:
+                return parse_duration(str(raw.get(key, default)))
+            except ValueError as exc:
+                self.fail(where, f"'{key}': {exc}")
+                return parse_duration(default)
+
+        def count(key: str, default: int, low: int, high: int) -> int:
+            value = raw.get(key, default)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                self.fail(where, f"'{key}' must be a whole number from {low} to {high}")
+                return default
+            return value
+
+        lookback = duration("late_lookback", "PT6H")
+        if lookback > timedelta(days=7):
+            self.fail(where, "'late_lookback' must be at most P7D (each tick lists every folder in it again)")
+        # An append blob PT1H.json is written until after its hour has ended: reading it early
+        # would move a partial hour (its growth would still follow, but as a late part).
+        floor = timedelta(minutes=5) if kind == "diagnostic_settings" else timedelta(0)
+        min_delay = duration("min_delay", "PT15M" if kind == "diagnostic_settings" else "PT5M")
+        if min_delay < floor:
+            self.fail(
+                where,
+                f"'min_delay' must be at least PT5M for diagnostic_settings (PT1H.json blobs keep growing after"
+                f" their hour); got {raw.get('min_delay')}",
+            )
+        batch_rows = count("batch_rows", 5_000, 100, 100_000)
+        page_size = count("list_page_size", 5_000, 1, 5_000)
+        concurrency = count("download_concurrency", 4, 1, 32)
+        if not isinstance(container, str) or classic is None:
             return None
         return ExportSourceConfig(
             kind=kind,
@@ -471,9 +547,13 @@ class _Parser:
             container=container,
             prefix=prefix,
             folder_template=template,
-            table=str(table),
+            table=classic,
             telemetry_type=ttype,
             late_lookback=lookback,
+            min_delay=min_delay,
+            batch_rows=batch_rows,
+            list_page_size=page_size,
+            download_concurrency=concurrency,
         )
 
     def window(self, where: str, raw: Any, source: SourceConfig | None) -> WindowConfig | None:

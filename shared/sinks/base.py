@@ -1,8 +1,8 @@
-"""The sink port: one writer per (window, part), committed atomically."""
+"""The sink port: one writer per (window, part), committed atomically, then a manifest."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.model import Batch, OutputFile, Window
 
@@ -15,7 +15,11 @@ class SinkWriter(Protocol):
     def write(self, batch: Batch) -> None: ...
 
     def commit(self) -> list[OutputFile]:
-        """Make the output visible at its deterministic name(s), replacing an earlier run's."""
+        """Make the output visible at its deterministic name(s), replacing an earlier run's.
+
+        A part with zero rows commits no file and removes one an earlier run left at
+        that name, so outputs always match the latest run.
+        """
         ...
 
     def abort(self) -> None:
@@ -26,4 +30,19 @@ class SinkWriter(Protocol):
 class Sink(Protocol):
     def open(self, window: Window, *, part: str = "") -> SinkWriter:
         """A writer for ``window``; ``part`` distinguishes extra deterministic parts (late data)."""
+        ...
+
+    def write_manifest(self, window: Window, outputs: list[OutputFile], info: dict[str, Any]) -> OutputFile:
+        """Record that ``window`` is complete with exactly ``outputs`` (all of its parts).
+
+        Called last, after every part is committed; called again (replacing it) when a
+        late part is added. ``info`` is free-form JSON-able context from the runner.
+        Outputs without ``extra["columns"]`` (e.g. rebuilt from the ledger) get their
+        columns from this process's recent commits or from the window's previous manifest.
+        """
+        ...
+
+    def remove(self, name: str) -> None:
+        """Delete an output this sink committed earlier (a name from ``OutputFile.name``);
+        a missing one is fine. Used when a full rerun supersedes earlier late parts."""
         ...

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from shared.model import Batch, Window
 
-__all__ = ["Source", "SourceSummary"]
+if TYPE_CHECKING:
+    from shared.windows import WindowState
+
+__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary"]
 
 
+@runtime_checkable
 class Source(Protocol):
     """Yields every row whose event time lies in ``window`` (half-open), in batches.
 
@@ -32,3 +36,32 @@ class SourceSummary:
     source_count: int | None = None  # rows the source said the window held (query API count)
     quarantined: int = 0  # malformed records set aside
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific checkpoint (e.g. blobs consumed)
+
+
+@dataclass(frozen=True)
+class LatePlan:
+    """What a re-sweep of a done window found.
+
+    ``replace``: the source changed under the window (e.g. its count grew): run the whole
+    window again and replace its outputs. ``part``: only new input appeared (e.g. blobs
+    delivered late): read just that (``read_part``) into an extra deterministic part named
+    ``part``, keeping earlier outputs. ``payload`` is the source's own description of the new input.
+    """
+
+    kind: Literal["replace", "part"]
+    reason: str
+    part: str = ""
+    payload: Any = None
+
+
+@runtime_checkable
+class LateAwareSource(Source, Protocol):
+    """A source that can tell whether a done window has new data (within a look-back)."""
+
+    def resweep(self, window: Window, state: WindowState) -> LatePlan | None:
+        """``None`` when nothing changed since ``state`` (the ledger record of the done window)."""
+        ...
+
+    def read_part(self, window: Window, plan: LatePlan) -> Iterator[Batch]:
+        """Rows of the new input only (``part`` plans); ``summary()`` then describes it."""
+        ...

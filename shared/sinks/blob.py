@@ -1,0 +1,473 @@
+"""Blob sink (Blob Storage and ADLS Gen2): stream, stage blocks, commit atomically.
+
+A writer encodes batches, compresses them incrementally and uploads ~4–8 MiB
+blocks with Put Block while the window is still being read; ``commit`` turns the
+staged blocks into the blob with one Put Block List. Until then readers see the
+previous complete blob (or none); a crash or ``abort`` leaves only uncommitted
+blocks, which are invisible, discarded by the next commit of that name and
+garbage-collected by the service after a week. Only Put Block / Put Block List /
+Put Blob / Delete / List are used: they behave the same on flat and
+hierarchical-namespace accounts and on Azurite.
+
+For text formats, compression, hashing and staging run on a helper thread
+(zlib, hashlib and sockets release the GIL), so encoding JSON overlaps them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import orjson
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+
+from shared.errors import DataError
+from shared.model import Batch, OutputFile, Window
+from shared.settings import SinkConfig
+from shared.sinks._azure import ensure_once, translate
+from shared.sinks.formats import Encoder, GzipStream, Writable, open_encoder
+from shared.sinks.manifest import RecentOutputs, build_manifest, encode_manifest, output_extra
+from shared.sinks.paths import data_name, extension, manifest_name, segment_name, segment_pattern
+
+__all__ = ["BLOCK_SIZE", "BlobSink", "BlobWriter", "BlockStager"]
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE = 4 * 1024 * 1024
+_MAX_IN_FLIGHT = 2  # uploads per stager: bounds memory to ~3 blocks per writer
+_MAX_PIPE = 3  # encoded chunks queued for the compress/upload thread
+_CONTENT_TYPES = {
+    ("jsonl", "none"): "application/x-ndjson",
+    ("csv", "none"): "text/csv; charset=utf-8",
+    ("parquet", ""): "application/vnd.apache.parquet",
+}
+_uploads: ThreadPoolExecutor | None = None
+_uploads_lock = threading.Lock()
+
+
+def _upload_pool() -> ThreadPoolExecutor:
+    """One process-wide pool for Put Block calls (created lazily: no import-time threads)."""
+    global _uploads
+    with _uploads_lock:
+        if _uploads is None:
+            _uploads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sink-upload")
+        return _uploads
+
+
+def _content_type(fmt: str, compression: str) -> str:
+    if fmt == "parquet":
+        return _CONTENT_TYPES[("parquet", "")]
+    return _CONTENT_TYPES.get((fmt, compression), "application/gzip")
+
+
+class BlockStager:
+    """A write-only stream that stages fixed-size blocks of one blob as data arrives.
+
+    Counts and hashes exactly the bytes that will be stored. Block ids are a random
+    writer id plus a sequence number, always the same length (the service rejects
+    blocks of one blob whose ids differ in length, uncommitted ones included).
+    """
+
+    def __init__(self, blob: BlobClient, *, block_size: int = BLOCK_SIZE) -> None:
+        self._blob = blob
+        self._block_size = block_size
+        self._max_block = 2 * block_size
+        self._prefix = uuid.uuid4().hex
+        self._buffer = bytearray()
+        self._in_flight: deque[Future[None]] = deque()
+        self._hash = hashlib.sha256()
+        self.block_ids: list[str] = []
+        self.size = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def write(self, data: bytes, /) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self._block_size:
+            cut = len(self._buffer) if len(self._buffer) <= self._max_block else self._block_size
+            block = bytes(self._buffer[:cut])
+            del self._buffer[:cut]
+            self._stage(block)
+        return len(data)
+
+    def _stage(self, block: bytes) -> None:
+        block_id = base64.b64encode(f"{self._prefix}{len(self.block_ids):08d}".encode()).decode()
+        self.block_ids.append(block_id)
+        while len(self._in_flight) >= _MAX_IN_FLIGHT:
+            self._in_flight.popleft().result()
+        self._in_flight.append(_upload_pool().submit(self._put, block_id, block))
+
+    def _put(self, block_id: str, block: bytes) -> None:
+        try:
+            self._blob.stage_block(block_id, block, length=len(block))
+        except AzureError as exc:
+            raise translate(exc, f"staging a block of {self._blob.blob_name}") from exc
+
+    def finish(self) -> None:
+        """Stage the last partial block and wait for every upload (errors surface here)."""
+        if self._buffer:
+            block, self._buffer = bytes(self._buffer), bytearray()
+            self._stage(block)
+        while self._in_flight:
+            self._in_flight.popleft().result()
+
+    def cancel(self) -> None:
+        for future in self._in_flight:
+            future.cancel()
+        self._in_flight.clear()
+        self._buffer = bytearray()
+
+
+class _Pipe:
+    """Runs ``downstream.write`` on one helper thread, in order, with a short queue."""
+
+    def __init__(self, downstream: Writable, finish: Callable[[], None]) -> None:
+        self._downstream = downstream
+        self._finish = finish
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-pipe")
+        self._pending: deque[Future[Any]] = deque()
+
+    def write(self, data: bytes, /) -> int:
+        while len(self._pending) >= _MAX_PIPE:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._downstream.write, data))
+        return len(data)
+
+    def finish(self) -> None:
+        try:
+            self._pending.append(self._pool.submit(self._finish))
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def cancel(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Segment:
+    """One output file of a writer: its name, encoder and staging stream."""
+
+    def __init__(self, blob: BlobClient, config: SinkConfig, block_size: int) -> None:
+        self.name = blob.blob_name
+        self.blob = blob
+        self.stager = BlockStager(blob, block_size=block_size)
+        self.pipe: _Pipe | None = None
+        if config.format == "parquet":
+            self.encoder: Encoder = open_encoder(
+                "parquet", self.stager, compression=config.compression, row_group_rows=config.row_group_rows
+            )
+        else:
+            if config.compression == "gzip":
+                gzip = GzipStream(self.stager)
+
+                def finish() -> None:
+                    gzip.finish()
+                    self.stager.finish()
+
+                self.pipe = _Pipe(gzip, finish)
+            else:
+                self.pipe = _Pipe(self.stager, self.stager.finish)
+            self.encoder = open_encoder(config.format, self.pipe, compression="none")
+        self.finished = False
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.encoder.close()
+        if self.pipe is not None:
+            self.pipe.finish()
+        else:
+            self.stager.finish()
+        self.finished = True
+
+    def cancel(self) -> None:
+        if self.pipe is not None:
+            self.pipe.cancel()
+        self.stager.cancel()
+
+
+class BlobWriter:
+    """Writes one (window, part) to its deterministic blob name(s); see the module doc.
+
+    Not thread-safe: one writer is fed by one thread. Usable as a context manager
+    that aborts unless ``commit`` was called.
+    """
+
+    def __init__(self, sink: BlobSink, window: Window, part: str) -> None:
+        self._sink = sink
+        self.window = window
+        self.part = part
+        self.name = sink.data_name(window, part)
+        self._segments: list[_Segment] = []
+        self._state = "open"
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._state == "open":
+            self.abort()
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"writer for {self.name} is {self._state}")
+
+    def write(self, batch: Batch) -> None:
+        """Encode and stage ``batch``; raises ``RetriableError``/``FatalError`` from uploads,
+        ``DataError`` for values that fit no column type."""
+        self._check_open()
+        if not batch.rows:
+            return
+        try:
+            segment = self._segments[-1] if self._segments else self._new_segment()
+            if not segment.encoder.fits(batch):
+                # New columns (or a changed type) in a CSV/Parquet file: finish this file
+                # and continue in the next deterministic continuation file.
+                segment.finish()
+                segment = self._new_segment()
+                log.info("%s: columns changed; continuing in %s", self.name, segment.name)
+            segment.encoder.write(batch)
+        except DataError:
+            raise  # encoders reject a bad batch before changing state: the writer goes on
+        except BaseException:
+            self.abort()
+            raise
+
+    def _new_segment(self) -> _Segment:
+        sink = self._sink
+        name = segment_name(self.name, sink.extension, len(self._segments))
+        segment = _Segment(sink.container.get_blob_client(name), sink.config, sink.block_size)
+        self._segments.append(segment)
+        return segment
+
+    def commit(self) -> list[OutputFile]:
+        """Commit every file of this part, then delete leftovers of an earlier run.
+
+        Zero rows: nothing is written, and a file of an earlier run at this name is
+        deleted, so outputs always match the latest run. Returns one ``OutputFile``
+        per file (name, rows, stored bytes, SHA-256 of the stored bytes).
+        """
+        self._check_open()
+        sink = self._sink
+        try:
+            for segment in self._segments:
+                segment.finish()
+            outputs: list[OutputFile] = []
+            for segment in self._segments:
+                if segment.encoder.rows == 0:
+                    continue
+                self._commit_segment(segment)
+                outputs.append(
+                    OutputFile(
+                        name=segment.name,
+                        rows=segment.encoder.rows,
+                        bytes=segment.stager.size,
+                        sha256=segment.stager.sha256,
+                        extra=output_extra(
+                            fmt=sink.config.format,
+                            compression=sink.compression,
+                            part=self.part,
+                            columns=segment.encoder.columns,
+                        ),
+                    )
+                )
+            self._delete_stale(committed={o.name for o in outputs})
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "committed"
+        sink.recent.remember(outputs)
+        log.info(
+            "window %s part %r: %d rows -> %d file(s) %s",
+            self.window,
+            self.part,
+            sum(o.rows for o in outputs),
+            len(outputs),
+            self.name,
+        )
+        return outputs
+
+    def _commit_segment(self, segment: _Segment) -> None:
+        sink = self._sink
+        try:
+            segment.blob.commit_block_list(
+                [BlobBlock(block_id=i) for i in segment.stager.block_ids],
+                content_settings=ContentSettings(content_type=_content_type(sink.config.format, sink.compression)),
+                metadata={
+                    "rows": str(segment.encoder.rows),
+                    "sha256": segment.stager.sha256,
+                    "window": self.window.key,
+                    "pipeline": sink.pipeline,
+                },
+            )
+        except AzureError as exc:
+            raise translate(exc, f"committing {segment.name}") from exc
+
+    def _delete_stale(self, *, committed: set[str]) -> None:
+        """Delete this part's files that this run did not commit (left by earlier runs)."""
+        sink = self._sink
+        stale: list[str] = [] if self.name in committed else [self.name]
+        if sink.config.format != "jsonl":  # only CSV/Parquet ever have continuation files
+            prefix, pattern = segment_pattern(self.name, sink.extension)
+            try:
+                stale += [
+                    item.name
+                    for item in sink.container.list_blobs(name_starts_with=prefix)
+                    if pattern.match(item.name) and item.name not in committed
+                ]
+            except AzureError as exc:
+                raise translate(exc, f"listing {prefix}*") from exc
+        for name in stale:
+            sink.delete(name)
+
+    def abort(self) -> None:
+        """Drop local buffers and pending uploads; nothing is committed, the previous
+        output stays. Staged blocks are invisible and expire on their own."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        for segment in self._segments:
+            segment.cancel()
+
+
+class BlobSink:
+    """``Sink`` for ``kind: "blob"``: one writer per (window, part), plus the window manifest."""
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        *,
+        pipeline: str,
+        table: str,
+        service: BlobServiceClient | None = None,
+        clock: Callable[[], datetime] | None = None,
+        block_size: int = BLOCK_SIZE,
+    ) -> None:
+        if config.kind != "blob":
+            raise ValueError(f"BlobSink needs a blob sink config, got {config.kind!r}")
+        if service is None:
+            from shared.storage import blob_service
+
+            service = blob_service(config.storage)
+        self.config = config
+        self.pipeline = pipeline
+        self.table = table
+        self.compression = config.compression
+        self.extension = extension(config.format, config.compression)
+        self.block_size = block_size
+        self.container: ContainerClient = service.get_container_client(config.container)
+        self.recent = RecentOutputs()
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def __repr__(self) -> str:
+        return f"BlobSink({self.config.container!r}, pipeline={self.pipeline!r}, format={self.config.format!r})"
+
+    def data_name(self, window: Window, part: str = "") -> str:
+        return data_name(
+            self.config.path,
+            pipeline=self.pipeline,
+            table=self.table,
+            window=window,
+            part=part,
+            fmt=self.config.format,
+            compression=self.config.compression,
+        )
+
+    def manifest_name(self, window: Window) -> str:
+        return manifest_name(self.config.path, pipeline=self.pipeline, table=self.table, window=window)
+
+    def _ensure_container(self) -> None:
+        ensure_once(
+            (self.container.url, ""),
+            self.container.create_container,
+            f"creating container {self.config.container}",
+        )
+
+    def open(self, window: Window, *, part: str = "") -> BlobWriter:
+        """A writer for ``window``/``part``; creates the container on first use in this process."""
+        self._ensure_container()
+        return BlobWriter(self, window, part)
+
+    def remove(self, name: str) -> None:
+        """Delete an earlier output (data file or manifest); a missing one is fine."""
+        self.delete(name)
+
+    def delete(self, name: str) -> None:
+        """Delete a blob; a missing one is fine."""
+        try:
+            self.container.delete_blob(name)
+        except ResourceNotFoundError:
+            return
+        except AzureError as exc:
+            raise translate(exc, f"deleting {name}") from exc
+        log.info("deleted stale %s", name)
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        """An existing JSON blob (the previous manifest), or ``None`` if missing or unreadable."""
+        try:
+            data = self.container.download_blob(name).readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise translate(exc, f"reading {name}") from exc
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def write_manifest(self, window: Window, outputs: list[OutputFile], info: dict[str, Any]) -> OutputFile:
+        """Write ``_<window>.manifest.json`` beside the window's data (one Put Blob, atomic).
+
+        Call it after every part of the window is committed, with all of the window's
+        outputs; rewriting it later (late parts) replaces it.
+        """
+        self._ensure_container()
+        name = self.manifest_name(window)
+        outputs = self.recent.complete(outputs, lambda: self._read_json(name))
+        doc = build_manifest(
+            pipeline=self.pipeline,
+            table=self.table,
+            window=window,
+            location=self.container.url,
+            fmt=self.config.format,
+            compression=self.compression,
+            outputs=outputs,
+            info=info,
+            written_at=self._clock(),
+        )
+        data = encode_manifest(doc)
+        try:
+            self.container.upload_blob(
+                name,
+                data,
+                overwrite=True,
+                content_settings=ContentSettings(content_type="application/json"),
+            )
+        except AzureError as exc:
+            raise translate(exc, f"writing manifest {name}") from exc
+        return OutputFile(
+            name=name,
+            rows=doc["rows"],
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            extra={"kind": "manifest"},
+        )
