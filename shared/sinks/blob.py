@@ -295,7 +295,7 @@ class BlobWriter:
             raise
         self._state = "committed"
         sink.recent.remember(outputs)
-        log.info(
+        log.debug(
             "window %s part %r: %d rows -> %d file(s) %s",
             self.window,
             self.part,

@@ -431,7 +431,7 @@ class TableWriter:
         self._state = "committed"
         outputs = self._outputs()
         self._sink.recent.remember(outputs)
-        log.info(
+        log.debug(
             "window %s part %r: %d rows -> table %s/%s (%d stale deleted)",
             self.window,
             self.part,
