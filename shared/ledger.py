@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -33,7 +33,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.errors import FatalError, RetriableError
-from shared.model import OutputFile, Window, window_key
+from shared.model import Window, window_key
 from shared.windows import Status, WindowState
 
 __all__ = ["META_KEY", "Claim", "LeaseLost", "Ledger", "Snapshot"]
@@ -318,7 +318,7 @@ class Ledger:
         now: datetime,
         rows: int,
         nbytes: int,
-        outputs: Sequence[OutputFile],
+        outputs: Sequence[Mapping[str, Any]],
         source_count: int | None = None,
         quarantined: int = 0,
         extra: dict[str, Any] | None = None,
@@ -328,7 +328,7 @@ class Ledger:
             "Status": "done",
             "Rows": rows,
             "Bytes": nbytes,
-            "Outputs": orjson.dumps([_output_dict(o) for o in outputs]).decode(),
+            "Outputs": orjson.dumps([dict(o) for o in outputs]).decode(),
             "LastError": "",
             "LeaseOwner": "",
             "LeaseUntil": _CLEAR,
@@ -413,11 +413,3 @@ class Ledger:
             except AzureError as exc:
                 raise _translate(exc, "update") from exc
             claim.etag = str(meta["etag"])
-
-
-def _output_dict(output: OutputFile) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": output.name, "rows": output.rows, "bytes": output.bytes}
-    if output.sha256:
-        out["sha256"] = output.sha256
-    return out
-

@@ -30,14 +30,27 @@ from shared.model import OutputFile, Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
 from shared.sinks.base import Sink, SinkWriter
-from shared.sources import Source, build_source
+from shared.sources import LateAwareSource, LatePlan, Source, build_source
 from shared.storage import table_service
-from shared.windows import align_down, align_up, due_end, plan_windows, retry_at, windows_between
+from shared.windows import WindowState, align_down, align_up, due_end, plan_windows, retry_at, windows_between
 
 __all__ = ["Engine", "ReplayResult", "TickReport", "WindowResult", "utcnow"]
 
 log = logging.getLogger(__name__)
 Outcome = Literal["done", "skipped", "failed", "lease_lost", "released"]
+
+
+def _output(sink: int, f: OutputFile, part: str = "", *, kind: str = "data") -> dict[str, Any]:
+    out: dict[str, Any] = {"sink": sink, "kind": kind, "name": f.name, "rows": f.rows, "bytes": f.bytes}
+    if f.sha256:
+        out["sha256"] = f.sha256
+    if part:
+        out["part"] = part
+    return out
+
+
+def _file(o: dict[str, Any]) -> OutputFile:
+    return OutputFile(name=str(o["name"]), rows=int(o["rows"]), bytes=int(o["bytes"]), sha256=str(o.get("sha256", "")))
 
 
 def utcnow() -> datetime:
@@ -126,7 +139,10 @@ class Engine:
         if isinstance(pipeline.source, QuerySourceConfig):
             with self._lock:
                 headers = self._headers.setdefault(pipeline.name, HeaderProvider(pipeline.source.auth))
-        return build_source(pipeline.source, settings=self.settings, http=self.http, headers=headers)
+        return build_source(
+            pipeline.source, pipeline=pipeline.name, settings=self.settings, http=self.http, headers=headers,
+            sleep=self._sleep,
+        )
 
     def sinks(self, pipeline: Pipeline) -> list[Sink]:
         with self._lock:
@@ -136,17 +152,22 @@ class Engine:
             return self._sinks[pipeline.name]
 
     # -- one window ---------------------------------------------------------------------------
-    def run_window(self, pipeline: Pipeline, window: Window, *, force: bool = False) -> WindowResult:
+    def run_window(
+        self, pipeline: Pipeline, window: Window, *, force: bool = False, late: LatePlan | None = None,
+        previous: WindowState | None = None,
+    ) -> WindowResult:
         """Claim, move and record one window. Never raises for window-level failures.
 
         Returns ``skipped`` when the window is not ours to run (done, or leased by another
-        runner, or out of retries — ``force`` overrides all but a live lease).
+        runner, or out of retries — ``force`` overrides all but a live lease). With a ``late``
+        plan of kind ``part`` only the late input is moved, into an extra part beside the
+        window's earlier outputs (``previous`` is the done window's ledger record).
         """
         began = time.monotonic()
         cfg = pipeline.window
         claim = self.ledger.claim(
             pipeline.name, window, owner=self.owner, now=self.clock(), lease=cfg.lease,
-            max_attempts=cfg.max_attempts, force=force,
+            max_attempts=cfg.max_attempts, force=force or late is not None,
         )
         if claim is None:
             return WindowResult(pipeline.name, window, "skipped")
@@ -154,7 +175,7 @@ class Engine:
         heartbeat = threading.Thread(target=self._heartbeat, args=(claim, cfg.lease, stop), daemon=True)
         heartbeat.start()
         try:
-            return self._move(pipeline, window, claim, began)
+            return self._move(pipeline, window, claim, began, late if late and late.kind == "part" else None, previous)
         finally:
             stop.set()
             heartbeat.join()
@@ -170,15 +191,26 @@ class Engine:
             except MoverError as exc:
                 log.warning("%s %s: lease renewal failed: %s", claim.pipeline, claim.window, exc)
 
-    def _move(self, pipeline: Pipeline, window: Window, claim: Claim, began: float) -> WindowResult:
+    def _move(
+        self, pipeline: Pipeline, window: Window, claim: Claim, began: float, part: LatePlan | None,
+        previous: WindowState | None,
+    ) -> WindowResult:
         name = pipeline.name
         writers: list[SinkWriter] = []
+        kept: list[dict[str, Any]] = []  # earlier data outputs that stay (late parts add to them)
+        if part is not None and previous is not None:
+            kept = [o for o in previous.outputs if o.get("kind", "data") == "data"]
         try:
             source = self.source(pipeline)
             sinks = self.sinks(pipeline)
-            writers = [sink.open(window) for sink in sinks]
+            writers = [sink.open(window, part=part.part if part else "") for sink in sinks]
             rows = 0
-            for batch in source.read(window):
+            if part is not None:
+                assert isinstance(source, LateAwareSource)
+                batches = source.read_part(window, part)
+            else:
+                batches = source.read(window)
+            for batch in batches:
                 if pipeline.columns is not None:
                     batch = mapping.apply_columns(batch, pipeline.columns)
                 for writer in writers:
@@ -187,16 +219,26 @@ class Engine:
             per_sink = [writer.commit() for writer in writers]
             writers = []
             summary = source.summary()
-            info = {"pipeline": name, "table": pipeline.source.table, "rows": rows, "source": summary.extra}
-            outputs: list[OutputFile] = []
-            for sink, committed in zip(sinks, per_sink, strict=True):
-                outputs.extend(committed)
-                outputs.append(sink.write_manifest(window, committed, info))
-            data = [o for committed in per_sink for o in committed]
-            nbytes = sum(o.bytes for o in data)
+            outputs = kept + [_output(i, o, part.part if part else "") for i, files in enumerate(per_sink) for o in files]
+            total_rows = rows + (previous.rows if part and previous else 0)
+            info = {"pipeline": name, "table": pipeline.source.table, "rows": total_rows, "source": summary.extra}
+            manifests = [
+                _output(i, sink.write_manifest(window, [_file(o) for o in outputs if o["sink"] == i], info), kind="manifest")
+                for i, sink in enumerate(sinks)
+            ]
+            if part is None and previous is None and claim.previous is not None:
+                previous = claim.previous
+            if part is None and previous is not None:
+                self._remove_stale(sinks, previous, outputs + manifests)
+            nbytes = sum(int(o["bytes"]) for o in outputs)
+            source_count = summary.source_count
+            if part is not None and previous is not None and previous.source_count is not None and source_count is not None:
+                source_count += previous.source_count
             self.ledger.complete(
-                claim, now=self.clock(), rows=rows, nbytes=nbytes, outputs=outputs,
-                source_count=summary.source_count, quarantined=summary.quarantined, extra=summary.extra or None,
+                claim, now=self.clock(), rows=total_rows, nbytes=nbytes, outputs=outputs + manifests,
+                source_count=source_count,
+                quarantined=summary.quarantined + (previous.quarantined if part and previous else 0),
+                extra=summary.extra or None,
             )
         except LeaseLost as exc:
             self._abort(writers)
@@ -204,17 +246,43 @@ class Engine:
             return WindowResult(name, window, "lease_lost", error=str(exc), seconds=time.monotonic() - began)
         except Exception as exc:  # noqa: BLE001 - the window boundary: record every failure in the ledger
             self._abort(writers)
+            if part is not None and previous is not None:
+                return self._restore_done(pipeline, window, claim, previous, exc, began)
             return self._record_failure(pipeline, window, claim, exc, began)
         seconds = time.monotonic() - began
         lag = (self.clock() - window.end).total_seconds()
+        new_names = [o["name"] for o in outputs[len(kept):]]
         log.info(
-            "%s %s: %d rows, %d bytes -> %s (%.1fs, attempt %d, lag %.0fs)",
-            name, window, rows, nbytes, ", ".join(o.name for o in data) or "no data", seconds, claim.attempts, lag,
+            "%s %s%s: %d rows, %d bytes -> %s (%.1fs, attempt %d, lag %.0fs)",
+            name, window, f" {part.part}" if part else "", rows, nbytes, ", ".join(new_names) or "no data",
+            seconds, claim.attempts, lag,
         )
         return WindowResult(
-            name, window, "done", rows=rows, bytes=nbytes, outputs=tuple(o.name for o in data),
-            seconds=seconds, attempt=claim.attempts,
+            name, window, "done", rows=rows, bytes=nbytes, outputs=tuple(new_names), seconds=seconds,
+            attempt=claim.attempts,
         )
+
+    def _remove_stale(self, sinks: list[Sink], previous: WindowState, current: list[dict[str, Any]]) -> None:
+        """A full rerun replaces everything: drop earlier outputs (e.g. late parts) it did not rewrite."""
+        keep = {(o["sink"], o["name"]) for o in current}
+        for o in previous.outputs:
+            index = int(o.get("sink", 0))
+            if (index, o["name"]) not in keep and index < len(sinks):
+                sinks[index].remove(str(o["name"]))
+
+    def _restore_done(
+        self, pipeline: Pipeline, window: Window, claim: Claim, previous: WindowState, exc: Exception, began: float
+    ) -> WindowResult:
+        """A late part failed: the window stays done as it was; the next sweep tries the part again."""
+        log.warning("%s %s: late part failed, retried on the next sweep: %s", pipeline.name, window, exc)
+        try:
+            self.ledger.complete(
+                claim, now=self.clock(), rows=previous.rows, nbytes=previous.bytes, outputs=list(previous.outputs),
+                source_count=previous.source_count, quarantined=previous.quarantined, extra=dict(previous.extra) or None,
+            )
+        except LeaseLost:
+            pass
+        return WindowResult(pipeline.name, window, "failed", error=f"late part: {exc}", seconds=time.monotonic() - began)
 
     @staticmethod
     def _abort(writers: Iterable[SinkWriter]) -> None:
@@ -245,21 +313,26 @@ class Engine:
 
     # -- one tick -----------------------------------------------------------------------------
     def tick(self, *, budget: timedelta | None = None) -> TickReport:
-        """Run every due window of every enabled pipeline, oldest first, within the time budget.
+        """Run every due window of every enabled pipeline, oldest first, within the time budget;
+        then re-sweep done windows within their look-back for late data.
 
         Windows not started when the budget runs out stay for the next tick.
         """
         report = TickReport()
-        deadline = time.monotonic() + (budget or self.settings.time_budget).total_seconds()
+        deadline = time.monotonic() + (self.settings.time_budget if budget is None else budget).total_seconds()
         queue: list[tuple[Pipeline, Window]] = []
+        sweeps: list[tuple[Pipeline, WindowState]] = []
         for pipeline in self.settings.pipelines:
             if not pipeline.enabled:
                 continue
             try:
-                queue.extend((pipeline, w) for w in self._plan(pipeline))
+                due, done = self._plan(pipeline)
             except MoverError as exc:
                 report.errors[pipeline.name] = str(exc)
                 log.error("%s: planning failed: %s", pipeline.name, exc)
+                continue
+            queue.extend((pipeline, w) for w in due)
+            sweeps.extend((pipeline, s) for s in done)
         queue.sort(key=lambda item: item[1].start)
 
         def work(item: tuple[Pipeline, Window]) -> WindowResult | None:
@@ -267,21 +340,54 @@ class Engine:
                 return None
             return self.run_window(*item)
 
+        def sweep(item: tuple[Pipeline, WindowState]) -> WindowResult | None:
+            if time.monotonic() >= deadline:
+                return None
+            return self._resweep(*item)
+
         with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="window") as pool:
             for result in pool.map(work, queue):
                 if result is None:
                     report.deferred += 1
                 else:
                     report.results.append(result)
+            for result in pool.map(sweep, sweeps):
+                if result is not None:
+                    report.results.append(result)
         return report
 
-    def _plan(self, pipeline: Pipeline) -> list[Window]:
+    @staticmethod
+    def _lookback(pipeline: Pipeline) -> timedelta:
+        if isinstance(pipeline.source, QuerySourceConfig):
+            return pipeline.window.resweep_lookback
+        return pipeline.source.late_lookback
+
+    def _plan(self, pipeline: Pipeline) -> tuple[list[Window], list[WindowState]]:
+        """Due windows (recording new ones first) and done windows to re-sweep: one ledger query."""
         now = self.clock()
-        snapshot = self.ledger.snapshot(pipeline.name)
+        lookback = self._lookback(pipeline)
+        since = now - lookback if lookback > timedelta(0) else None
+        snapshot = self.ledger.snapshot(pipeline.name, since=since)
         plan = plan_windows(pipeline.window, now, snapshot.frontier, [s for s in snapshot.states if s.status != "done"])
         if plan.new:
             self.ledger.record_new(pipeline.name, plan.new, now)
-        return list(plan.windows)
+        done = [s for s in snapshot.states if s.status == "done" and since is not None and s.window.end > since]
+        return list(plan.windows), done
+
+    def _resweep(self, pipeline: Pipeline, state: WindowState) -> WindowResult | None:
+        """Ask the source whether a done window changed; move what is new. ``None``: nothing to do."""
+        source = self.source(pipeline)
+        if not isinstance(source, LateAwareSource):
+            return None
+        try:
+            plan = source.resweep(state.window, state)
+        except MoverError as exc:
+            log.warning("%s %s: re-sweep failed: %s", pipeline.name, state.window, exc)
+            return None
+        if plan is None:
+            return None
+        log.info("%s %s: late data (%s): %s", pipeline.name, state.window, plan.kind, plan.reason)
+        return self.run_window(pipeline, state.window, late=plan, previous=state)
 
     # -- replay --------------------------------------------------------------------------------
     def replay_windows(self, pipeline: Pipeline, start: datetime, end: datetime) -> list[Window]:

@@ -492,9 +492,8 @@ class _Parser:
         )
         given = raw.get("table_name") or ttype
         table = str(given) if given else implied or pipeline
-        classic = (
-            table if table in mapping.SCHEMAS else mapping.EXPORT_TYPES.get(table) or mapping.DIAGNOSTIC_TYPES.get(table)
-        )
+        aliases = {**mapping.EXPORT_TYPES, **mapping.DIAGNOSTIC_TYPES, **{t: t for t in mapping.SCHEMAS}}
+        classic = aliases.get(table)
         if classic is None:
             self.fail(
                 where,

@@ -128,13 +128,15 @@ def plan_windows(
     """
     cap = config.max_per_tick if limit is None else limit
     last = due_end(config, now)
-    old = sorted(s.window for s in states if eligible(s, now, config.max_attempts) and s.window.end <= last)
+    old = sorted({s.window for s in states if eligible(s, now, config.max_attempts) and s.window.end <= last})
+    known = {s.window for s in states}
     start = max(frontier or config.start, config.start)
     new: list[Window] = []
     for window in windows_between(start, last, config.size):
         if len(old) + len(new) >= cap:
             break
-        new.append(window)
+        if window not in known:  # recorded already (e.g. claimed before the frontier moved)
+            new.append(window)
     chosen = sorted([*old, *new])[:cap]
     chosen_new = tuple(w for w in new if w in set(chosen))
     return Plan(windows=tuple(chosen), new=chosen_new, frontier=start)

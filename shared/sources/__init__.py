@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.sources.base import Source, SourceSummary
+from shared.sources.base import LateAwareSource, LatePlan, Source, SourceSummary
 
 if TYPE_CHECKING:
     import httpx
@@ -12,15 +14,17 @@ if TYPE_CHECKING:
     from shared.auth import HeaderProvider
     from shared.settings import Settings, SourceConfig
 
-__all__ = ["Source", "SourceSummary", "build_source"]
+__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary", "build_source"]
 
 
 def build_source(
     config: SourceConfig,
     *,
+    pipeline: str,
     settings: Settings,
     http: httpx.Client,
     headers: HeaderProvider | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Source:
     """The adapter for ``config.kind``; query sources share ``http`` (pool) and ``headers`` (token cache)."""
     from shared.settings import QuerySourceConfig
@@ -29,7 +33,9 @@ def build_source(
         from shared.auth import HeaderProvider
         from shared.sources.query_api import QueryApiSource
 
-        return QueryApiSource(config, http, headers or HeaderProvider(config.auth))
+        return QueryApiSource(config, http, headers or HeaderProvider(config.auth), sleep=sleep)
     from shared.sources.export_blobs import ExportBlobSource
 
-    return ExportBlobSource(config, quarantine_container=settings.quarantine_container)
+    return ExportBlobSource(
+        config, pipeline=pipeline, state=settings.state, quarantine_container=settings.quarantine_container
+    )

@@ -23,7 +23,8 @@ from shared.errors import FatalError, RetriableError
 from shared.model import Batch, Window, format_ts
 from shared.retry import with_retries
 from shared.settings import QuerySourceConfig
-from shared.sources.base import SourceSummary
+from shared.windows import WindowState
+from shared.sources.base import LatePlan, SourceSummary
 from shared.sources.wire import QueryResult, error_reason, parse_result
 
 __all__ = ["QueryApiSource", "QueryStats", "bounded_query", "count_bins_query"]
@@ -61,6 +62,7 @@ class QueryStats:
     splits: int = 0
     retries: int = 0
     source_count: int = 0
+    rows: int = 0
 
 
 class QueryApiSource:
@@ -89,7 +91,22 @@ class QueryApiSource:
             yield from self._fetch(sub)
 
     def summary(self) -> SourceSummary:
-        return SourceSummary(source_count=self.stats.source_count, extra={"queries": self.stats.queries, "splits": self.stats.splits})
+        """``source_count`` is the rows actually read: the baseline a re-sweep's count is compared with."""
+        return SourceSummary(
+            source_count=self.stats.rows,
+            extra={"planned": self.stats.source_count, "queries": self.stats.queries, "splits": self.stats.splits},
+        )
+
+    def resweep(self, window: Window, state: WindowState) -> LatePlan | None:
+        """Late rows: the window's count now differs from what was moved → move it again, replacing."""
+        now = self.count(window)
+        if state.source_count is not None and now == state.source_count:
+            return None
+        return LatePlan("replace", f"count {state.source_count} -> {now}")
+
+    def read_part(self, window: Window, plan: LatePlan) -> Iterator[Batch]:
+        """Query windows are only ever replaced whole (a count cannot tell which rows are new)."""
+        return self.read(window)
 
     def count(self, window: Window) -> int:
         """Rows the service holds for ``window`` now (late-data re-sweeps compare this)."""
@@ -129,6 +146,7 @@ class QueryApiSource:
             yield from self._fetch(right)
             return
         if result.rows:
+            self.stats.rows += len(result.rows)
             yield Batch(self.config.table, result.columns, result.rows)
 
     def _query(self, query: str, window: Window) -> QueryResult:
