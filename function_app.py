@@ -18,8 +18,9 @@ SCHEDULE = os.environ.get("MOVER_SCHEDULE", "0 */5 * * * *")
 
 
 def _http(response: api.Response) -> func.HttpResponse:
-    return func.HttpResponse(response.body, status_code=response.status, mimetype=response.content_type.split(";")[0],
-                             charset="utf-8")
+    return func.HttpResponse(
+        response.body, status_code=response.status, mimetype=response.content_type.split(";")[0], charset="utf-8"
+    )
 
 
 @app.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)

@@ -72,10 +72,21 @@ class Azurite:
         self.table_port = self.table_port or free_port()
         args = [
             str(binary),
-            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-            "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
-            "--skipApiVersionCheck", "--disableTelemetry", "--loose",
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.blob_port),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.queue_port),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(self.table_port),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--loose",
         ]
         if self.location:
             Path(self.location).mkdir(parents=True, exist_ok=True)

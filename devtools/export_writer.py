@@ -478,8 +478,10 @@ class LiveExportWriter:
         lines: int = 20,
         late_fraction: float = 0.1,
         seed: int = 0,
+        resource_id: str = RESOURCE_ID,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self._resource_id = resource_id
         self._export = service.get_container_client(export_container)
         self._diagnostic = {k: service.get_container_client(diagnostic_container(k)) for k in diagnostic_kinds}
         self._types = tuple(export_types)
@@ -509,12 +511,14 @@ class LiveExportWriter:
                 self.late += 1
         for kind, container in self._diagnostic.items():
             seed = self._rng.getrandbits(32)
-            total = total + append_diagnostic(container, kind, hour, lines=self._lines, seed=seed, received=now)
+            total = total + append_diagnostic(
+                container, kind, hour, lines=self._lines, seed=seed, received=now, resource_id=self._resource_id
+            )
             if self._rng.random() < self._late:
                 previous = hour - timedelta(hours=1)
                 total = total + append_diagnostic(
                     container, kind, previous, lines=self._lines, seed=seed + 1,
-                    received=previous + timedelta(minutes=59),
+                    received=previous + timedelta(minutes=59), resource_id=self._resource_id,
                 )
                 self.late += 1
         self.written = self.written + Written((), total.rows, total.bad)

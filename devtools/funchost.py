@@ -57,13 +57,15 @@ def index_app(app: func.FunctionApp) -> FunctionIndex:
         trigger: Any = fn.get_trigger()
         data = trigger.get_dict_repr()
         user = fn.get_user_function()
-        name = fn.get_function_name()
+        name = str(fn.get_function_name())
         if data["type"] == "timerTrigger":
             timers[name] = TimerFunction(name, data["schedule"], bool(data.get("runOnStartup", False)), user)
         elif data["type"] == "httpTrigger":
             methods = tuple(str(m).upper() for m in data.get("methods") or ("GET", "POST"))
             level = str(data.get("authLevel", "FUNCTION"))
-            routes[str(data.get("route") or name)] = HttpFunction(name, str(data.get("route") or name), methods, level, user)
+            routes[str(data.get("route") or name)] = HttpFunction(
+                name, str(data.get("route") or name), methods, level, user
+            )
     return FunctionIndex(timers, routes)
 
 
@@ -75,8 +77,11 @@ def load_app(module: str = "function_app") -> func.FunctionApp:
 
 
 def fire_timer(fn: TimerFunction, *, past_due: bool = False) -> None:
-    fn.call(TimerRequest(past_due=past_due, schedule={"AdjustForDST": True}, schedule_status={
-        "Last": datetime.now(UTC).isoformat()}))
+    fn.call(
+        TimerRequest(
+            past_due=past_due, schedule={"AdjustForDST": True}, schedule_status={"Last": datetime.now(UTC).isoformat()}
+        )
+    )
 
 
 class LocalHost:
@@ -98,7 +103,7 @@ class LocalHost:
         index = self.index
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http: " + format, *args)
 
             def _serve(self) -> None:
@@ -131,8 +136,8 @@ class LocalHost:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = _serve  # noqa: N815 - stdlib naming
-            do_POST = _serve  # noqa: N815
+            do_GET = _serve
+            do_POST = _serve
 
         return Handler
 
@@ -154,7 +159,7 @@ class LocalHost:
             if not first or fn.run_on_startup or every:
                 try:
                     fire_timer(fn)
-                except Exception:  # noqa: BLE001 - like the host: log and keep the schedule
+                except Exception:
                     log.exception("timer %s failed", fn.name)
             first = False
             now = datetime.now(UTC)

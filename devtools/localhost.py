@@ -10,6 +10,7 @@ Ctrl-C stops everything.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -33,13 +34,20 @@ def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
     window = {"size": "PT5M", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "delay": "PT1M", "max_per_tick": 24}
     items: list[dict[str, Any]] = []
     for table, fmt in (("requests", "jsonl"), ("dependencies", "parquet"), ("traces", "csv")):
-        items.append({
-            "name": table,
-            "source": {"kind": "app_insights", "app_id": APP_ID, "endpoint": emulator_url, "query": table,
-                       "auth": {"kind": "token", "setting": "MOVER_DEV_TOKEN"}},
-            "window": window,
-            "sink": {"container": "telemetry", "format": fmt},
-        })
+        items.append(
+            {
+                "name": table,
+                "source": {
+                    "kind": "app_insights",
+                    "app_id": APP_ID,
+                    "endpoint": emulator_url,
+                    "query": table,
+                    "auth": {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
+                },
+                "window": window,
+                "sink": {"container": "telemetry", "format": fmt},
+            }
+        )
     return {"pipelines": items}
 
 
@@ -77,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     emulator.start_seeder(rate=5.0, late_fraction=0.05)
     print(f"query emulator {emulator.url}/v1/apps/{APP_ID}/query (token {TOKEN})")
 
-    os.environ.update({
-        "AzureWebJobsStorage": azurite.connection_string,
-        "MOVER_DEV_TOKEN": TOKEN,
-        "MOVER_PIPELINES": json.dumps(pipelines(emulator.url, start)),
-        "MOVER_SCHEDULE": "*/10 * * * * *",
-        "MOVER_TIME_BUDGET": "PT50S",
-    })
+    os.environ.update(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "MOVER_DEV_TOKEN": TOKEN,
+            "MOVER_PIPELINES": json.dumps(pipelines(emulator.url, start)),
+            "MOVER_SCHEDULE": "*/10 * * * * *",
+            "MOVER_TIME_BUDGET": "PT50S",
+        }
+    )
     from devtools.funchost import LocalHost, index_app, load_app
 
     host = LocalHost(index_app(load_app()), port=args.port)
@@ -94,10 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait(args.duration or None)
-    except KeyboardInterrupt:
-        pass
     print("\nstopping…")
     host.stop()
     emulator.stop()

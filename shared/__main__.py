@@ -70,7 +70,9 @@ def _replay(engine: Engine, args: argparse.Namespace) -> int:
     try:
         pipeline = engine.settings.pipeline(args.pipeline)
     except KeyError:
-        print(f"unknown pipeline {args.pipeline!r}; known: {[p.name for p in engine.settings.pipelines]}", file=sys.stderr)
+        print(
+            f"unknown pipeline {args.pipeline!r}; known: {[p.name for p in engine.settings.pipelines]}", file=sys.stderr
+        )
         return 2
     try:
         result = engine.replay(pipeline, parse_timestamp(args.start), parse_timestamp(args.end), mode=args.mode)

@@ -72,7 +72,7 @@ def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
         try:
             fields = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _bad(400, "body is not valid JSON; send {\"pipeline\": ..., \"start\": ..., \"end\": ...}")
+            return _bad(400, 'body is not valid JSON; send {"pipeline": ..., "start": ..., "end": ...}')
         if not isinstance(fields, dict):
             return _bad(400, "body must be a JSON object")
     else:

@@ -44,7 +44,7 @@ _MAX_ERROR = 4000
 _CLEAR = ""  # the SDK drops None from a MERGE; an empty string clears a field
 
 
-class LeaseLost(Exception):  # noqa: N818 - a state, not a failure of the caller
+class LeaseLost(Exception):
     """Our claim was taken over (lease expired and another runner reclaimed the window)."""
 
 
@@ -112,7 +112,8 @@ class Ledger:
         """One query: the meta row, every window not done, and done windows from ``since`` on."""
         self.ensure()
         floor = window_key(since) if since else META_KEY
-        query = "PartitionKey eq @p and ( Status ne 'done' or RowKey ge @floor )"  # the SDK substitutes space-separated @words
+        # The SDK substitutes only space-separated @words, hence the spaces inside the parentheses.
+        query = "PartitionKey eq @p and ( Status ne 'done' or RowKey ge @floor )"
         frontier: datetime | None = None
         states: list[WindowState] = []
         try:
@@ -129,7 +130,9 @@ class Ledger:
         """Every recorded window of a pipeline, oldest first (status page, tests)."""
         self.ensure()
         try:
-            for entity in self._table.query_entities("PartitionKey eq @p and RowKey lt @m", parameters={"p": pipeline, "m": META_KEY}):
+            for entity in self._table.query_entities(
+                "PartitionKey eq @p and RowKey lt @m", parameters={"p": pipeline, "m": META_KEY}
+            ):
                 yield self._state(entity)
         except AzureError as exc:
             raise _translate(exc, "list") from exc
@@ -193,7 +196,7 @@ class Ledger:
             chunk = windows[i : i + 100]
             ops = [("create", self._new_entity(pipeline, w, now)) for w in chunk]
             try:
-                self._table.submit_transaction(ops)  # type: ignore[arg-type]
+                self._table.submit_transaction(ops)
             except TableTransactionError:
                 for w in chunk:  # some already exist (another runner, or a crash): create the rest one by one
                     try:
@@ -225,7 +228,9 @@ class Ledger:
             entity = self._get(pipeline, META_KEY)
             try:
                 if entity is None:
-                    self._table.create_entity({"PartitionKey": pipeline, "RowKey": META_KEY, "Frontier": end, "UpdatedAt": now})
+                    self._table.create_entity(
+                        {"PartitionKey": pipeline, "RowKey": META_KEY, "Frontier": end, "UpdatedAt": now}
+                    )
                     return
                 current = _dt(entity.get("Frontier"))
                 if current is not None and current >= end:
@@ -278,10 +283,10 @@ class Ledger:
                 return None
             if not force and state.status == "done":
                 return None
-            if not force and state.status == "failed":
-                if state.attempts >= max_attempts or (state.next_attempt_at and state.next_attempt_at > now):
-                    return None
-            attempts = 1 if force or state.status == "pending" and state.attempts == 0 else state.attempts + 1
+            waiting = state.next_attempt_at is not None and state.next_attempt_at > now
+            if not force and state.status == "failed" and (state.attempts >= max_attempts or waiting):
+                return None
+            attempts = 1 if force or (state.status == "pending" and state.attempts == 0) else state.attempts + 1
             update = {"PartitionKey": pipeline, "RowKey": window.key} | self._running(owner, attempts, now, until)
             try:
                 meta = self._table.update_entity(
@@ -361,7 +366,9 @@ class Ledger:
         """Hand an untouched window back (time budget ran out before it started)."""
         status = claim.previous.status if claim.previous and claim.previous.status != "running" else "pending"
         attempts = max(0, claim.attempts - 1)
-        self._write(claim, {"Status": status, "Attempts": attempts, "LeaseOwner": "", "LeaseUntil": _CLEAR, "UpdatedAt": now})
+        self._write(
+            claim, {"Status": status, "Attempts": attempts, "LeaseOwner": "", "LeaseUntil": _CLEAR, "UpdatedAt": now}
+        )
 
     def request_replay(self, pipeline: str, windows: Sequence[Window], now: datetime) -> int:
         """Queue windows for the next ticks: mark them ``pending`` (created if missing).
@@ -381,8 +388,14 @@ class Ledger:
                         if state.status == "running" and state.lease_until and state.lease_until > now:
                             break
                         self._table.update_entity(
-                            {"PartitionKey": pipeline, "RowKey": window.key, "Status": "pending", "Attempts": 0,
-                             "NextAttemptAt": _CLEAR, "UpdatedAt": now},
+                            {
+                                "PartitionKey": pipeline,
+                                "RowKey": window.key,
+                                "Status": "pending",
+                                "Attempts": 0,
+                                "NextAttemptAt": _CLEAR,
+                                "UpdatedAt": now,
+                            },
                             mode=UpdateMode.MERGE,
                             etag=entity["_etag"],
                             match_condition=MatchConditions.IfNotModified,

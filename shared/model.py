@@ -12,9 +12,7 @@ __all__ = ["KQL_TYPES", "Batch", "Column", "OutputFile", "Window", "format_ts", 
 # datetime -> ISO 8601 str ending in "Z" (as on the wire; sinks convert),
 # long/int -> int, real/decimal -> float, bool -> bool,
 # dynamic -> parsed JSON (dict/list/scalar), string/guid/timespan -> str; None is null.
-KQL_TYPES = frozenset(
-    {"string", "datetime", "long", "int", "real", "decimal", "bool", "dynamic", "guid", "timespan"}
-)
+KQL_TYPES = frozenset({"string", "datetime", "long", "int", "real", "decimal", "bool", "dynamic", "guid", "timespan"})
 
 
 def format_ts(ts: datetime) -> str:

@@ -8,6 +8,7 @@ then the ledger: a crash replays at most that window and overwrites the same nam
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ import httpx
 from shared import mapping
 from shared.auth import HeaderProvider
 from shared.errors import ConfigError, DataError, FatalError, MoverError, RetriableError
-from shared.ledger import Claim, Ledger, LeaseLost
+from shared.ledger import Claim, LeaseLost, Ledger
 from shared.model import OutputFile, Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
@@ -140,7 +141,11 @@ class Engine:
             with self._lock:
                 headers = self._headers.setdefault(pipeline.name, HeaderProvider(pipeline.source.auth))
         return build_source(
-            pipeline.source, pipeline=pipeline.name, settings=self.settings, http=self.http, headers=headers,
+            pipeline.source,
+            pipeline=pipeline.name,
+            settings=self.settings,
+            http=self.http,
+            headers=headers,
             sleep=self._sleep,
         )
 
@@ -148,12 +153,19 @@ class Engine:
         with self._lock:
             if pipeline.name not in self._sinks:
                 table = pipeline.source.table
-                self._sinks[pipeline.name] = [build_sink(c, pipeline=pipeline.name, table=table) for c in pipeline.sinks]
+                self._sinks[pipeline.name] = [
+                    build_sink(c, pipeline=pipeline.name, table=table) for c in pipeline.sinks
+                ]
             return self._sinks[pipeline.name]
 
     # -- one window ---------------------------------------------------------------------------
     def run_window(
-        self, pipeline: Pipeline, window: Window, *, force: bool = False, late: LatePlan | None = None,
+        self,
+        pipeline: Pipeline,
+        window: Window,
+        *,
+        force: bool = False,
+        late: LatePlan | None = None,
         previous: WindowState | None = None,
     ) -> WindowResult:
         """Claim, move and record one window. Never raises for window-level failures.
@@ -166,10 +178,19 @@ class Engine:
         began = time.monotonic()
         cfg = pipeline.window
         claim = self.ledger.claim(
-            pipeline.name, window, owner=self.owner, now=self.clock(), lease=cfg.lease,
-            max_attempts=cfg.max_attempts, force=force or late is not None,
+            pipeline.name,
+            window,
+            owner=self.owner,
+            now=self.clock(),
+            lease=cfg.lease,
+            max_attempts=cfg.max_attempts,
+            force=force or late is not None,
         )
         if claim is None:
+            return WindowResult(pipeline.name, window, "skipped")
+        swept = late is not None and previous is not None and claim.previous is not None
+        if swept and claim.previous and previous and claim.previous.updated_at != previous.updated_at:
+            self._put_back(claim, claim.previous)  # another runner swept it since we looked
             return WindowResult(pipeline.name, window, "skipped")
         stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(claim, cfg.lease, stop), daemon=True)
@@ -192,7 +213,12 @@ class Engine:
                 log.warning("%s %s: lease renewal failed: %s", claim.pipeline, claim.window, exc)
 
     def _move(
-        self, pipeline: Pipeline, window: Window, claim: Claim, began: float, part: LatePlan | None,
+        self,
+        pipeline: Pipeline,
+        window: Window,
+        claim: Claim,
+        began: float,
+        part: LatePlan | None,
         previous: WindowState | None,
     ) -> WindowResult:
         name = pipeline.name
@@ -219,11 +245,15 @@ class Engine:
             per_sink = [writer.commit() for writer in writers]
             writers = []
             summary = source.summary()
-            outputs = kept + [_output(i, o, part.part if part else "") for i, files in enumerate(per_sink) for o in files]
+            outputs = kept + [
+                _output(i, o, part.part if part else "") for i, files in enumerate(per_sink) for o in files
+            ]
             total_rows = rows + (previous.rows if part and previous else 0)
             info = {"pipeline": name, "table": pipeline.source.table, "rows": total_rows, "source": summary.extra}
             manifests = [
-                _output(i, sink.write_manifest(window, [_file(o) for o in outputs if o["sink"] == i], info), kind="manifest")
+                _output(
+                    i, sink.write_manifest(window, [_file(o) for o in outputs if o["sink"] == i], info), kind="manifest"
+                )
                 for i, sink in enumerate(sinks)
             ]
             if part is None and previous is None and claim.previous is not None:
@@ -232,10 +262,19 @@ class Engine:
                 self._remove_stale(sinks, previous, outputs + manifests)
             nbytes = sum(int(o["bytes"]) for o in outputs)
             source_count = summary.source_count
-            if part is not None and previous is not None and previous.source_count is not None and source_count is not None:
+            if (
+                part is not None
+                and previous is not None
+                and previous.source_count is not None
+                and source_count is not None
+            ):
                 source_count += previous.source_count
             self.ledger.complete(
-                claim, now=self.clock(), rows=total_rows, nbytes=nbytes, outputs=outputs + manifests,
+                claim,
+                now=self.clock(),
+                rows=total_rows,
+                nbytes=nbytes,
+                outputs=outputs + manifests,
                 source_count=source_count,
                 quarantined=summary.quarantined + (previous.quarantined if part and previous else 0),
                 extra=summary.extra or None,
@@ -244,21 +283,34 @@ class Engine:
             self._abort(writers)
             log.warning("%s %s: %s; the new owner finishes it", name, window, exc)
             return WindowResult(name, window, "lease_lost", error=str(exc), seconds=time.monotonic() - began)
-        except Exception as exc:  # noqa: BLE001 - the window boundary: record every failure in the ledger
+        except Exception as exc:
             self._abort(writers)
             if part is not None and previous is not None:
                 return self._restore_done(pipeline, window, claim, previous, exc, began)
             return self._record_failure(pipeline, window, claim, exc, began)
         seconds = time.monotonic() - began
         lag = (self.clock() - window.end).total_seconds()
-        new_names = [o["name"] for o in outputs[len(kept):]]
+        new_names = [o["name"] for o in outputs[len(kept) :]]
         log.info(
             "%s %s%s: %d rows, %d bytes -> %s (%.1fs, attempt %d, lag %.0fs)",
-            name, window, f" {part.part}" if part else "", rows, nbytes, ", ".join(new_names) or "no data",
-            seconds, claim.attempts, lag,
+            name,
+            window,
+            f" {part.part}" if part else "",
+            rows,
+            nbytes,
+            ", ".join(new_names) or "no data",
+            seconds,
+            claim.attempts,
+            lag,
         )
         return WindowResult(
-            name, window, "done", rows=rows, bytes=nbytes, outputs=tuple(new_names), seconds=seconds,
+            name,
+            window,
+            "done",
+            rows=rows,
+            bytes=nbytes,
+            outputs=tuple(new_names),
+            seconds=seconds,
             attempt=claim.attempts,
         )
 
@@ -270,29 +322,41 @@ class Engine:
             if (index, o["name"]) not in keep and index < len(sinks):
                 sinks[index].remove(str(o["name"]))
 
+    def _put_back(self, claim: Claim, previous: WindowState) -> None:
+        """Return a done window we claimed for a late part to exactly its done record."""
+        with contextlib.suppress(LeaseLost):
+            self.ledger.complete(
+                claim,
+                now=self.clock(),
+                rows=previous.rows,
+                nbytes=previous.bytes,
+                outputs=list(previous.outputs),
+                source_count=previous.source_count,
+                quarantined=previous.quarantined,
+                extra=dict(previous.extra) or None,
+            )
+
     def _restore_done(
         self, pipeline: Pipeline, window: Window, claim: Claim, previous: WindowState, exc: Exception, began: float
     ) -> WindowResult:
         """A late part failed: the window stays done as it was; the next sweep tries the part again."""
         log.warning("%s %s: late part failed, retried on the next sweep: %s", pipeline.name, window, exc)
-        try:
-            self.ledger.complete(
-                claim, now=self.clock(), rows=previous.rows, nbytes=previous.bytes, outputs=list(previous.outputs),
-                source_count=previous.source_count, quarantined=previous.quarantined, extra=dict(previous.extra) or None,
-            )
-        except LeaseLost:
-            pass
-        return WindowResult(pipeline.name, window, "failed", error=f"late part: {exc}", seconds=time.monotonic() - began)
+        self._put_back(claim, previous)
+        return WindowResult(
+            pipeline.name, window, "failed", error=f"late part: {exc}", seconds=time.monotonic() - began
+        )
 
     @staticmethod
     def _abort(writers: Iterable[SinkWriter]) -> None:
         for writer in writers:
             try:
                 writer.abort()
-            except Exception:  # noqa: BLE001 - best effort: uncommitted data is invisible anyway
+            except Exception:
                 log.debug("abort failed", exc_info=True)
 
-    def _record_failure(self, pipeline: Pipeline, window: Window, claim: Claim, exc: Exception, began: float) -> WindowResult:
+    def _record_failure(
+        self, pipeline: Pipeline, window: Window, claim: Claim, exc: Exception, began: float
+    ) -> WindowResult:
         kind = {RetriableError: "retriable", FatalError: "fatal", DataError: "data", ConfigError: "config"}
         label = next((v for k, v in kind.items() if isinstance(exc, k)), "unexpected")
         message = f"{label}: {exc}"
@@ -303,10 +367,8 @@ class Engine:
         now = self.clock()
         cfg = pipeline.window
         next_at = retry_at(cfg, claim.attempts, now) if claim.attempts < cfg.max_attempts else None
-        try:
+        with contextlib.suppress(LeaseLost):  # taken over: the new owner records the outcome
             self.ledger.fail(claim, now=now, error=message, next_attempt_at=next_at)
-        except LeaseLost:
-            pass
         return WindowResult(
             pipeline.name, window, "failed", error=message, seconds=time.monotonic() - began, attempt=claim.attempts
         )

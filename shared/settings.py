@@ -8,6 +8,7 @@ here and kept out of ``repr``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from shared.durations import parse_duration, parse_timestamp
+from shared.durations import format_duration, parse_duration, parse_timestamp
 from shared.errors import ConfigError
 
 __all__ = [
@@ -47,10 +48,10 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
-_PLACEHOLDERS = frozenset(
-    {"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "window", "window_end", "part"}
-)
+_PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "window", "window_end", "part"})
 _SIZES_PER_DAY = 86400
+_ID_HINT = {"app_insights": "Application ID from the API Access blade", "log_analytics": "workspace ID"}
+_SECRET_NAME = {"api_key": "API key", "token": "bearer token"}
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,9 @@ class _Parser:
             )
         else:
             doc = self._load_json(raw)
-        state = self.storage("MOVER_STATE_CONNECTION", self.env.get("MOVER_STATE_CONNECTION_SETTING", "AzureWebJobsStorage"))
+        state = self.storage(
+            "MOVER_STATE_CONNECTION", self.env.get("MOVER_STATE_CONNECTION_SETTING", "AzureWebJobsStorage")
+        )
         pipelines: list[Pipeline] = []
         if doc is not None:
             items = doc.get("pipelines") if isinstance(doc, dict) else doc
@@ -352,7 +355,9 @@ class _Parser:
             self.fail(where, "'enabled' must be true or false")
         if len(self.problems) > before or source is None or window is None:
             return None
-        return Pipeline(name=name, source=source, window=window, sinks=tuple(sinks), columns=columns, enabled=bool(enabled))
+        return Pipeline(
+            name=name, source=source, window=window, sinks=tuple(sinks), columns=columns, enabled=bool(enabled)
+        )
 
     def columns(self, where: str, raw: Any) -> Any:
         from shared import mapping  # local import: mapping owns the column-spec grammar
@@ -366,21 +371,31 @@ class _Parser:
     def source(self, where: str, pipeline: str, raw: Any) -> SourceConfig | None:
         where = f"{where} source"
         if not isinstance(raw, dict):
-            self.fail(where, "must be an object with 'kind' (app_insights, log_analytics, continuous_export, diagnostic_settings)")
+            self.fail(
+                where,
+                "must be an object with 'kind' (app_insights, log_analytics, continuous_export, diagnostic_settings)",
+            )
             return None
         kind = raw.get("kind", "app_insights")
         if kind in ("app_insights", "log_analytics"):
             return self.query_source(where, pipeline, kind, raw)
         if kind in ("continuous_export", "diagnostic_settings"):
             return self.export_source(where, pipeline, kind, raw)
-        self.fail(where, f"unknown kind {kind!r}; use app_insights, log_analytics, continuous_export or diagnostic_settings")
+        self.fail(
+            where, f"unknown kind {kind!r}; use app_insights, log_analytics, continuous_export or diagnostic_settings"
+        )
         return None
 
-    def query_source(self, where: str, pipeline: str, kind: Literal["app_insights", "log_analytics"], raw: dict[str, Any]) -> QuerySourceConfig | None:
+    def query_source(
+        self, where: str, pipeline: str, kind: Literal["app_insights", "log_analytics"], raw: dict[str, Any]
+    ) -> QuerySourceConfig | None:
         id_field = "app_id" if kind == "app_insights" else "workspace_id"
         resource_id = raw.get(id_field)
         if not isinstance(resource_id, str) or not re.match(r"^[A-Za-z0-9-]{1,64}$", resource_id):
-            self.fail(where, f"'{id_field}' is required (the {'Application ID from API Access' if kind == 'app_insights' else 'workspace ID'}; letters, digits, '-')")
+            self.fail(
+                where,
+                f"'{id_field}' is required (the {_ID_HINT[kind]}; letters, digits, '-')",
+            )
         endpoint = raw.get("endpoint", DEFAULT_ENDPOINTS[kind])
         if not isinstance(endpoint, str) or not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", endpoint):
             self.fail(where, f"'endpoint' must be a base URL like {DEFAULT_ENDPOINTS[kind]}; got {endpoint!r}")
@@ -429,7 +444,7 @@ class _Parser:
         raw = {"kind": "entra"} if raw is None else raw
         where = f"{where} auth"
         if not isinstance(raw, dict):
-            self.fail(where, "must be an object like {\"kind\": \"entra\"}")
+            self.fail(where, 'must be an object like {"kind": "entra"}')
             return None
         scope = str(raw.get("scope", DEFAULT_SCOPES[kind]))
         akind = raw.get("kind", "entra")
@@ -441,11 +456,17 @@ class _Parser:
         if akind in ("api_key", "token"):
             setting = raw.get("setting")
             if not isinstance(setting, str) or not setting:
-                self.fail(where, f"'setting' must name the app setting that holds the {'API key' if akind == 'api_key' else 'bearer token'}")
+                self.fail(
+                    where,
+                    f"'setting' must name the app setting that holds the {_SECRET_NAME[akind]}",
+                )
                 return None
             secret = self.env.get(setting)
             if not secret:
-                self.fail(where, f"app setting {setting!r} is not set (it should hold the {'API key' if akind == 'api_key' else 'token'})")
+                self.fail(
+                    where,
+                    f"app setting {setting!r} is not set (it should hold the {_SECRET_NAME[akind]})",
+                )
                 return None
             return AuthConfig(kind=akind, scope=scope, secret=secret)
         self.fail(where, f"unknown kind {akind!r}; use entra, managed_identity, api_key or token")
@@ -457,8 +478,18 @@ class _Parser:
         from shared import mapping  # local import: mapping owns the table names
 
         known = {
-            "kind", "connection_setting", "container", "prefix", "folder_template", "table_name", "telemetry_type",
-            "late_lookback", "min_delay", "batch_rows", "list_page_size", "download_concurrency",
+            "kind",
+            "connection_setting",
+            "container",
+            "prefix",
+            "folder_template",
+            "table_name",
+            "telemetry_type",
+            "late_lookback",
+            "min_delay",
+            "batch_rows",
+            "list_page_size",
+            "download_concurrency",
         }
         for key in sorted(set(raw) - known):
             self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
@@ -487,8 +518,11 @@ class _Parser:
         # The folder names its table: <app>_<ikey>/<Type> for continuous export, insights-logs-<category> for
         # diagnostic settings. An explicit table must agree, or every line would be quarantined.
         implied = (
-            mapping.EXPORT_TYPES.get(prefix.rsplit("/", 1)[-1]) if kind == "continuous_export"
-            else mapping.DIAGNOSTIC_CATEGORIES.get(container) if isinstance(container, str) else None
+            mapping.EXPORT_TYPES.get(prefix.rsplit("/", 1)[-1])
+            if kind == "continuous_export"
+            else mapping.DIAGNOSTIC_CATEGORIES.get(container)
+            if isinstance(container, str)
+            else None
         )
         given = raw.get("table_name") or ttype
         table = str(given) if given else implied or pipeline
@@ -589,7 +623,17 @@ class _Parser:
                 return default
             return value
 
-        known = {"size", "start", "end", "delay", "max_per_tick", "max_attempts", "retry_backoff", "lease", "resweep_lookback"}
+        known = {
+            "size",
+            "start",
+            "end",
+            "delay",
+            "max_per_tick",
+            "max_attempts",
+            "retry_backoff",
+            "lease",
+            "resweep_lookback",
+        }
         for key in sorted(set(raw) - known):
             self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
         config = WindowConfig(
@@ -603,6 +647,15 @@ class _Parser:
             lease=dur("lease", "PT10M"),
             resweep_lookback=dur("resweep_lookback", "PT0S"),
         )
+        if isinstance(source, ExportSourceConfig):
+            if "delay" not in raw:
+                config = dataclasses.replace(config, delay=max(config.delay, source.min_delay))
+            elif config.delay < source.min_delay:
+                self.fail(
+                    where,
+                    f"'delay' must be at least {format_duration(source.min_delay)} for {source.kind} sources"
+                    f" (exported blobs keep growing after their hour); got {raw['delay']}",
+                )
         return config if start else None
 
     def ts(self, where: str, key: str, raw: Any, *, required: bool) -> datetime | None:
@@ -627,7 +680,11 @@ class _Parser:
         storage = self.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
         container = raw.get("container" if kind == "blob" else "table")
         if kind == "blob" and (not isinstance(container, str) or not _CONTAINER.match(container)):
-            self.fail(where, f"'container' must be a valid blob container name (3-63 lowercase letters, digits, '-'); got {container!r}")
+            self.fail(
+                where,
+                f"'container' must be a valid blob container name (3-63 lowercase letters, digits, '-');"
+                f" got {container!r}",
+            )
         if kind == "table" and (not isinstance(container, str) or not _TABLE_NAME.match(container)):
             self.fail(where, f"'table' must be a valid table name (3-63 letters/digits); got {container!r}")
         fmt = raw.get("format", "jsonl")
@@ -643,9 +700,13 @@ class _Parser:
             path = DEFAULT_PATH
         names = set(re.findall(r"{([^{}]*)}", path))
         for unknown in sorted(names - _PLACEHOLDERS):
-            self.fail(where, f"'path' has unknown placeholder {{{unknown}}}; allowed: {', '.join(sorted(_PLACEHOLDERS))}")
+            self.fail(
+                where, f"'path' has unknown placeholder {{{unknown}}}; allowed: {', '.join(sorted(_PLACEHOLDERS))}"
+            )
         if kind == "blob" and not ({"window"} <= names or {"yyyy", "MM", "dd", "HH", "mm"} <= names):
-            self.fail(where, "'path' must contain {window} (or {yyyy} {MM} {dd} {HH} {mm}) so each window has its own name")
+            self.fail(
+                where, "'path' must contain {window} (or {yyyy} {MM} {dd} {HH} {mm}) so each window has its own name"
+            )
         rg = raw.get("row_group_rows", 50_000)
         if not isinstance(rg, int) or isinstance(rg, bool) or not 1_000 <= rg <= 1_000_000:
             self.fail(where, "'row_group_rows' must be a whole number from 1000 to 1000000")

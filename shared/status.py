@@ -14,7 +14,9 @@ from shared.windows import WindowState, due_end
 __all__ = ["pipeline_status", "render_html"]
 
 
-def pipeline_status(pipeline: Pipeline, states: Iterable[WindowState], now: datetime, *, recent: int = 20) -> dict[str, Any]:
+def pipeline_status(
+    pipeline: Pipeline, states: Iterable[WindowState], now: datetime, *, recent: int = 20
+) -> dict[str, Any]:
     """Summary of one pipeline (pure).
 
     ``watermark`` is the end of the contiguous run of done windows from the pipeline's

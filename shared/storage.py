@@ -21,7 +21,9 @@ def blob_service(config: StorageConfig) -> BlobServiceClient:
         return BlobServiceClient.from_connection_string(config.conn_string)
     if config.blob_uri:
         return BlobServiceClient(config.blob_uri, credential=credential_for(config.client_id))
-    raise ConfigError(f"{config.setting}: no blob endpoint (set a connection string or {config.setting}__blobServiceUri)")
+    raise ConfigError(
+        f"{config.setting}: no blob endpoint (set a connection string or {config.setting}__blobServiceUri)"
+    )
 
 
 @lru_cache(maxsize=32)
@@ -30,4 +32,6 @@ def table_service(config: StorageConfig) -> TableServiceClient:
         return TableServiceClient.from_connection_string(config.conn_string)
     if config.table_uri:
         return TableServiceClient(config.table_uri, credential=credential_for(config.client_id))
-    raise ConfigError(f"{config.setting}: no table endpoint (set a connection string or {config.setting}__tableServiceUri)")
+    raise ConfigError(
+        f"{config.setting}: no table endpoint (set a connection string or {config.setting}__tableServiceUri)"
+    )

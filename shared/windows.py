@@ -32,11 +32,14 @@ __all__ = [
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
 Status = Literal["pending", "running", "done", "failed"]
 
 
 def align_down(ts: datetime, size: timedelta) -> datetime:
-    return EPOCH + ((ts - EPOCH) // size) * size
+    micros = (ts - EPOCH) // _MICRO
+    step = size // _MICRO
+    return EPOCH + timedelta(microseconds=micros - micros % step)
 
 
 def align_up(ts: datetime, size: timedelta) -> datetime:
@@ -99,8 +102,8 @@ def eligible(state: WindowState, now: datetime, max_attempts: int) -> bool:
 
 def retry_at(config: WindowConfig, attempts: int, now: datetime) -> datetime:
     """Exponential backoff for failed windows: backoff × 2^(attempts-1), at most 6 hours."""
-    delay = config.retry_backoff * (2 ** max(0, attempts - 1))
-    return now + min(delay, timedelta(hours=6))
+    factor: int = 2 ** max(0, attempts - 1)
+    return now + min(config.retry_backoff * factor, timedelta(hours=6))
 
 
 @dataclass(frozen=True)

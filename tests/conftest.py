@@ -21,7 +21,7 @@ from shared.settings import Settings
 from shared.sources.wire import convert_rows
 
 APP_ID = "test-app"
-TOKEN = "test-token"  # noqa: S105 - the emulator's test token
+TOKEN = "test-token"
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 H = timedelta(hours=1)
 
@@ -59,8 +59,14 @@ def query_pipeline(name: str, table: str, emu: Emulator, container: str, **over:
     """A query-API pipeline against the emulator (token auth), hourly from T0."""
     window = {"size": "PT1H", "start": "2026-11-02T00:00:00Z", "delay": "PT5M", "max_per_tick": 100}
     window.update(over.pop("window", {}))
-    source = {"kind": "app_insights", "app_id": APP_ID, "endpoint": emu.url, "query": table,
-              "auth": {"kind": "token", "setting": "TEST_TOKEN"}, "max_retries": 3}
+    source = {
+        "kind": "app_insights",
+        "app_id": APP_ID,
+        "endpoint": emu.url,
+        "query": table,
+        "auth": {"kind": "token", "setting": "TEST_TOKEN"},
+        "max_retries": 3,
+    }
     source.update(over.pop("source", {}))
     return {"name": name, "source": source, "window": window, "sink": {"container": container}} | over
 
@@ -70,8 +76,13 @@ def make_engine(storage_conn: str, unique: str) -> Iterator[Callable[..., Engine
     """Build engines on the session Azurite with a per-test ledger table; closes them after the test."""
     engines: list[Engine] = []
 
-    def build(pipelines: list[dict[str, Any]], *, now: datetime | Callable[[], datetime] | None = None,
-              owner: str | None = None, **settings: str) -> Engine:
+    def build(
+        pipelines: list[dict[str, Any]],
+        *,
+        now: datetime | Callable[[], datetime] | None = None,
+        owner: str | None = None,
+        **settings: str,
+    ) -> Engine:
         env = {
             "AzureWebJobsStorage": storage_conn,
             "TEST_TOKEN": TOKEN,

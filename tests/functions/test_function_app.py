@@ -11,27 +11,36 @@ from azure.functions.timer import TimerRequest
 
 from shared import api
 from shared.model import Window
-from tests.conftest import H, T0, blob_names, query_pipeline, read_jsonl_gz
+from tests.conftest import T0, H, blob_names, query_pipeline, read_jsonl_gz
 
 NOW = T0 + 6 * H + timedelta(minutes=10)
 
 
 def post(fn, body, params=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = func.HttpRequest(method="POST", url="http://localhost/api/replay", headers={"Content-Type": "application/json"},
-                           params=params or {}, route_params={}, body=raw)
+    req = func.HttpRequest(
+        method="POST",
+        url="http://localhost/api/replay",
+        headers={"Content-Type": "application/json"},
+        params=params or {},
+        route_params={},
+        body=raw,
+    )
     return fn.call(req)
 
 
 def get(fn, params=None):
-    req = func.HttpRequest(method="GET", url="http://localhost/api/status", headers={}, params=params or {},
-                           route_params={}, body=b"")
+    req = func.HttpRequest(
+        method="GET", url="http://localhost/api/status", headers={}, params=params or {}, route_params={}, body=b""
+    )
     return fn.call(req)
 
 
 @pytest.fixture()
 def engine(emulator, make_engine, unique):
-    engine = make_engine([query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 3})], now=NOW)
+    engine = make_engine(
+        [query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 3})], now=NOW
+    )
     api.reset_engine(engine)
     return engine
 
@@ -56,7 +65,10 @@ def test_timer_moves_due_windows(functions, engine, storage_conn, unique):
 
 
 def test_replay_inline_reruns_windows(functions, engine):
-    resp = post(functions.http["replay"], {"pipeline": "requests", "start": "2026-11-02T01:00:00Z", "end": "2026-11-02T03:00:00Z"})
+    resp = post(
+        functions.http["replay"],
+        {"pipeline": "requests", "start": "2026-11-02T01:00:00Z", "end": "2026-11-02T03:00:00Z"},
+    )
     body = json.loads(resp.get_body())
     assert resp.status_code == 200, body
     assert body["mode"] == "inline" and body["windows"] == 2
@@ -65,7 +77,10 @@ def test_replay_inline_reruns_windows(functions, engine):
 
 
 def test_replay_widens_to_whole_windows_and_queues_large_ranges(functions, engine):
-    resp = post(functions.http["replay"], {"pipeline": "requests", "start": "2026-11-02T00:30:00Z", "end": "2026-11-02T05:10:00Z", "mode": "queue"})
+    resp = post(
+        functions.http["replay"],
+        {"pipeline": "requests", "start": "2026-11-02T00:30:00Z", "end": "2026-11-02T05:10:00Z", "mode": "queue"},
+    )
     body = json.loads(resp.get_body())
     assert resp.status_code == 202, body
     assert (body["first"], body["last_end"], body["queued"]) == ("2026-11-02T00:00:00Z", "2026-11-02T06:00:00Z", 6)
@@ -75,7 +90,11 @@ def test_replay_widens_to_whole_windows_and_queues_large_ranges(functions, engin
 
 
 def test_replay_accepts_query_string(functions, engine):
-    resp = post(functions.http["replay"], b"", {"pipeline": "requests", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z"})
+    resp = post(
+        functions.http["replay"],
+        b"",
+        {"pipeline": "requests", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z"},
+    )
     assert resp.status_code == 200
 
 
@@ -85,21 +104,73 @@ def test_replay_accepts_query_string(functions, engine):
         (b"{not json", 400, "not valid JSON"),
         (b"[1, 2]", 400, "JSON object"),
         ({"start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z"}, 400, "'pipeline' is required"),
-        ({"pipeline": "requests", "start": 5, "end": "2026-11-02T01:00:00Z"}, 400, "'start' is required and must be a string"),
+        (
+            {"pipeline": "requests", "start": 5, "end": "2026-11-02T01:00:00Z"},
+            400,
+            "'start' is required and must be a string",
+        ),
         ({"pipeline": "requests", "start": "yesterday", "end": "2026-11-02T01:00:00Z"}, 400, "ISO 8601"),
         ({"pipeline": "requests", "start": "2026-11-02T00:00:00", "end": "2026-11-02T01:00:00Z"}, 400, "UTC offset"),
-        ({"pipeline": "requests", "start": "2026-11-02T03:00:00Z", "end": "2026-11-02T01:00:00Z"}, 400, "'end' must be after 'start'"),
-        ({"pipeline": "requests", "start": "2020-01-01T00:00:00Z", "end": "2026-11-02T01:00:00Z"}, 400, "at most 744 per request"),
-        ({"pipeline": "requests", "start": "2026-11-02T05:00:00Z", "end": "2026-11-02T07:00:00Z"}, 400, "not closed yet"),
+        (
+            {"pipeline": "requests", "start": "2026-11-02T03:00:00Z", "end": "2026-11-02T01:00:00Z"},
+            400,
+            "'end' must be after 'start'",
+        ),
+        (
+            {"pipeline": "requests", "start": "2020-01-01T00:00:00Z", "end": "2026-11-02T01:00:00Z"},
+            400,
+            "at most 744 per request",
+        ),
+        (
+            {"pipeline": "requests", "start": "2026-11-02T05:00:00Z", "end": "2026-11-02T07:00:00Z"},
+            400,
+            "not closed yet",
+        ),
         ({"pipeline": "nope", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z"}, 404, "unknown pipeline"),
-        ({"pipeline": "requests", "start": "2026-11-02T00:00:00Z) | take 1 //", "end": "2026-11-02T01:00:00Z"}, 400, "ISO 8601"),
-        ({"pipeline": "requests | take 1", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z"}, 404, "unknown pipeline"),
-        ({"pipeline": "requests", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z", "query": "requests | take 1"}, 400, "unknown field(s) query"),
-        ({"pipeline": "requests", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z", "mode": "now"}, 400, "'mode' must be"),
+        (
+            {"pipeline": "requests", "start": "2026-11-02T00:00:00Z) | take 1 //", "end": "2026-11-02T01:00:00Z"},
+            400,
+            "ISO 8601",
+        ),
+        (
+            {"pipeline": "requests | take 1", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z"},
+            404,
+            "unknown pipeline",
+        ),
+        (
+            {
+                "pipeline": "requests",
+                "start": "2026-11-02T00:00:00Z",
+                "end": "2026-11-02T01:00:00Z",
+                "query": "requests | take 1",
+            },
+            400,
+            "unknown field(s) query",
+        ),
+        (
+            {"pipeline": "requests", "start": "2026-11-02T00:00:00Z", "end": "2026-11-02T01:00:00Z", "mode": "now"},
+            400,
+            "'mode' must be",
+        ),
         (b"x" * 20000, 413, "over"),
     ],
-    ids=["bad-json", "not-object", "no-pipeline", "start-not-string", "start-words", "naive", "reversed", "huge",
-         "open-window", "unknown-pipeline", "kql-in-start", "kql-in-pipeline", "extra-field", "bad-mode", "too-big"],
+    ids=[
+        "bad-json",
+        "not-object",
+        "no-pipeline",
+        "start-not-string",
+        "start-words",
+        "naive",
+        "reversed",
+        "huge",
+        "open-window",
+        "unknown-pipeline",
+        "kql-in-start",
+        "kql-in-pipeline",
+        "extra-field",
+        "bad-mode",
+        "too-big",
+    ],
 )
 def test_replay_rejects_bad_input_with_reason(functions, engine, body, status, fragment):
     resp = post(functions.http["replay"], body)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.ledger import Ledger, LeaseLost
-from shared.model import OutputFile, Window
+from shared.ledger import LeaseLost, Ledger
+from shared.model import Window
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -34,10 +34,17 @@ def test_first_claim_creates_running_entity_and_complete_marks_done(ledger):
     assert c is not None and c.attempts == 1
     state = ledger.get("p1", w(0))
     assert state.status == "running" and state.lease_owner == "a"
-    ledger.complete(c, now=T0 + 49 * H, rows=7, nbytes=123, outputs=[OutputFile("x/y.jsonl.gz", 7, 123, "ab")], source_count=7)
+    ledger.complete(
+        c,
+        now=T0 + 49 * H,
+        rows=7,
+        nbytes=123,
+        outputs=[{"sink": 0, "name": "x/y.jsonl.gz", "rows": 7, "bytes": 123, "sha256": "ab"}],
+        source_count=7,
+    )
     state = ledger.get("p1", w(0))
     assert (state.status, state.rows, state.bytes, state.source_count) == ("done", 7, 123, 7)
-    assert state.outputs == ({"name": "x/y.jsonl.gz", "rows": 7, "bytes": 123, "sha256": "ab"},)
+    assert state.outputs == ({"sink": 0, "name": "x/y.jsonl.gz", "rows": 7, "bytes": 123, "sha256": "ab"},)
     assert state.lease_until is None
     assert claim(ledger, 0) is None  # done: not ours again
     forced = claim(ledger, 0, force=True)
@@ -48,7 +55,9 @@ def test_live_lease_blocks_others_until_it_expires(ledger):
     now = T0 + 48 * H
     assert claim(ledger, 1, owner="a", now=now) is not None
     assert claim(ledger, 1, owner="b", now=now + timedelta(minutes=5)) is None
-    assert claim(ledger, 1, owner="b", now=now + timedelta(minutes=5), force=True) is None  # force never breaks a live lease
+    assert (
+        claim(ledger, 1, owner="b", now=now + timedelta(minutes=5), force=True) is None
+    )  # force never breaks a live lease
     taken = claim(ledger, 1, owner="b", now=now + timedelta(minutes=11))
     assert taken is not None and taken.attempts == 2
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from shared.model import Window
-from tests.conftest import H, T0, blob_names, expected_rows, query_pipeline, read_jsonl_gz
+from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
 
 
 def by_id(rows):
@@ -42,7 +42,9 @@ def test_three_tables_three_windows_exact_rows(emulator, make_engine, storage_co
 
 def test_rerun_of_done_window_overwrites_same_blob_without_duplicates(emulator, make_engine, storage_conn, unique):
     container = f"out-{unique}"
-    engine = make_engine([query_pipeline("requests", "requests", emulator, container)], now=T0 + H + timedelta(minutes=5))
+    engine = make_engine(
+        [query_pipeline("requests", "requests", emulator, container)], now=T0 + H + timedelta(minutes=5)
+    )
     engine.tick()
     before = blob_names(storage_conn, container)
     name = next(n for n in before if n.endswith(".jsonl.gz"))
@@ -92,8 +94,12 @@ def test_two_runners_never_run_the_same_window_twice(emulator, make_engine, uniq
 
     with ThreadPoolExecutor(2) as pool:
         reports = list(pool.map(run, [a, b]))
-    done = [(r.window.start, owner) for report, owner in zip(reports, "ab", strict=True)
-            for r in report.results if r.outcome == "done"]
+    done = [
+        (r.window.start, owner)
+        for report, owner in zip(reports, "ab", strict=True)
+        for r in report.results
+        if r.outcome == "done"
+    ]
     starts = [s for s, _ in done]
     assert sorted(starts) == [T0 + i * H for i in range(12)]  # every window exactly once
     assert len(starts) == len(set(starts))

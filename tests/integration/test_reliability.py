@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.model import Window
-from tests.conftest import H, T0, blob_names, expected_rows, query_pipeline, read_jsonl_gz
+from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
 
 TABLE = "exceptions"  # a table no other test reads, so rows added here disturb nothing
 W0 = Window(T0, T0 + H)
@@ -80,7 +80,9 @@ def test_throttling_is_retried_honouring_retry_after(emu, make_engine, storage_c
 def test_failed_window_is_visible_then_retried_on_a_later_tick(emu, make_engine, storage_conn, unique):
     container = f"out-{unique}"
     now = [T0 + H + timedelta(minutes=5)]
-    pipeline = query_pipeline("req", "requests", emu, container, source={"max_retries": 1}, window={"retry_backoff": "PT10M"})
+    pipeline = query_pipeline(
+        "req", "requests", emu, container, source={"max_retries": 1}, window={"retry_backoff": "PT10M"}
+    )
     engine = make_engine([pipeline], now=lambda: now[0])
     emu.faults.push(status=503, count=2)
     (result,) = engine.tick().results
@@ -104,8 +106,14 @@ def _exists(conn, container):
 
 def test_window_stays_failed_after_max_attempts_until_replayed(emu, make_engine, unique):
     now = [T0 + H + timedelta(minutes=5)]
-    pipeline = query_pipeline("req", "requests", emu, f"out-{unique}", source={"max_retries": 0},
-                              window={"max_attempts": 2, "retry_backoff": "PT1M"})
+    pipeline = query_pipeline(
+        "req",
+        "requests",
+        emu,
+        f"out-{unique}",
+        source={"max_retries": 0},
+        window={"max_attempts": 2, "retry_backoff": "PT1M"},
+    )
     engine = make_engine([pipeline], now=lambda: now[0])
     emu.faults.push(status=503, count=2)
     for _ in range(2):
@@ -133,7 +141,9 @@ def test_auth_failure_is_fatal_with_a_hint(emu, make_engine, unique):
 def test_expired_lease_of_a_dead_runner_is_reclaimed(emu, make_engine, unique):
     now = T0 + H + timedelta(minutes=30)
     engine = make_engine([query_pipeline("req", "requests", emu, f"out-{unique}")], now=now)
-    dead = engine.ledger.claim("req", W0, owner="dead", now=now - timedelta(minutes=20), lease=timedelta(minutes=10), max_attempts=5)
+    dead = engine.ledger.claim(
+        "req", W0, owner="dead", now=now - timedelta(minutes=20), lease=timedelta(minutes=10), max_attempts=5
+    )
     assert dead is not None
     (result,) = engine.tick().results
     assert result.outcome == "done" and result.attempt == 2
@@ -144,14 +154,18 @@ def test_expired_lease_of_a_dead_runner_is_reclaimed(emu, make_engine, unique):
 def test_live_lease_is_respected(emu, make_engine, unique):
     now = T0 + H + timedelta(minutes=30)
     engine = make_engine([query_pipeline("req", "requests", emu, f"out-{unique}")], now=now)
-    engine.ledger.claim("req", W0, owner="alive", now=now - timedelta(minutes=1), lease=timedelta(minutes=10), max_attempts=5)
+    engine.ledger.claim(
+        "req", W0, owner="alive", now=now - timedelta(minutes=1), lease=timedelta(minutes=10), max_attempts=5
+    )
     report = engine.tick()
     assert [r.outcome for r in report.results] == []  # not eligible while leased
     assert engine.ledger.get("req", W0).lease_owner == "alive"
 
 
 def test_time_budget_defers_windows_to_the_next_tick(emu, make_engine, unique):
-    engine = make_engine([query_pipeline("req", "requests", emu, f"out-{unique}")], now=T0 + 4 * H + timedelta(minutes=5))
+    engine = make_engine(
+        [query_pipeline("req", "requests", emu, f"out-{unique}")], now=T0 + 4 * H + timedelta(minutes=5)
+    )
     report = engine.tick(budget=timedelta(0))
     assert report.results == [] and report.deferred == 4
     assert [s.status for s in engine.ledger.states("req")] == ["pending"] * 4  # recorded, not lost
@@ -163,12 +177,17 @@ def test_late_rows_replace_the_window_output_on_resweep(emu, make_engine, storag
     base = datetime(2026, 11, 10, tzinfo=UTC)  # a day no other test touches
     emu.generate(TABLE, base, base + 3 * H, count=60, seed=77)
     container = f"out-{unique}"
-    pipeline = query_pipeline("exc", TABLE, emu, container, window={"start": "2026-11-10T00:00:00Z", "resweep_lookback": "PT24H"})
+    pipeline = query_pipeline(
+        "exc", TABLE, emu, container, window={"start": "2026-11-10T00:00:00Z", "resweep_lookback": "PT24H"}
+    )
     engine = make_engine([pipeline], now=base + 3 * H + timedelta(minutes=5))
     assert [r.outcome for r in engine.tick().results] == ["done"] * 3
     assert engine.tick().results == []  # re-sweep: counts unchanged, nothing moves
     late_window = Window(base + H, base + 2 * H)
-    late = [{"timestamp": base + H + timedelta(minutes=m), "problemId": f"late-{m}", "itemId": f"late-{unique}-{m}"} for m in (1, 2, 3)]
+    late = [
+        {"timestamp": base + H + timedelta(minutes=m), "problemId": f"late-{m}", "itemId": f"late-{unique}-{m}"}
+        for m in (1, 2, 3)
+    ]
     emu.add_rows(TABLE, late, ingested_at=datetime.now(UTC))
     report = engine.tick()
     assert [(r.window, r.outcome) for r in report.results] == [(late_window, "done")]

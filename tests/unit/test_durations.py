@@ -9,15 +9,23 @@ from shared.durations import format_duration, parse_duration, parse_timestamp
 
 @pytest.mark.parametrize(
     ("text", "delta"),
-    [("PT15M", timedelta(minutes=15)), ("PT1H", timedelta(hours=1)), ("P1D", timedelta(days=1)),
-     ("PT0.5S", timedelta(seconds=0.5)), ("P1DT2H", timedelta(days=1, hours=2)), ("pt5m", timedelta(minutes=5))],
+    [
+        ("PT15M", timedelta(minutes=15)),
+        ("PT1H", timedelta(hours=1)),
+        ("P1D", timedelta(days=1)),
+        ("PT0.5S", timedelta(seconds=0.5)),
+        ("P1DT2H", timedelta(days=1, hours=2)),
+        ("pt5m", timedelta(minutes=5)),
+    ],
     ids=["15m", "1h", "1d", "half-second", "mixed", "lowercase"],
 )
 def test_parse_duration(text, delta):
     assert parse_duration(text) == delta
 
 
-@pytest.mark.parametrize("text", ["", "P", "PT", "15m", "P1Y", "PT-5M", "1h"], ids=["empty", "P", "PT", "bare", "years", "negative", "1h"])
+@pytest.mark.parametrize(
+    "text", ["", "P", "PT", "15m", "P1Y", "PT-5M", "1h"], ids=["empty", "P", "PT", "bare", "years", "negative", "1h"]
+)
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError, match="ISO 8601 duration"):
         parse_duration(text)

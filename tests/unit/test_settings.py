@@ -96,21 +96,62 @@ def test_all_problems_reported_together_with_pipeline_and_field():
         (env(pipeline(window={"size": "PT1H", "start": "2026-11-01T00:30:00Z"})), "not aligned"),
         (env(pipeline(window={"size": "PT1H"})), "'start' is required"),
         (env(pipeline(window={"size": "PT1H", "start": "2026-11-01T00:00:00"})), "UTC offset"),
-        (env(pipeline(window={"size": "PT1H", "start": "2026-11-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"})), "'end' must be after"),
-        (env(pipeline(window={"size": "PT1H", "start": "2026-11-01T00:00:00Z", "max_per_tick": "5"})), "'max_per_tick' must be"),
-        (env(pipeline(source={"kind": "app_insights", "app_id": "a", "query": "requests", "auth": {"kind": "api_key", "setting": "MISSING"}})), "'MISSING' is not set"),
+        (
+            env(pipeline(window={"size": "PT1H", "start": "2026-11-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"})),
+            "'end' must be after",
+        ),
+        (
+            env(pipeline(window={"size": "PT1H", "start": "2026-11-01T00:00:00Z", "max_per_tick": "5"})),
+            "'max_per_tick' must be",
+        ),
+        (
+            env(
+                pipeline(
+                    source={
+                        "kind": "app_insights",
+                        "app_id": "a",
+                        "query": "requests",
+                        "auth": {"kind": "api_key", "setting": "MISSING"},
+                    }
+                )
+            ),
+            "'MISSING' is not set",
+        ),
         (env(pipeline(source={"kind": "nope"})), "unknown kind 'nope'"),
         (env(pipeline(sink={"container": "abc", "path": "{pipeline}/{nope}/{window}"})), "unknown placeholder {nope}"),
         (env(pipeline(sink={"container": "abc", "path": "{pipeline}/static"})), "must contain {window}"),
         (env(pipeline(extra=1)), "unknown field 'extra'"),
-        (env(pipeline(source={"kind": "continuous_export", "container": "export"}, window={"size": "PT15M", "start": "2026-11-01T00:00:00Z"})), "must be PT1H"),
+        (
+            env(
+                pipeline(
+                    source={"kind": "continuous_export", "container": "export"},
+                    window={"size": "PT15M", "start": "2026-11-01T00:00:00Z"},
+                )
+            ),
+            "must be PT1H",
+        ),
         ({"MOVER_PIPELINES": json.dumps({"pipelines": [pipeline()]})}, "'AzureWebJobsStorage' is not set"),
         (env(pipeline(), MOVER_MAX_CONCURRENCY="zero"), "MOVER_MAX_CONCURRENCY: expected a whole number"),
     ],
     ids=[
-        "no-pipelines", "bad-json", "missing-file", "duplicate", "bad-name", "unaligned-start", "no-start", "naive-start",
-        "reversed", "wrong-type", "missing-secret", "unknown-source", "unknown-placeholder", "path-not-unique",
-        "unknown-field", "export-needs-hour", "no-storage", "bad-int-setting",
+        "no-pipelines",
+        "bad-json",
+        "missing-file",
+        "duplicate",
+        "bad-name",
+        "unaligned-start",
+        "no-start",
+        "naive-start",
+        "reversed",
+        "wrong-type",
+        "missing-secret",
+        "unknown-source",
+        "unknown-placeholder",
+        "path-not-unique",
+        "unknown-field",
+        "export-needs-hour",
+        "no-storage",
+        "bad-int-setting",
     ],
 )
 def test_config_errors(e, fragment):
@@ -126,7 +167,11 @@ def test_export_source_defaults():
 
 
 def test_identity_based_storage_connection():
-    e = env(pipeline()) | {"AzureWebJobsStorage": "", "AzureWebJobsStorage__accountName": "acct", "AzureWebJobsStorage__clientId": "cid"}
+    e = env(pipeline()) | {
+        "AzureWebJobsStorage": "",
+        "AzureWebJobsStorage__accountName": "acct",
+        "AzureWebJobsStorage__clientId": "cid",
+    }
     s = Settings.from_env(e)
     assert s.state.conn_string is None
     assert s.state.blob_uri == "https://acct.blob.core.windows.net"
@@ -135,8 +180,14 @@ def test_identity_based_storage_connection():
 
 
 def test_multiple_sinks():
-    sinks = [{"container": "lake", "format": "parquet"}, {"container": "archive", "format": "jsonl", "compression": "none"}]
+    sinks = [
+        {"container": "lake", "format": "parquet"},
+        {"container": "archive", "format": "jsonl", "compression": "none"},
+    ]
     raw = pipeline(sinks=sinks)
     raw.pop("sink")
     p = Settings.from_env(env(raw)).pipelines[0]
-    assert [(s.container, s.format, s.compression) for s in p.sinks] == [("lake", "parquet", "snappy"), ("archive", "jsonl", "none")]
+    assert [(s.container, s.format, s.compression) for s in p.sinks] == [
+        ("lake", "parquet", "snappy"),
+        ("archive", "jsonl", "none"),
+    ]

@@ -20,10 +20,30 @@ def cfg(**kw) -> WindowConfig:
 @pytest.mark.parametrize(
     ("ts", "size", "down", "up"),
     [
-        (datetime(2026, 11, 2, 10, 7, tzinfo=UTC), H, datetime(2026, 11, 2, 10, tzinfo=UTC), datetime(2026, 11, 2, 11, tzinfo=UTC)),
-        (datetime(2026, 11, 2, 10, 0, tzinfo=UTC), H, datetime(2026, 11, 2, 10, tzinfo=UTC), datetime(2026, 11, 2, 10, tzinfo=UTC)),
-        (datetime(2026, 11, 2, 10, 29, 59, tzinfo=UTC), timedelta(minutes=15), datetime(2026, 11, 2, 10, 15, tzinfo=UTC), datetime(2026, 11, 2, 10, 30, tzinfo=UTC)),
-        (datetime(2026, 11, 2, 23, 59, tzinfo=UTC), timedelta(days=1), datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)),
+        (
+            datetime(2026, 11, 2, 10, 7, tzinfo=UTC),
+            H,
+            datetime(2026, 11, 2, 10, tzinfo=UTC),
+            datetime(2026, 11, 2, 11, tzinfo=UTC),
+        ),
+        (
+            datetime(2026, 11, 2, 10, 0, tzinfo=UTC),
+            H,
+            datetime(2026, 11, 2, 10, tzinfo=UTC),
+            datetime(2026, 11, 2, 10, tzinfo=UTC),
+        ),
+        (
+            datetime(2026, 11, 2, 10, 29, 59, tzinfo=UTC),
+            timedelta(minutes=15),
+            datetime(2026, 11, 2, 10, 15, tzinfo=UTC),
+            datetime(2026, 11, 2, 10, 30, tzinfo=UTC),
+        ),
+        (
+            datetime(2026, 11, 2, 23, 59, tzinfo=UTC),
+            timedelta(days=1),
+            datetime(2026, 11, 2, tzinfo=UTC),
+            datetime(2026, 11, 3, tzinfo=UTC),
+        ),
     ],
     ids=["hour-mid", "hour-exact", "15m", "day"],
 )

@@ -32,19 +32,47 @@ def test_partial_result_is_flagged():
 @pytest.mark.parametrize(
     ("ctype", "raw", "value"),
     [
-        ("long", "42", 42), ("long", 42.0, 42), ("int", "", None), ("real", "1.5", 1.5), ("real", 2, 2.0),
-        ("bool", "True", True), ("bool", "false", False), ("bool", 1, True), ("dynamic", '{"a":1}', {"a": 1}),
-        ("dynamic", "[1,2]", [1, 2]), ("dynamic", "not json", "not json"), ("datetime", "2026-11-02T10:00:00Z", "2026-11-02T10:00:00Z"),
-        ("guid", "x", "x"), ("string", None, None),
+        ("long", "42", 42),
+        ("long", 42.0, 42),
+        ("int", "", None),
+        ("real", "1.5", 1.5),
+        ("real", 2, 2.0),
+        ("bool", "True", True),
+        ("bool", "false", False),
+        ("bool", 1, True),
+        ("dynamic", '{"a":1}', {"a": 1}),
+        ("dynamic", "[1,2]", [1, 2]),
+        ("dynamic", "not json", "not json"),
+        ("datetime", "2026-11-02T10:00:00Z", "2026-11-02T10:00:00Z"),
+        ("guid", "x", "x"),
+        ("string", None, None),
     ],
-    ids=["long-str", "long-float", "int-empty", "real-str", "real-int", "bool-True", "bool-false", "bool-int", "dyn-obj",
-         "dyn-list", "dyn-bad", "datetime", "guid", "null"],
+    ids=[
+        "long-str",
+        "long-float",
+        "int-empty",
+        "real-str",
+        "real-int",
+        "bool-True",
+        "bool-false",
+        "bool-int",
+        "dyn-obj",
+        "dyn-list",
+        "dyn-bad",
+        "datetime",
+        "guid",
+        "null",
+    ],
 )
 def test_convert_cells(ctype, raw, value):
     assert convert_rows((Column("c", ctype),), [[raw]]) == [[value]]
 
 
-@pytest.mark.parametrize("body", [b"not json", b"{}", b'{"tables": []}', b'{"tables": [{"columns": []}]}'], ids=["text", "empty", "no-table", "no-rows"])
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"{}", b'{"tables": []}', b'{"tables": [{"columns": []}]}'],
+    ids=["text", "empty", "no-table", "no-rows"],
+)
 def test_malformed_body_is_fatal(body):
     with pytest.raises(FatalError):
         parse_result(body)
@@ -52,7 +80,11 @@ def test_malformed_body_is_fatal(body):
 
 @pytest.mark.parametrize(
     ("name", "fragment"),
-    [("bad-argument-400.json", "BadArgumentError"), ("forbidden-403.json", "InsufficientAccessError"), ("throttled-429.json", "ThrottledError")],
+    [
+        ("bad-argument-400.json", "BadArgumentError"),
+        ("forbidden-403.json", "InsufficientAccessError"),
+        ("throttled-429.json", "ThrottledError"),
+    ],
 )
 def test_error_reason(name, fragment):
     reason = error_reason((SAMPLES / name).read_bytes())
