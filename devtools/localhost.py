@@ -2,7 +2,7 @@
 
 Starts Azurite (data kept in ``.devstack/azurite``), the local App Insights query API
 emulator with seeded and live telemetry (some of it late), writes continuous-export
-and diagnostic-settings blobs, then hosts the function app's own timer and HTTP
+and diagnostic-settings blobs (history, then live, some late), then hosts the function app's own timer and HTTP
 triggers (HTTP on localhost:7071 like ``func start``) and prints every window moved.
 Ctrl-C stops everything.
 """
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("azure", "httpx", "devtools.ai_emulator"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("azure", "httpx", "urllib3", "devtools.ai_emulator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from devtools.ai_emulator import Emulator, EmulatorConfig
     from shared.durations import parse_duration
@@ -85,11 +85,42 @@ def main(argv: list[str] | None = None) -> int:
     emulator.start_seeder(rate=5.0, late_fraction=0.05)
     print(f"query emulator {emulator.url}/v1/apps/{APP_ID}/query (token {TOKEN})")
 
+    from azure.storage.blob import BlobServiceClient
+
+    from devtools import export_writer
+
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    fresh_export = not blobs.get_container_client("export").exists()
+    for h in range(1, 4) if fresh_export else ():  # three closed hours (a few malformed lines among them)
+        for n, export_type in enumerate(("Requests", "Rdd")):
+            export_writer.write_export_hour(
+                blobs.get_container_client("export"),
+                export_type,
+                hour - h * timedelta(hours=1),
+                blobs=12,
+                lines_per_blob=10,
+                seed=f"{export_type}:{h}",
+                bad_every=7 if n == 0 else 0,
+            )
+        export_writer.write_diagnostic_hour(
+            blobs.get_container_client(export_writer.diagnostic_container("AppRequests")),
+            "AppRequests",
+            hour - h * timedelta(hours=1),
+            appends=6,
+            lines_per_append=10,
+            seed=h,
+        )
+    live = export_writer.LiveExportWriter(blobs, every=10.0, late_fraction=0.1).start()
+    print("export blobs   containers 'export' (continuous export), 'insights-logs-apprequests' (diagnostic settings)")
+    config = pipelines(emulator.url, start)
+    config["pipelines"] += export_writer.dev_pipelines(hour - timedelta(hours=3))
+
     os.environ.update(
         {
             "AzureWebJobsStorage": azurite.connection_string,
             "MOVER_DEV_TOKEN": TOKEN,
-            "MOVER_PIPELINES": json.dumps(pipelines(emulator.url, start)),
+            "MOVER_PIPELINES": json.dumps(config),
             "MOVER_SCHEDULE": "*/10 * * * * *",
             "MOVER_TIME_BUDGET": "PT50S",
         }
@@ -108,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait(args.duration or None)
     print("\nstopping…")
     host.stop()
+    live.stop()
     emulator.stop()
     azurite.stop()
     print("stopped")

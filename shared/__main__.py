@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # pool-size notices under concurrent downloads
     try:
         engine = _engine(args)
     except ConfigError as exc:

@@ -292,11 +292,12 @@ class Engine:
         lag = (self.clock() - window.end).total_seconds()
         new_names = [o["name"] for o in outputs[len(kept) :]]
         log.info(
-            "%s %s%s: %d rows, %d bytes -> %s (%.1fs, attempt %d, lag %.0fs)",
+            "%s %s%s: %d rows%s, %d bytes -> %s (%.1fs, attempt %d, lag %.0fs)",
             name,
             window,
             f" {part.part}" if part else "",
             rows,
+            f" ({summary.quarantined} quarantined)" if summary.quarantined else "",
             nbytes,
             ", ".join(new_names) or "no data",
             seconds,

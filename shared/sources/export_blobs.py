@@ -390,7 +390,7 @@ class ExportBlobSource:
         else:
             extra["consumed_ref"] = self._store.save(self.pipeline, window, encoded, sha)
         self._summary = SourceSummary(source_count=self.stats.lines, quarantined=self.stats.quarantined, extra=extra)
-        log.info(
+        log.debug(
             "%s %s%s: %d blob(s), %d bytes, %d line(s) -> %d row(s), %d quarantined (%d listing page(s))",
             self.pipeline, window, f" {late_part_name(parts)}" if parts else "", self.stats.blobs, self.stats.bytes,
             self.stats.lines, self.stats.rows, self.stats.quarantined, self.stats.list_pages,
