@@ -23,9 +23,9 @@ from shared.errors import FatalError, RetriableError
 from shared.model import Batch, Window, format_ts
 from shared.retry import with_retries
 from shared.settings import QuerySourceConfig
-from shared.windows import WindowState
 from shared.sources.base import LatePlan, SourceSummary
 from shared.sources.wire import QueryResult, error_reason, parse_result
+from shared.windows import WindowState
 
 __all__ = ["QueryApiSource", "QueryStats", "bounded_query", "count_bins_query"]
 

@@ -49,7 +49,7 @@ def _to_bool(v: Any) -> Any:
             return True
         if low in ("false", "0"):
             return False
-        return None if not v else v
+        return v if v else None
     if isinstance(v, int):
         return bool(v)
     return v
