@@ -22,7 +22,7 @@ import pytest
 from devtools.ai_emulator import Emulator, EmulatorConfig, SettableClock, fetch_window
 from devtools.ai_emulator.timeutil import parse_datetime, to_ticks
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "query-api"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "query-api"
 ROOT = Path(__file__).resolve().parents[2]
 APP, WS, KEY, TOKEN = "emu-app", "emu-ws", "emu-key", "emu-token"
 T0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
@@ -34,7 +34,7 @@ DT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$")
 def sample(name: str) -> dict[str, Any]:
     path = SAMPLES / name
     if not path.exists():
-        pytest.fail(f"sample {path} is missing (the emulator's wire tests read /work/shared/samples)")
+        pytest.fail(f"sample {path} is missing (the emulator's wire tests read tests/samples)")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 

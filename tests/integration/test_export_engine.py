@@ -25,7 +25,7 @@ from shared.errors import ConfigError
 from shared.model import Window, format_ts
 from tests.conftest import T0, H, blob_names, query_pipeline, read_jsonl_gz
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 HOUR = T0 + 10 * H  # 2026-11-02T10:00Z, the hour of the samples' events
 WINDOW = Window(HOUR, HOUR + H)
 MIN = timedelta(minutes=1)
@@ -73,7 +73,7 @@ def service(storage_conn) -> BlobServiceClient:
 def sample_line(relative: str) -> bytes:
     path = SAMPLES / relative
     if not path.is_file():
-        pytest.fail(f"sample file {path} is missing (tests read /work/shared/samples)", pytrace=False)
+        pytest.fail(f"sample file {path} is missing (tests read tests/samples)", pytrace=False)
     [line] = [raw for raw in path.read_bytes().splitlines() if raw.strip()]
     return line
 

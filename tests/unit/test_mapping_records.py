@@ -1,6 +1,6 @@
 """shared.mapping: Export Data Model / workspace records → classic rows, schemas, values.
 
-Expected rows are written out field by field from the sample files in /work/shared/samples
+Expected rows are written out field by field from the sample files in tests/samples
 (the ``shared/`` folder beside the project root).
 """
 
@@ -18,13 +18,13 @@ from shared.durations import parse_timestamp
 from shared.errors import DataError
 from shared.model import KQL_TYPES, Column, format_ts
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def sample_lines(relative: str) -> list[dict[str, Any]]:
     path = SAMPLES / relative
     if not path.is_file():
-        pytest.fail(f"sample file {path} is missing: the mapping tests read /work/shared/samples "
+        pytest.fail(f"sample file {path} is missing: the mapping tests read tests/samples "
                     "(the shared/ folder beside the project root)", pytrace=False)
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 

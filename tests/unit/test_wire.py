@@ -8,7 +8,7 @@ from shared.errors import FatalError
 from shared.model import Column
 from shared.sources.wire import convert_rows, error_reason, parse_result
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "query-api"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "query-api"
 
 
 def test_sample_requests_response_is_typed():
