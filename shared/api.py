@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ _engine: Engine | None = None
 _engine_lock = threading.Lock()
 _MAX_BODY = 16 * 1024
 _REPLAY_FIELDS = {"pipeline", "start", "end", "mode"}
+INLINE_LIMIT = timedelta(seconds=180)  # HTTP-triggered functions must answer within 230 s
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
     except ValueError as exc:
         return _bad(400, f"{exc} (use ISO 8601 UTC, e.g. 2026-11-02T10:00:00Z)")
     try:
-        result = engine.replay(pipeline, start, end, mode=mode)
+        result = engine.replay(pipeline, start, end, mode=mode, pause_after=INLINE_LIMIT)
     except ValueError as exc:
         return _bad(400, str(exc))
     except MoverError as exc:
@@ -115,8 +117,8 @@ def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
         "queued": result.queued,
         "results": [r.as_dict() for r in result.results],
     }
-    if result.mode == "queued":
-        return Response.json(202, body_out)
+    if result.mode == "queued" or result.queued or any(r.outcome == "paused" for r in result.results):
+        return Response.json(202, body_out)  # (partly) left to the timer
     failed = any(r.outcome == "failed" for r in result.results)
     return Response.json(502 if failed else 200, body_out)  # 502: the upstream move failed, see results
 

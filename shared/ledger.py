@@ -362,14 +362,6 @@ class Ledger:
             },
         )
 
-    def release(self, claim: Claim, *, now: datetime) -> None:
-        """Hand an untouched window back (time budget ran out before it started)."""
-        status = claim.previous.status if claim.previous and claim.previous.status != "running" else "pending"
-        attempts = max(0, claim.attempts - 1)
-        self._write(
-            claim, {"Status": status, "Attempts": attempts, "LeaseOwner": "", "LeaseUntil": _CLEAR, "UpdatedAt": now}
-        )
-
     def request_replay(self, pipeline: str, windows: Sequence[Window], now: datetime) -> int:
         """Queue windows for the next ticks: mark them ``pending`` (created if missing).
 
@@ -408,9 +400,22 @@ class Ledger:
                     raise _translate(exc, "replay") from exc
         return queued
 
-    def set_extra(self, claim: Claim, extra: dict[str, Any]) -> None:
-        """Checkpoint source-specific progress while the claim is held."""
-        self._write(claim, {"Extra": orjson.dumps(extra).decode()})
+    def checkpoint(self, claim: Claim, *, now: datetime, extra: dict[str, Any]) -> None:
+        """Record a paused window's progress and hand it back as ``pending`` for the next tick.
+
+        The claim's attempt is given back too: pausing is not a failure.
+        """
+        self._write(
+            claim,
+            {
+                "Status": "pending",
+                "Attempts": max(0, claim.attempts - 1),
+                "Extra": orjson.dumps(extra).decode(),
+                "LeaseOwner": "",
+                "LeaseUntil": _CLEAR,
+                "UpdatedAt": now,
+            },
+        )
 
     def _write(self, claim: Claim, fields: dict[str, Any]) -> None:
         with claim.lock:

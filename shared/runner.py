@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,35 +23,22 @@ from typing import Any, Literal
 
 import httpx
 
-from shared import mapping
 from shared.auth import HeaderProvider
 from shared.errors import ConfigError, DataError, FatalError, MoverError, RetriableError
 from shared.ledger import Claim, LeaseLost, Ledger
-from shared.model import OutputFile, Window, format_ts
+from shared.model import Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
-from shared.sinks.base import Sink, SinkWriter
+from shared.sinks.base import Sink
 from shared.sources import LateAwareSource, LatePlan, Source, build_source
 from shared.storage import table_service
+from shared.window_run import move_window
 from shared.windows import WindowState, align_down, align_up, due_end, plan_windows, retry_at, windows_between
 
 __all__ = ["Engine", "ReplayResult", "TickReport", "WindowResult", "utcnow"]
 
 log = logging.getLogger(__name__)
-Outcome = Literal["done", "skipped", "failed", "lease_lost", "released"]
-
-
-def _output(sink: int, f: OutputFile, part: str = "", *, kind: str = "data") -> dict[str, Any]:
-    out: dict[str, Any] = {"sink": sink, "kind": kind, "name": f.name, "rows": f.rows, "bytes": f.bytes}
-    if f.sha256:
-        out["sha256"] = f.sha256
-    if part:
-        out["part"] = part
-    return out
-
-
-def _file(o: dict[str, Any]) -> OutputFile:
-    return OutputFile(name=str(o["name"]), rows=int(o["rows"]), bytes=int(o["bytes"]), sha256=str(o.get("sha256", "")))
+Outcome = Literal["done", "paused", "skipped", "failed", "lease_lost"]
 
 
 def utcnow() -> datetime:
@@ -167,13 +154,15 @@ class Engine:
         force: bool = False,
         late: LatePlan | None = None,
         previous: WindowState | None = None,
+        pause: Callable[[], bool] | None = None,
     ) -> WindowResult:
         """Claim, move and record one window. Never raises for window-level failures.
 
         Returns ``skipped`` when the window is not ours to run (done, or leased by another
         runner, or out of retries — ``force`` overrides all but a live lease). With a ``late``
         plan of kind ``part`` only the late input is moved, into an extra part beside the
-        window's earlier outputs (``previous`` is the done window's ledger record).
+        window's earlier outputs (``previous`` is the done window's ledger record). When
+        ``pause()`` turns true between steps, the window checkpoints and returns ``paused``.
         """
         began = time.monotonic()
         cfg = pipeline.window
@@ -196,7 +185,8 @@ class Engine:
         heartbeat = threading.Thread(target=self._heartbeat, args=(claim, cfg.lease, stop), daemon=True)
         heartbeat.start()
         try:
-            return self._move(pipeline, window, claim, began, late if late and late.kind == "part" else None, previous)
+            part = late if late and late.kind == "part" else None
+            return self._move(pipeline, window, claim, began, part, previous, fresh=force, pause=pause)
         finally:
             stop.set()
             heartbeat.join()
@@ -220,108 +210,59 @@ class Engine:
         began: float,
         part: LatePlan | None,
         previous: WindowState | None,
+        *,
+        fresh: bool,
+        pause: Callable[[], bool] | None,
     ) -> WindowResult:
         name = pipeline.name
-        writers: list[SinkWriter] = []
-        kept: list[dict[str, Any]] = []  # earlier data outputs that stay (late parts add to them)
-        if part is not None and previous is not None:
-            kept = [o for o in previous.outputs if o.get("kind", "data") == "data"]
         try:
-            source = self.source(pipeline)
-            sinks = self.sinks(pipeline)
-            writers = [sink.open(window, part=part.part if part else "") for sink in sinks]
-            rows = 0
-            if part is not None:
-                assert isinstance(source, LateAwareSource)
-                batches = source.read_part(window, part)
-            else:
-                batches = source.read(window)
-            for batch in batches:
-                if pipeline.columns is not None:
-                    batch = mapping.apply_columns(batch, pipeline.columns)
-                for writer in writers:
-                    writer.write(batch)
-                rows += len(batch)
-            per_sink = [writer.commit() for writer in writers]
-            writers = []
-            summary = source.summary()
-            outputs = kept + [
-                _output(i, o, part.part if part else "") for i, files in enumerate(per_sink) for o in files
-            ]
-            total_rows = rows + (previous.rows if part and previous else 0)
-            info = {"pipeline": name, "table": pipeline.source.table, "rows": total_rows, "source": summary.extra}
-            manifests = [
-                _output(
-                    i, sink.write_manifest(window, [_file(o) for o in outputs if o["sink"] == i], info), kind="manifest"
-                )
-                for i, sink in enumerate(sinks)
-            ]
-            if part is None and previous is None and claim.previous is not None:
-                previous = claim.previous
-            if part is None and previous is not None:
-                self._remove_stale(sinks, previous, outputs + manifests)
-            nbytes = sum(int(o["bytes"]) for o in outputs)
-            source_count = summary.source_count
-            if (
-                part is not None
-                and previous is not None
-                and previous.source_count is not None
-                and source_count is not None
-            ):
-                source_count += previous.source_count
-            self.ledger.complete(
-                claim,
-                now=self.clock(),
-                rows=total_rows,
-                nbytes=nbytes,
-                outputs=outputs + manifests,
-                source_count=source_count,
-                quarantined=summary.quarantined + (previous.quarantined if part and previous else 0),
-                extra=summary.extra or None,
+            moved = move_window(
+                ledger=self.ledger,
+                clock=self.clock,
+                pipeline=pipeline,
+                window=window,
+                claim=claim,
+                source=self.source(pipeline),
+                sinks=self.sinks(pipeline),
+                late=part,
+                previous=previous,
+                fresh=fresh,
+                pause=pause,
             )
         except LeaseLost as exc:
-            self._abort(writers)
             log.warning("%s %s: %s; the new owner finishes it", name, window, exc)
             return WindowResult(name, window, "lease_lost", error=str(exc), seconds=time.monotonic() - began)
         except Exception as exc:
-            self._abort(writers)
             if part is not None and previous is not None:
                 return self._restore_done(pipeline, window, claim, previous, exc, began)
             return self._record_failure(pipeline, window, claim, exc, began)
         seconds = time.monotonic() - began
         lag = (self.clock() - window.end).total_seconds()
-        new_names = [o["name"] for o in outputs[len(kept) :]]
+        quarantined = moved.summary.quarantined
         log.info(
-            "%s %s%s: %d rows%s, %d bytes -> %s (%.1fs, attempt %d, lag %.0fs)",
+            "%s %s%s: %d rows%s, %d bytes -> %s (%.1fs, attempt %d, lag %.0fs)%s",
             name,
             window,
             f" {part.part}" if part else "",
-            rows,
-            f" ({summary.quarantined} quarantined)" if summary.quarantined else "",
-            nbytes,
-            ", ".join(new_names) or "no data",
+            moved.rows,
+            f" ({quarantined} quarantined)" if quarantined else "",
+            moved.bytes,
+            ", ".join(moved.names) or "no data",
             seconds,
             claim.attempts,
             lag,
+            "; paused, resumes on the next tick" if moved.outcome == "paused" else "",
         )
         return WindowResult(
             name,
             window,
-            "done",
-            rows=rows,
-            bytes=nbytes,
-            outputs=tuple(new_names),
+            moved.outcome,
+            rows=moved.rows,
+            bytes=moved.bytes,
+            outputs=moved.names,
             seconds=seconds,
             attempt=claim.attempts,
         )
-
-    def _remove_stale(self, sinks: list[Sink], previous: WindowState, current: list[dict[str, Any]]) -> None:
-        """A full rerun replaces everything: drop earlier outputs (e.g. late parts) it did not rewrite."""
-        keep = {(o["sink"], o["name"]) for o in current}
-        for o in previous.outputs:
-            index = int(o.get("sink", 0))
-            if (index, o["name"]) not in keep and index < len(sinks):
-                sinks[index].remove(str(o["name"]))
 
     def _put_back(self, claim: Claim, previous: WindowState) -> None:
         """Return a done window we claimed for a late part to exactly its done record."""
@@ -346,14 +287,6 @@ class Engine:
         return WindowResult(
             pipeline.name, window, "failed", error=f"late part: {exc}", seconds=time.monotonic() - began
         )
-
-    @staticmethod
-    def _abort(writers: Iterable[SinkWriter]) -> None:
-        for writer in writers:
-            try:
-                writer.abort()
-            except Exception:
-                log.debug("abort failed", exc_info=True)
 
     def _record_failure(
         self, pipeline: Pipeline, window: Window, claim: Claim, exc: Exception, began: float
@@ -398,10 +331,15 @@ class Engine:
             sweeps.extend((pipeline, s) for s in done)
         queue.sort(key=lambda item: item[1].start)
 
+        hard_stop = time.monotonic() + self.settings.checkpoint_after.total_seconds()
+
+        def pause() -> bool:
+            return time.monotonic() >= hard_stop
+
         def work(item: tuple[Pipeline, Window]) -> WindowResult | None:
             if time.monotonic() >= deadline:
                 return None
-            return self.run_window(*item)
+            return self.run_window(*item, pause=pause)
 
         def sweep(item: tuple[Pipeline, WindowState]) -> WindowResult | None:
             if time.monotonic() >= deadline:
@@ -473,13 +411,35 @@ class Engine:
             )
         return list(windows_between(first, last, size))
 
-    def replay(self, pipeline: Pipeline, start: datetime, end: datetime, *, mode: str = "auto") -> ReplayResult:
-        """Rerun windows now (few) or queue them in the ledger for the next ticks (many)."""
+    def replay(
+        self,
+        pipeline: Pipeline,
+        start: datetime,
+        end: datetime,
+        *,
+        mode: str = "auto",
+        pause_after: timedelta | None = None,
+    ) -> ReplayResult:
+        """Rerun windows now (few) or queue them in the ledger for the next ticks (many).
+
+        ``pause_after`` bounds an inline replay: a window still running then checkpoints and
+        the timer finishes it (HTTP callers must answer within 230 s).
+        """
         windows = self.replay_windows(pipeline, start, end)
         inline = mode == "inline" or (mode == "auto" and len(windows) <= self.settings.replay_inline_windows)
         if inline:
-            results = tuple(self.run_window(pipeline, w, force=True) for w in windows)
-            return ReplayResult(pipeline.name, tuple(windows), "inline", results=results)
+            stop_at = None if pause_after is None else time.monotonic() + pause_after.total_seconds()
+
+            def pause() -> bool:
+                return stop_at is not None and time.monotonic() >= stop_at
+
+            results: list[WindowResult] = []
+            for i, window in enumerate(windows):
+                if pause():  # out of time: the rest goes to the timer
+                    queued = self.ledger.request_replay(pipeline.name, windows[i:], self.clock())
+                    return ReplayResult(pipeline.name, tuple(windows), "inline", tuple(results), queued)
+                results.append(self.run_window(pipeline, window, force=True, pause=pause))
+            return ReplayResult(pipeline.name, tuple(windows), "inline", results=tuple(results))
         queued = self.ledger.request_replay(pipeline.name, windows, self.clock())
         return ReplayResult(pipeline.name, tuple(windows), "queued", queued=queued)
 

@@ -177,6 +177,7 @@ class Settings:
     time_budget: timedelta = timedelta(minutes=4)
     replay_max_windows: int = 24 * 31
     replay_inline_windows: int = 6
+    checkpoint_after: timedelta = timedelta(minutes=8)
 
     def pipeline(self, name: str) -> Pipeline:
         for p in self.pipelines:
@@ -250,6 +251,7 @@ class _Parser:
             schedule=self.env.get("MOVER_SCHEDULE", "0 */5 * * * *"),
             max_concurrency=self.int_setting("MOVER_MAX_CONCURRENCY", 4, 1, 64),
             time_budget=self.duration_setting("MOVER_TIME_BUDGET", timedelta(minutes=4)),
+            checkpoint_after=self.duration_setting("MOVER_CHECKPOINT_AFTER", timedelta(minutes=8)),
             replay_max_windows=self.int_setting("MOVER_REPLAY_MAX_WINDOWS", 24 * 31, 1, 100_000),
             replay_inline_windows=self.int_setting("MOVER_REPLAY_INLINE_WINDOWS", 6, 0, 1000),
         )

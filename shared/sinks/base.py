@@ -42,6 +42,10 @@ class Sink(Protocol):
         """
         ...
 
+    def output_name(self, window: Window, part: str = "") -> str:
+        """The name ``open(window, part=part)`` commits under (what ``remove`` takes)."""
+        ...
+
     def remove(self, name: str) -> None:
         """Delete an output this sink committed earlier (a name from ``OutputFile.name``);
         a missing one is fine. Used when a full rerun supersedes earlier late parts."""

@@ -406,6 +406,9 @@ class BlobSink:
         self._ensure_container()
         return BlobWriter(self, window, part)
 
+    def output_name(self, window: Window, part: str = "") -> str:
+        return self.data_name(window, part)
+
     def remove(self, name: str) -> None:
         """Delete an earlier output (data file or manifest); a missing one is fine."""
         self.delete(name)

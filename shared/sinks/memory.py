@@ -27,15 +27,7 @@ class MemoryWriter:
         self._sink = sink
         self.window = window
         self.part = part
-        self.name = data_name(
-            sink.path,
-            pipeline=sink.pipeline,
-            table=sink.table,
-            window=window,
-            part=part,
-            fmt="jsonl",
-            compression="none",
-        )
+        self.name = sink.output_name(window, part)
         self._buffer = io.BytesIO()
         self._encoder = JsonlEncoder(self._buffer, compression="none")
         self._state = "open"
@@ -98,6 +90,17 @@ class MemorySink:
 
     def open(self, window: Window, *, part: str = "") -> MemoryWriter:
         return MemoryWriter(self, window, part)
+
+    def output_name(self, window: Window, part: str = "") -> str:
+        return data_name(
+            self.path,
+            pipeline=self.pipeline,
+            table=self.table,
+            window=window,
+            part=part,
+            fmt="jsonl",
+            compression="none",
+        )
 
     def remove(self, name: str) -> None:
         self.files.pop(name, None)

@@ -445,7 +445,7 @@ class TableWriter:
     def _outputs(self) -> list[OutputFile]:
         if not self.rows:
             return []
-        name = f"table:{self._sink.table_name}/{self.partition_key}" + (f"/{self.part}" if self.part else "")
+        name = self._sink.output_name(self.window, self.part)
         extra = output_extra(fmt="table", compression="none", part=self.part, columns=tuple(self._known.values()))
         extra.update(table=self._sink.table_name, partition_key=self.partition_key)
         return [OutputFile(name=name, rows=self.rows, bytes=self.bytes, extra=extra)]
@@ -510,6 +510,9 @@ class TableSink:
     def open(self, window: Window, *, part: str = "") -> TableWriter:
         self._ensure_table()
         return TableWriter(self, window, part)
+
+    def output_name(self, window: Window, part: str = "") -> str:
+        return f"table:{self.table_name}/{self.partition_key(window)}" + (f"/{part}" if part else "")
 
     def remove(self, name: str) -> None:
         """Delete an earlier output: ``table:<table>/<PK>[/<part>]`` removes that part's

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.sources.base import LateAwareSource, LatePlan, Source, SourceSummary
+from shared.sources.base import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
 
 if TYPE_CHECKING:
     import httpx
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from shared.auth import HeaderProvider
     from shared.settings import Settings, SourceConfig
 
-__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary", "build_source"]
+__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary", "SteppedSource", "build_source"]
 
 
 def build_source(

@@ -11,7 +11,7 @@ from shared.model import Batch, Window
 if TYPE_CHECKING:
     from shared.windows import WindowState
 
-__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary"]
+__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary", "SteppedSource"]
 
 
 @runtime_checkable
@@ -65,3 +65,15 @@ class LateAwareSource(Source, Protocol):
     def read_part(self, window: Window, plan: LatePlan) -> Iterator[Batch]:
         """Rows of the new input only (``part`` plans); ``summary()`` then describes it."""
         ...
+
+
+@runtime_checkable
+class SteppedSource(Source, Protocol):
+    """A source whose window splits into ordered steps; a long window can pause between steps
+    (checkpoint) and resume on the next tick without reading the earlier steps again."""
+
+    def plan(self, window: Window) -> list[Window]:
+        """Sub-windows tiling ``window``, in order."""
+        ...
+
+    def read_step(self, sub: Window) -> Iterator[Batch]: ...

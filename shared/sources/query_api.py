@@ -134,6 +134,10 @@ class QueryApiSource:
         subs.append(Window(start, window.end))
         return subs
 
+    def read_step(self, sub: Window) -> Iterator[Batch]:
+        """Rows of one planned sub-window: the unit a long window is checkpointed by."""
+        return self._fetch(sub)
+
     def _fetch(self, window: Window) -> Iterator[Batch]:
         result = self._query(bounded_query(self.config, window), window)
         if result.partial is not None:

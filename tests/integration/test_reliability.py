@@ -198,3 +198,72 @@ def test_late_rows_replace_the_window_output_on_resweep(emu, make_engine, storag
     assert Counter(r["itemId"] for r in got) == Counter(r["itemId"] for r in expected)
     assert {f"late-{unique}-{m}" for m in (1, 2, 3)} <= {r["itemId"] for r in got}
     assert engine.tick().results == []  # settled
+
+
+def data_blobs(conn, container):
+    return [n for n in blob_names(conn, container) if n.endswith(".jsonl.gz")]
+
+
+def pauses(*answers):
+    """A pause predicate answering from a script (then False)."""
+    script = list(answers)
+    return lambda: script.pop(0) if script else False
+
+
+def test_long_window_checkpoints_and_resumes_without_duplicates(emu, make_engine, storage_conn, unique):
+    container = f"out-{unique}"
+    pipeline = query_pipeline("req", "requests", emu, container, source={"max_rows_per_query": 8})
+    engine = make_engine([pipeline], now=T0 + H + timedelta(minutes=5))
+    p = engine.settings.pipeline("req")
+    first = engine.run_window(p, W0, pause=pauses(True))
+    assert first.outcome == "paused" and first.rows > 0
+    state = engine.ledger.get("req", W0)
+    checkpoint = state.extra["checkpoint"]
+    assert state.status == "pending" and state.attempts == 0 and checkpoint["next"] == 1 and checkpoint["chunks"] == 1
+    assert len(checkpoint["steps"]) >= 4
+    second = engine.run_window(p, W0, pause=pauses(False, True))  # resumes at step 1, pauses after step 2
+    assert second.outcome == "paused"
+    assert engine.ledger.get("req", W0).extra["checkpoint"]["next"] == 3
+    (last,) = engine.tick().results  # the timer resumes and finishes it
+    assert last.outcome == "done"
+    names = data_blobs(storage_conn, container)
+    assert [n.rsplit("/", 1)[1] for n in names] == [
+        "20261102T000000Z-c0001.jsonl.gz",
+        "20261102T000000Z-c0002.jsonl.gz",
+        "20261102T000000Z.jsonl.gz",
+    ]
+    rows = outputs(storage_conn, container)
+    expected = expected_rows(emu, "requests", W0.start, W0.end)
+    assert Counter(r["itemId"] for r in rows) == Counter(r["itemId"] for r in expected)
+    state = engine.ledger.get("req", W0)
+    assert state.status == "done" and state.rows == len(expected) == state.source_count
+    assert "checkpoint" not in state.extra
+    assert sorted(o["name"] for o in state.outputs if o["kind"] == "data") == names
+    # A replay starts over in one file and removes the chunks.
+    (again,) = engine.replay(p, T0, T0 + H).results
+    assert again.outcome == "done"
+    assert [n.rsplit("/", 1)[1] for n in data_blobs(storage_conn, container)] == ["20261102T000000Z.jsonl.gz"]
+    assert Counter(r["itemId"] for r in outputs(storage_conn, container)) == Counter(r["itemId"] for r in expected)
+
+
+def test_chunk_committed_but_unrecorded_is_not_duplicated(emu, make_engine, storage_conn, unique):
+    container = f"out-{unique}"
+    pipeline = query_pipeline("req", "requests", emu, container, source={"max_rows_per_query": 8})
+    engine = make_engine([pipeline], now=T0 + H + timedelta(minutes=5))
+    p = engine.settings.pipeline("req")
+    assert engine.run_window(p, W0, pause=pauses(True)).outcome == "paused"
+    real = engine.ledger.checkpoint
+
+    def die(*args, **kwargs):  # the runner dies right after committing chunk c0001
+        raise RuntimeError("killed")
+
+    engine.ledger.checkpoint = die
+    crashed = engine.run_window(p, W0, pause=pauses(True))
+    assert crashed.outcome == "failed"
+    engine.ledger.checkpoint = real
+    assert any(n.endswith("-c0001.jsonl.gz") for n in data_blobs(storage_conn, container))  # orphan on disk
+    (result,) = engine.replay(p, T0, T0 + H).results  # a fresh run must not leave it behind
+    assert result.outcome == "done"
+    assert [n.rsplit("/", 1)[1] for n in data_blobs(storage_conn, container)] == ["20261102T000000Z.jsonl.gz"]
+    expected = expected_rows(emu, "requests", W0.start, W0.end)
+    assert Counter(r["itemId"] for r in outputs(storage_conn, container)) == Counter(r["itemId"] for r in expected)

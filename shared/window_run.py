@@ -1,0 +1,243 @@
+"""Moving one claimed window: read → map → write every sink → commit → manifest → ledger.
+
+A window is read as ordered steps (the query API's sub-windows; one step for other
+sources). Between steps a long window may *pause*: it commits what it wrote as a chunk
+(an extra deterministic part ``c0001``, ``c0002``…), records a checkpoint on the window in
+the ledger and hands the window back as ``pending``; the next tick resumes at the next
+step. A crash between a chunk's commit and its checkpoint replays that chunk under the
+same name, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from shared import mapping
+from shared.durations import parse_timestamp
+from shared.ledger import Claim, Ledger
+from shared.model import Batch, OutputFile, Window, format_ts
+from shared.settings import Pipeline
+from shared.sinks.base import Sink, SinkWriter
+from shared.sources import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
+from shared.windows import WindowState
+
+__all__ = ["Moved", "Progress", "move_window"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """Checkpoint of a window paused between steps (kept in the ledger entity's ``Extra``)."""
+
+    steps: list[Window]
+    next: int = 0
+    chunks: int = 0
+    rows: int = 0
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": [[format_ts(s.start), format_ts(s.end)] for s in self.steps],
+            "next": self.next,
+            "chunks": self.chunks,
+            "rows": self.rows,
+            "outputs": self.outputs,
+        }
+
+    @classmethod
+    def from_state(cls, state: WindowState | None) -> Progress | None:
+        raw = state.extra.get("checkpoint") if state is not None else None
+        if not isinstance(raw, dict):
+            return None
+        steps = [Window(parse_timestamp(a), parse_timestamp(b)) for a, b in raw["steps"]]
+        return cls(steps, int(raw["next"]), int(raw["chunks"]), int(raw["rows"]), list(raw["outputs"]))
+
+
+@dataclass(frozen=True)
+class Moved:
+    outcome: Literal["done", "paused"]
+    rows: int  # rows moved by this run
+    bytes: int  # bytes of the outputs written by this run
+    names: tuple[str, ...]  # data outputs written by this run
+    summary: SourceSummary
+
+
+def _output(sink: int, f: OutputFile, part: str = "", *, kind: str = "data") -> dict[str, Any]:
+    out: dict[str, Any] = {"sink": sink, "kind": kind, "name": f.name, "rows": f.rows, "bytes": f.bytes}
+    if f.sha256:
+        out["sha256"] = f.sha256
+    if part:
+        out["part"] = part
+    return out
+
+
+def _file(o: dict[str, Any]) -> OutputFile:
+    return OutputFile(name=str(o["name"]), rows=int(o["rows"]), bytes=int(o["bytes"]), sha256=str(o.get("sha256", "")))
+
+
+def _chunk_part(base: str, chunk: int) -> str:
+    if chunk == 0:
+        return base
+    return f"{base}-c{chunk:04d}" if base else f"c{chunk:04d}"
+
+
+@dataclass
+class _Run:
+    ledger: Ledger
+    clock: Callable[[], datetime]
+    pipeline: Pipeline
+    window: Window
+    claim: Claim
+    source: Source
+    sinks: list[Sink]
+    writers: list[SinkWriter] = field(default_factory=list)
+
+    def open(self, part: str) -> None:
+        self.writers = [sink.open(self.window, part=part) for sink in self.sinks]
+
+    def write(self, batches: Iterator[Batch]) -> int:
+        rows = 0
+        for batch in batches:
+            if self.pipeline.columns is not None:
+                batch = mapping.apply_columns(batch, self.pipeline.columns)
+            for writer in self.writers:
+                writer.write(batch)
+            rows += len(batch)
+        return rows
+
+    def commit(self, part: str) -> list[dict[str, Any]]:
+        committed = [writer.commit() for writer in self.writers]
+        self.writers = []
+        return [_output(i, o, part) for i, files in enumerate(committed) for o in files]
+
+    def abort(self) -> None:
+        writers, self.writers = self.writers, []
+        for writer in writers:
+            try:
+                writer.abort()
+            except Exception:
+                log.debug("abort failed", exc_info=True)
+
+
+def move_window(
+    *,
+    ledger: Ledger,
+    clock: Callable[[], datetime],
+    pipeline: Pipeline,
+    window: Window,
+    claim: Claim,
+    source: Source,
+    sinks: list[Sink],
+    late: LatePlan | None = None,
+    previous: WindowState | None = None,
+    fresh: bool = False,
+    pause: Callable[[], bool] | None = None,
+) -> Moved:
+    """Move ``window`` under ``claim``; returns ``paused`` when ``pause()`` said stop between steps.
+
+    ``late`` (a ``part`` plan) moves only late input beside ``previous``'s outputs. ``fresh``
+    (a replay) ignores a checkpoint and starts over. Raises whatever the source, sinks or
+    ledger raise; uncommitted output is dropped first.
+    """
+    run = _Run(ledger, clock, pipeline, window, claim, source, sinks)
+    try:
+        return _move(run, late, previous, fresh, pause)
+    except BaseException:
+        run.abort()
+        raise
+
+
+def _move(
+    run: _Run, late: LatePlan | None, previous: WindowState | None, fresh: bool, pause: Callable[[], bool] | None
+) -> Moved:
+    source, window, claim = run.source, run.window, run.claim
+    kept: list[dict[str, Any]] = []  # earlier data outputs that stay
+    steps: list[Callable[[], Iterator[Batch]]]
+    base = ""
+    progress: Progress | None = None
+    if late is not None:
+        assert isinstance(source, LateAwareSource)
+        base = late.part
+        kept = [o for o in previous.outputs if o.get("kind", "data") == "data"] if previous else []
+        steps = [lambda: source.read_part(window, late)]
+    elif isinstance(source, SteppedSource):
+        progress = None if fresh else Progress.from_state(claim.previous)
+        if progress is not None:
+            log.info("%s %s: resuming at step %d of %d", run.pipeline.name, window, progress.next, len(progress.steps))
+        else:
+            progress = Progress(source.plan(window))
+        kept = list(progress.outputs)
+        steps = [lambda sub=sub: source.read_step(sub) for sub in progress.steps]  # type: ignore[misc]
+    else:
+        steps = [lambda: source.read(window)]
+    first = progress.next if progress else 0
+    chunk = progress.chunks if progress else 0
+    run.open(_chunk_part(base, chunk))
+    rows = 0
+    for index in range(first, len(steps)):
+        if progress is not None and index > first and pause is not None and pause():
+            written = run.commit(_chunk_part(base, chunk))
+            progress.outputs += written
+            progress.next, progress.chunks, progress.rows = index, chunk + 1, progress.rows + rows
+            run.ledger.checkpoint(claim, now=run.clock(), extra={"checkpoint": progress.to_json()})
+            names = tuple(o["name"] for o in written)
+            return Moved("paused", rows, sum(int(o["bytes"]) for o in written), names, source.summary())
+        rows += run.write(steps[index]())
+    written = run.commit(_chunk_part(base, chunk))
+    summary = source.summary()
+    outputs = kept + written
+    earlier_rows = (progress.rows if progress else 0) + (previous.rows if late and previous else 0)
+    total_rows = earlier_rows + rows
+    info = {
+        "pipeline": run.pipeline.name,
+        "table": run.pipeline.source.table,
+        "rows": total_rows,
+        "source": summary.extra,
+    }
+    manifests = [
+        _output(i, sink.write_manifest(window, [_file(o) for o in outputs if o["sink"] == i], info), kind="manifest")
+        for i, sink in enumerate(run.sinks)
+    ]
+    if late is None:
+        _remove_stale(run.sinks, claim.previous, outputs + manifests)
+    source_count = summary.source_count
+    if source_count is not None:
+        if late is not None and previous is not None and previous.source_count is not None:
+            source_count += previous.source_count
+        elif progress is not None:
+            source_count += progress.rows
+    run.ledger.complete(
+        claim,
+        now=run.clock(),
+        rows=total_rows,
+        nbytes=sum(int(o["bytes"]) for o in outputs),
+        outputs=outputs + manifests,
+        source_count=source_count,
+        quarantined=summary.quarantined + (previous.quarantined if late and previous else 0),
+        extra=summary.extra or None,
+    )
+    return Moved("done", rows, sum(int(o["bytes"]) for o in written), tuple(o["name"] for o in written), summary)
+
+
+def _remove_stale(sinks: list[Sink], previous: WindowState | None, current: list[dict[str, Any]]) -> None:
+    """A full run replaces everything: drop earlier outputs (late parts, chunks of an abandoned
+    checkpoint) that it did not rewrite, so the outputs always match the latest run."""
+    if previous is None:
+        return
+    earlier = [(int(o.get("sink", 0)), str(o["name"])) for o in previous.outputs]
+    checkpoint = previous.extra.get("checkpoint")
+    if isinstance(checkpoint, dict):
+        earlier += [(int(o.get("sink", 0)), str(o["name"])) for o in checkpoint.get("outputs", [])]
+        # the chunk being written when the run paused or died may be committed but unrecorded
+        orphan = _chunk_part("", int(checkpoint.get("chunks", 0)))
+        if orphan:
+            earlier += [(i, sink.output_name(previous.window, orphan)) for i, sink in enumerate(sinks)]
+    keep = {(int(o["sink"]), o["name"]) for o in current}
+    for index, name in dict.fromkeys(earlier):
+        if (index, name) not in keep and index < len(sinks):
+            sinks[index].remove(name)
