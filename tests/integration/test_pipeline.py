@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from shared.durations import parse_timestamp
 from shared.model import Window
 from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
 
@@ -105,3 +106,25 @@ def test_two_runners_never_run_the_same_window_twice(emulator, make_engine, uniq
     assert len(starts) == len(set(starts))
     states = list(a.ledger.states("requests"))
     assert all(s.status == "done" and s.attempts == 1 for s in states)
+
+
+def test_log_analytics_workspace_source(emulator, make_engine, storage_conn, unique):
+    container = f"out-{unique}"
+    pipeline = query_pipeline(
+        "ws",
+        "AppRequests",
+        emulator,
+        container,
+        source={"kind": "log_analytics", "workspace_id": "test-ws", "app_id": None},
+    )
+    del pipeline["source"]["app_id"]
+    engine = make_engine([pipeline], now=T0 + 2 * H + timedelta(minutes=5))
+    report = engine.tick()
+    assert [r.outcome for r in report.results] == ["done", "done"]
+    for i in range(2):
+        window = Window(T0 + i * H, T0 + (i + 1) * H)
+        got = read_jsonl_gz(storage_conn, container, engine.ledger.get("ws", window).outputs[0]["name"])
+        expected = emulator.expected("AppRequests", window.start, window.end)
+        assert len(got) == len(expected) > 0
+        assert {r["_ItemId"] for r in got} == {r["_ItemId"] for r in expected}
+        assert all(window.start <= parse_timestamp(r["TimeGenerated"]) < window.end for r in got)
