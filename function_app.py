@@ -8,7 +8,6 @@ import os
 import azure.functions as func
 
 from shared import api
-from shared.errors import ConfigError
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("insights_mover")
@@ -37,18 +36,10 @@ def mover_tick(timer: func.TimerRequest) -> None:
 @app.route(route="replay", methods=["POST"])
 def replay(req: func.HttpRequest) -> func.HttpResponse:
     """Rerun the windows of one pipeline between ``start`` and ``end`` (inline or queued)."""
-    try:
-        engine = api.engine_from_env()
-    except ConfigError as exc:
-        return _http(api.config_error_response(exc))
-    return _http(api.replay(engine, req.get_body(), dict(req.params)))
+    return _http(api.with_engine(lambda engine: api.replay(engine, req.get_body(), dict(req.params))))
 
 
 @app.route(route="status", methods=["GET"])
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """The ledger per pipeline as JSON, or as a page with ``?format=html``."""
-    try:
-        engine = api.engine_from_env()
-    except ConfigError as exc:
-        return _http(api.config_error_response(exc))
-    return _http(api.status(engine, dict(req.params)))
+    return _http(api.with_engine(lambda engine: api.status(engine, dict(req.params))))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from shared.model import format_ts
 from shared.runner import Engine
 from shared.settings import Settings
 
-__all__ = ["Response", "config_error_response", "engine_from_env", "replay", "reset_engine", "status"]
+__all__ = ["Response", "config_error_response", "engine_from_env", "replay", "reset_engine", "status", "with_engine"]
 
 log = logging.getLogger(__name__)
 _engine: Engine | None = None
@@ -137,6 +137,15 @@ def status(engine: Engine, params: Mapping[str, str]) -> Response:
 
         return Response(200, render_html(report).encode(), "text/html; charset=utf-8")
     return Response.json(200, report)
+
+
+def with_engine(op: Callable[[Engine], Response]) -> Response:
+    """Run ``op`` on the process-wide engine; invalid settings answer 503 listing every problem."""
+    try:
+        engine = engine_from_env()
+    except ConfigError as exc:
+        return config_error_response(exc)
+    return op(engine)
 
 
 def config_error_response(exc: ConfigError) -> Response:
