@@ -50,6 +50,7 @@ _CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "window", "window_end", "part"})
 _SIZES_PER_DAY = 86400
+_WINDOW_DURATIONS = {"delay": "PT5M", "retry_backoff": "PT2M", "lease": "PT10M", "resweep_lookback": "PT0S"}
 _ID_HINT = {"app_insights": "Application ID from the API Access blade", "log_analytics": "workspace ID"}
 _SECRET_NAME = {"api_key": "API key", "token": "bearer token"}
 
@@ -296,6 +297,26 @@ class _Parser:
             self.fail(name, str(exc))
             return default
 
+    def whole(self, where: str, raw: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+        """``raw[key]`` as a whole number in ``[low, high]``; ``default`` when absent (or invalid, reported)."""
+        value = raw.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            self.fail(where, f"'{key}' must be a whole number from {low} to {high}")
+            return default
+        return value
+
+    def duration_field(self, where: str, raw: Mapping[str, Any], key: str, default: str) -> timedelta:
+        """``raw[key]`` as an ISO 8601 duration; ``default`` when absent (or invalid, reported)."""
+        try:
+            return parse_duration(str(raw.get(key, default)))
+        except ValueError as exc:
+            self.fail(where, f"'{key}': {exc}")
+            return parse_duration(default)
+
+    def reject_unknown(self, where: str, raw: Mapping[str, Any], known: set[str]) -> None:
+        for key in sorted(set(raw) - known):
+            self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
+
     def storage(self, where: str, setting: str) -> StorageConfig:
         """Resolve a connection setting the way the Functions host does."""
         conn = self.env.get(setting)
@@ -335,8 +356,7 @@ class _Parser:
             return None
         where = f"pipeline {name!r}"
         known = {"name", "source", "window", "sink", "sinks", "columns", "enabled", "description"}
-        for key in sorted(set(item) - known):
-            self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
+        self.reject_unknown(where, item, known)
         before = len(self.problems)
         source = self.source(where, name, item.get("source"))
         window = self.window(where, item.get("window"), source)
@@ -415,18 +435,12 @@ class _Parser:
             if bad in query:
                 self.fail(where, f"'query' must be a single KQL expression (no {bad!r})")
         auth = self.auth(where, kind, raw.get("auth"))
-        max_rows = raw.get("max_rows_per_query", 20_000)
-        if not isinstance(max_rows, int) or isinstance(max_rows, bool) or not 1 <= max_rows <= 500_000:
-            self.fail(where, "'max_rows_per_query' must be a whole number from 1 to 500000")
-            max_rows = 20_000
+        max_rows = self.whole(where, raw, "max_rows_per_query", 20_000, 1, 500_000)
         timeout = raw.get("timeout_seconds", 180)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 1 <= timeout <= 600:
             self.fail(where, "'timeout_seconds' must be a number from 1 to 600")
             timeout = 180
-        retries = raw.get("max_retries", 6)
-        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 20:
-            self.fail(where, "'max_retries' must be a whole number from 0 to 20")
-            retries = 6
+        retries = self.whole(where, raw, "max_retries", 6, 0, 20)
         if auth is None or not isinstance(resource_id, str):
             return None
         return QuerySourceConfig(
@@ -493,8 +507,7 @@ class _Parser:
             "list_page_size",
             "download_concurrency",
         }
-        for key in sorted(set(raw) - known):
-            self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
+        self.reject_unknown(where, raw, known)
         storage = self.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
         container = raw.get("container")
         if not isinstance(container, str) or not _CONTAINER.match(container):
@@ -544,36 +557,22 @@ class _Parser:
                 " every line would be quarantined",
             )
 
-        def duration(key: str, default: str) -> timedelta:
-            try:
-                return parse_duration(str(raw.get(key, default)))
-            except ValueError as exc:
-                self.fail(where, f"'{key}': {exc}")
-                return parse_duration(default)
-
-        def count(key: str, default: int, low: int, high: int) -> int:
-            value = raw.get(key, default)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                self.fail(where, f"'{key}' must be a whole number from {low} to {high}")
-                return default
-            return value
-
-        lookback = duration("late_lookback", "PT6H")
+        lookback = self.duration_field(where, raw, "late_lookback", "PT6H")
         if lookback > timedelta(days=7):
             self.fail(where, "'late_lookback' must be at most P7D (each tick lists every folder in it again)")
         # An append blob PT1H.json is written until after its hour has ended: reading it early
         # would move a partial hour (its growth would still follow, but as a late part).
         floor = timedelta(minutes=5) if kind == "diagnostic_settings" else timedelta(0)
-        min_delay = duration("min_delay", "PT15M" if kind == "diagnostic_settings" else "PT5M")
+        min_delay = self.duration_field(where, raw, "min_delay", "PT15M" if kind == "diagnostic_settings" else "PT5M")
         if min_delay < floor:
             self.fail(
                 where,
                 f"'min_delay' must be at least PT5M for diagnostic_settings (PT1H.json blobs keep growing after"
                 f" their hour); got {raw.get('min_delay')}",
             )
-        batch_rows = count("batch_rows", 5_000, 100, 100_000)
-        page_size = count("list_page_size", 5_000, 1, 5_000)
-        concurrency = count("download_concurrency", 4, 1, 32)
+        batch_rows = self.whole(where, raw, "batch_rows", 5_000, 100, 100_000)
+        page_size = self.whole(where, raw, "list_page_size", 5_000, 1, 5_000)
+        concurrency = self.whole(where, raw, "download_concurrency", 4, 1, 32)
         if not isinstance(container, str) or classic is None:
             return None
         return ExportSourceConfig(
@@ -597,14 +596,7 @@ class _Parser:
             self.fail(where, 'must be an object like {"size": "PT1H", "start": "2026-11-01T00:00:00Z"}')
             return None
 
-        def dur(key: str, default: str) -> timedelta:
-            try:
-                return parse_duration(str(raw.get(key, default)))
-            except ValueError as exc:
-                self.fail(where, f"'{key}': {exc}")
-                return parse_duration(default)
-
-        size = dur("size", "PT1H")
+        size = self.duration_field(where, raw, "size", "PT1H")
         if size < timedelta(minutes=1) or size > timedelta(days=1) or _SIZES_PER_DAY % int(size.total_seconds()):
             self.fail(where, "'size' must divide a day evenly, from PT1M to P1D (e.g. PT5M, PT15M, PT1H, P1D)")
             return None
@@ -618,13 +610,6 @@ class _Parser:
         if start and end and end <= start:
             self.fail(where, "'end' must be after 'start'")
 
-        def count(key: str, default: int, low: int, high: int) -> int:
-            value = raw.get(key, default)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                self.fail(where, f"'{key}' must be a whole number from {low} to {high}")
-                return default
-            return value
-
         known = {
             "size",
             "start",
@@ -636,18 +621,14 @@ class _Parser:
             "lease",
             "resweep_lookback",
         }
-        for key in sorted(set(raw) - known):
-            self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
+        self.reject_unknown(where, raw, known)
+        durations = {k: self.duration_field(where, raw, k, d) for k, d in _WINDOW_DURATIONS.items()}
+        max_per_tick = self.whole(where, raw, "max_per_tick", 12, 1, 10_000)
+        max_attempts = self.whole(where, raw, "max_attempts", 5, 1, 100)
+        if start is None:
+            return None
         config = WindowConfig(
-            size=size,
-            start=start or datetime.fromtimestamp(0).astimezone(),
-            end=end,
-            delay=dur("delay", "PT5M"),
-            max_per_tick=count("max_per_tick", 12, 1, 10_000),
-            max_attempts=count("max_attempts", 5, 1, 100),
-            retry_backoff=dur("retry_backoff", "PT2M"),
-            lease=dur("lease", "PT10M"),
-            resweep_lookback=dur("resweep_lookback", "PT0S"),
+            size=size, start=start, end=end, max_per_tick=max_per_tick, max_attempts=max_attempts, **durations
         )
         if isinstance(source, ExportSourceConfig):
             if "delay" not in raw:
@@ -658,7 +639,7 @@ class _Parser:
                     f"'delay' must be at least {format_duration(source.min_delay)} for {source.kind} sources"
                     f" (exported blobs keep growing after their hour); got {raw['delay']}",
                 )
-        return config if start else None
+        return config
 
     def ts(self, where: str, key: str, raw: Any, *, required: bool) -> datetime | None:
         if raw is None:
@@ -709,10 +690,7 @@ class _Parser:
             self.fail(
                 where, "'path' must contain {window} (or {yyyy} {MM} {dd} {HH} {mm}) so each window has its own name"
             )
-        rg = raw.get("row_group_rows", 50_000)
-        if not isinstance(rg, int) or isinstance(rg, bool) or not 1_000 <= rg <= 1_000_000:
-            self.fail(where, "'row_group_rows' must be a whole number from 1000 to 1000000")
-            rg = 50_000
+        rg = self.whole(where, raw, "row_group_rows", 50_000, 1_000, 1_000_000)
         if not isinstance(container, str):
             return None
         return SinkConfig(
