@@ -97,7 +97,7 @@ class QuerySourceConfig:
     table: str
     time_column: str
     auth: AuthConfig
-    max_rows_per_query: int = 20_000
+    max_rows_per_query: int = 10_000
     timeout_s: float = 180.0
     max_retries: int = 6
 
@@ -435,7 +435,7 @@ class _Parser:
             if bad in query:
                 self.fail(where, f"'query' must be a single KQL expression (no {bad!r})")
         auth = self.auth(where, kind, raw.get("auth"))
-        max_rows = self.whole(where, raw, "max_rows_per_query", 20_000, 1, 500_000)
+        max_rows = self.whole(where, raw, "max_rows_per_query", 10_000, 1, 500_000)
         timeout = raw.get("timeout_seconds", 180)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 1 <= timeout <= 600:
             self.fail(where, "'timeout_seconds' must be a number from 1 to 600")

@@ -24,13 +24,15 @@ from shared.model import Batch, Window, format_ts
 from shared.retry import with_retries
 from shared.settings import QuerySourceConfig
 from shared.sources.base import LatePlan, SourceSummary
-from shared.sources.wire import QueryResult, error_reason, parse_result
+from shared.sources.wire import QueryResult, decode_result, error_reason, typed
 from shared.windows import WindowState
 
-__all__ = ["QueryApiSource", "QueryStats", "bounded_query", "count_bins_query"]
+__all__ = ["BATCH_BYTES", "QueryApiSource", "QueryStats", "batch_rows", "bounded_query", "count_bins_query"]
 
 log = logging.getLogger(__name__)
 _MIN_SPLIT = timedelta(milliseconds=1)
+BATCH_BYTES = 2 * 2**20  # response JSON per Batch handed to the sinks (a response is sliced; see _fetch)
+_MIN_BATCH_ROWS = 100
 
 
 def _bounds(time_column: str, window: Window) -> str:
@@ -48,6 +50,22 @@ def bounded_query(config: QuerySourceConfig, window: Window) -> str:
 def _bin_size(window: Window) -> timedelta:
     seconds = max(1, int(window.size.total_seconds() // 60))
     return timedelta(seconds=seconds)
+
+
+def batch_rows(rows: int, body_bytes: int) -> int:
+    """Rows per batch for a response of ``rows`` rows in ``body_bytes``: about ``BATCH_BYTES`` each."""
+    return max(_MIN_BATCH_ROWS, BATCH_BYTES * rows // max(1, body_bytes))
+
+
+def _cut_bin(start: datetime, rows: int, size: timedelta, limit: int) -> list[tuple[datetime, int]]:
+    """A bin holding more than ``limit`` rows as equal slices of time (rows assumed spread
+    evenly), so a dense minute still yields sub-windows near ``limit``; a slice that comes
+    back cut anyway is halved by ``_fetch``."""
+    if rows <= limit:
+        return [(start, rows)]
+    parts = min(-(-rows // limit), max(1, size // _MIN_SPLIT))
+    step = size / parts
+    return [(start + k * step, rows * (k + 1) // parts - rows * k // parts) for k in range(parts)]
 
 
 def count_bins_query(config: QuerySourceConfig, window: Window) -> str:
@@ -125,8 +143,8 @@ class QueryApiSource:
             return [window]
         subs: list[Window] = []
         start, acc = window.start, 0
-        for bin_start in sorted(counts):
-            n = counts[bin_start]
+        size = _bin_size(window)
+        for bin_start, n in (piece for b in sorted(counts) for piece in _cut_bin(b, counts[b], size, limit)):
             if acc and acc + n > limit and start < bin_start < window.end:
                 subs.append(Window(start, bin_start))
                 start, acc = bin_start, 0
@@ -149,9 +167,17 @@ class QueryApiSource:
             yield from self._fetch(left)
             yield from self._fetch(right)
             return
-        if result.rows:
-            self.stats.rows += len(result.rows)
-            yield Batch(self.config.table, result.columns, result.rows)
+        rows, columns = result.rows, result.columns
+        step = batch_rows(len(rows), result.body_bytes)
+        del result
+        self.stats.rows += len(rows)
+        # Hand the response on in slices of ~BATCH_BYTES, dropping each from the parsed list as it
+        # goes: sinks buffer per batch (encoded lines, queued chunks), so a byte-sized batch bounds
+        # their memory whatever the row width, and rows written are freed before the rest are.
+        while rows:
+            batch = rows[:step]
+            del rows[:step]
+            yield Batch(self.config.table, columns, batch)
 
     def _query(self, query: str, window: Window) -> QueryResult:
         body = orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
@@ -181,7 +207,11 @@ class QueryApiSource:
             raise RetriableError(f"query API unreachable: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
         if status == 200:
-            return parse_result(response.content)
+            result = decode_result(response.content)
+            del response  # the body goes before the converted cells come (a query's memory peak)
+            if result.partial is not None:  # never used: don't convert up to 64 MB for nothing
+                return QueryResult(result.columns, [], result.partial, result.body_bytes)
+            return typed(result)
         reason = error_reason(response.content)
         if status == 429 or status >= 500:
             retry_after = _retry_after(response.headers.get("Retry-After"))

@@ -1,0 +1,224 @@
+"""What ``make bench`` measures; each function runs inside its own child process.
+
+* ``pipeline`` — the engine itself: ``Engine.replay(..., mode="inline")`` of one ``PT1H``
+  window to Azurite, exactly the code the timer and HTTP triggers run (claim, count per
+  bin, sub-window queries, PartialError splitting, encoding, staged blocks, commit,
+  manifest, ledger).
+* ``limit`` — the raw limit on the same emulator responses: the same sub-window queries
+  through httpx, one ``orjson.loads`` per response, the same JSONL bytes (dynamic cells
+  parsed so the output is identical), gzip at the sink's level, 4 MiB staged blocks,
+  one block-list commit. Same thread shape as the sink: encode on the calling thread,
+  gzip and Put Block on helpers. No ledger, no manifest, no engine.
+* ``serve`` — the emulator alone (``devtools.ai_emulator.bench.fetch_window``: raw
+  ``http.client``, no parsing): the ceiling everything else runs under.
+
+Every function returns a JSON-able dict; ``peak_rss_mb`` (``ru_maxrss``) and ``cpu_s``
+(user + system of this process) are added by ``bench.run``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import orjson
+from azure.storage.blob import BlobBlock, BlobServiceClient
+
+from shared.durations import parse_timestamp
+from shared.model import Window, format_ts
+from shared.settings import QuerySourceConfig, Settings
+
+__all__ = ["HOUR", "bench_settings", "limit", "pipeline", "serve"]
+
+HOUR = timedelta(hours=1)
+log = logging.getLogger(__name__)
+
+
+def bench_settings(spec: dict[str, Any], *, sink: dict[str, Any] | None = None) -> Settings:
+    """Settings with one ``bench`` pipeline over the emulator's ``requests`` table, as the app would load them."""
+    source: dict[str, Any] = {
+        "kind": "app_insights", "app_id": spec["app_id"], "endpoint": spec["emulator"], "query": "requests",
+        "auth": {"kind": "token", "setting": "BENCH_TOKEN"},
+    }  # fmt: skip
+    if spec.get("max_rows_per_query"):
+        source["max_rows_per_query"] = int(spec["max_rows_per_query"])
+    pipeline = {
+        "name": "bench",
+        "source": source,
+        "window": {"size": "PT1H", "start": spec["start"], "delay": "PT5M"},
+        "sink": sink or {"container": spec["container"], "format": "jsonl"},
+    }
+    env = {
+        "AzureWebJobsStorage": spec["storage"],
+        "BENCH_TOKEN": spec["token"],
+        "MOVER_PIPELINES": json.dumps({"pipelines": [pipeline]}),
+        "MOVER_LEDGER_TABLE": spec["ledger_table"],
+    }
+    return Settings.from_env(env)
+
+
+def _window(spec: dict[str, Any]) -> Window:
+    start = parse_timestamp(spec["start"])
+    return Window(start, start + HOUR)
+
+
+def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
+    """One ``PT1H`` window through ``Engine.replay(mode="inline")``; fails unless it is ``done``."""
+    from shared.runner import Engine
+
+    fmt = spec["format"]
+    sink = {"container": spec["container"], "format": fmt} | spec.get("sink_options", {})
+    settings = bench_settings(spec, sink=sink)
+    window = _window(spec)
+    engine = Engine(settings, clock=lambda: window.end + timedelta(days=1))
+    try:
+        pipe = settings.pipeline("bench")
+        started = time.perf_counter()
+        replay = engine.replay(pipe, window.start, window.end, mode="inline")
+        seconds = time.perf_counter() - started
+    finally:
+        engine.close()
+    (result,) = replay.results
+    if result.outcome != "done":
+        raise RuntimeError(f"window not moved: {result.outcome}: {result.error}")
+    state = engine.ledger.get("bench", window)
+    extra = dict(state.extra) if state else {}
+    return {
+        "rows": result.rows, "seconds": seconds, "bytes_out": result.bytes, "outputs": list(result.outputs),
+        "queries": extra.get("queries"), "splits": extra.get("splits"),
+    }  # fmt: skip
+
+
+class _GzipStager:
+    """Baseline output: gzip on one helper thread, 4 MiB Put Block calls on a small pool."""
+
+    def __init__(self, blob: Any, level: int, block_size: int = 4 * 1024 * 1024) -> None:
+        self._blob = blob
+        self._zip = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._block_size = block_size
+        self._buffer = bytearray()
+        self._prefix = uuid.uuid4().hex
+        self.block_ids: list[str] = []
+        self.size = 0
+        self._uploads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="limit-upload")
+        self._in_flight: deque[Future[Any]] = deque()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=3)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="limit-gzip", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def _run(self) -> None:
+        try:
+            while (data := self._queue.get()) is not None:
+                self._add(self._zip.compress(data))
+            self._add(self._zip.flush())
+            if self._buffer:
+                self._stage(bytes(self._buffer))
+            while self._in_flight:
+                self._in_flight.popleft().result()
+        except BaseException as exc:  # handed to the caller in close()
+            self._error = exc
+
+    def _add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._buffer += chunk
+        while len(self._buffer) >= self._block_size:
+            block = bytes(self._buffer[: self._block_size])
+            del self._buffer[: self._block_size]
+            self._stage(block)
+
+    def _stage(self, block: bytes) -> None:
+        block_id = base64.b64encode(f"{self._prefix}{len(self.block_ids):08d}".encode()).decode()
+        self.block_ids.append(block_id)
+        while len(self._in_flight) >= 2:
+            self._in_flight.popleft().result()
+        self._in_flight.append(self._uploads.submit(self._blob.stage_block, block_id, block, length=len(block)))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._uploads.shutdown()
+        if self._error is not None:
+            raise self._error
+        self._blob.commit_block_list([BlobBlock(block_id=i) for i in self.block_ids])
+
+
+def limit(spec: dict[str, Any]) -> dict[str, Any]:
+    """Fetch + parse + JSONL + gzip + staged upload of the window, with no engine around it."""
+    from shared.auth import HeaderProvider
+    from shared.sinks.formats import GZIP_LEVEL
+    from shared.sources.query_api import QueryApiSource, batch_rows, bounded_query
+
+    settings = bench_settings(spec)
+    config = settings.pipeline("bench").source
+    assert isinstance(config, QuerySourceConfig)
+    window = _window(spec)
+    http = httpx.Client(limits=httpx.Limits(max_connections=16))
+    # The engine's own plan (count per bin → sub-windows), computed before the clock starts:
+    # the limit gets the same queries for free.
+    subs = QueryApiSource(config, http, HeaderProvider(config.auth)).plan(window)
+    url = f"{spec['emulator']}/v1/apps/{spec['app_id']}/query"
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {spec['token']}"}
+    container = BlobServiceClient.from_connection_string(spec["storage"]).get_container_client(spec["container"])
+    container.create_container()
+    blob = container.get_blob_client(f"limit/{window.key}.jsonl.gz")
+    rows = bytes_in = 0
+    loads, dumps = orjson.loads, orjson.dumps
+    started = time.perf_counter()
+    out = _GzipStager(blob, GZIP_LEVEL)
+    for sub in subs:
+        span = f"{format_ts(sub.start)}/{format_ts(sub.end)}"
+        body = orjson.dumps({"query": bounded_query(config, sub), "timespan": span})
+        response = http.post(url, content=body, headers=headers, timeout=300)
+        response.raise_for_status()
+        content = response.content
+        bytes_in += len(content)
+        doc = loads(content)
+        if "error" in doc:
+            raise RuntimeError(f"partial result for {sub}: sub-windows must fit")
+        table = doc["tables"][0]
+        names = [c["name"] for c in table["columns"]]
+        dynamic = [i for i, c in enumerate(table["columns"]) if c["type"] == "dynamic"]
+        body_rows = table["rows"]
+        rows += len(body_rows)
+        step = batch_rows(len(body_rows), len(content))
+        del doc, table, content, response
+        # Encoded in the slices the engine hands its sinks (bounded queue memory); one growing
+        # buffer per slice, not a list of lines joined.
+        for first in range(0, len(body_rows), step):
+            lines = bytearray()
+            for row in body_rows[first : first + step]:
+                for i in dynamic:
+                    if row[i] is not None:
+                        row[i] = loads(row[i])
+                lines += dumps(dict(zip(names, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
+            out.write(bytes(lines))
+        del body_rows
+    out.close()
+    seconds = time.perf_counter() - started
+    http.close()
+    return {"rows": rows, "seconds": seconds, "bytes_in": bytes_in, "bytes_out": out.size, "queries": len(subs)}
+
+
+def serve(spec: dict[str, Any]) -> dict[str, Any]:
+    """The emulator's serving rate alone: the hour in 60 slices over keep-alive ``http.client``."""
+    from devtools.ai_emulator.bench import fetch_window
+
+    window = _window(spec)
+    result = fetch_window(spec["emulator"], spec["app_id"], window.start, window.end, slices=60, api_key=None,
+                          token=spec["token"])  # fmt: skip
+    return {"rows": result.rows, "seconds": result.seconds, "bytes_in": result.bytes, "queries": result.requests}

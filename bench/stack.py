@@ -1,0 +1,147 @@
+"""The processes a benchmark runs against, and reading its outputs back.
+
+The emulator runs as its own ``python -m devtools.ai_emulator`` process (Azurite is a
+Node process anyway), so serving responses never competes for the GIL of the process
+being measured. Every measured scenario is a child ``python -m bench.run --child …``
+whose last stdout line is ``RESULT {json}``: its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from azure.storage.blob import BlobServiceClient
+
+__all__ = ["ROOT", "EmulatorProcess", "OutputCount", "count_outputs", "drop_container", "run_child"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class EmulatorProcess:
+    """``python -m devtools.ai_emulator`` on a free port, empty, with the service's size limits.
+
+    The rate limit is off (the benchmark measures throughput, not throttling); result
+    limits (500,000 rows / 64 MB) and 5 concurrent queries stay as the service has them.
+    """
+
+    token: str = "bench-token"  # the local emulator's dev token
+    app_id: str = "bench-app"
+    url: str = ""
+    proc: subprocess.Popen[str] | None = field(default=None, repr=False)
+    _log: Any = field(default=None, repr=False)
+
+    def start(self) -> EmulatorProcess:
+        self._log = tempfile.NamedTemporaryFile(prefix="bench-emulator-", suffix=".log", delete=False)  # noqa: SIM115
+        args = [
+            sys.executable, "-m", "devtools.ai_emulator", "--port", "0", "--no-seeder", "--app-id", self.app_id,
+            "--api-key", "", "--token", self.token, "--rate-limit", "0", "--max-concurrent", "5",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(  # fixed argv, no shell
+            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http"):
+            self.stop()
+            raise RuntimeError(f"emulator did not start (see {self._log.name}): {line!r}")
+        self.url = line
+        return self
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+        if self._log is not None:
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
+            self._log = None
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call ``/_emulator/<path>``; raises on a non-2xx answer."""
+        response = httpx.request(method, f"{self.url}/_emulator/{path}", json=body, timeout=600)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def run_child(scenario: str, spec: dict[str, Any], *, timeout: float = 900) -> dict[str, Any]:
+    """Run one scenario in a fresh interpreter; returns its ``RESULT`` (raises with its stderr on failure)."""
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run(  # fixed argv, no shell
+        [sys.executable, "-m", "bench.run", "--child", scenario, "--spec", orjson.dumps(spec).decode()],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"scenario {scenario} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = orjson.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+@dataclass(frozen=True)
+class OutputCount:
+    blobs: int
+    rows: int
+    stored_bytes: int
+    content_sha256: str  # of the decompressed JSONL (empty for Parquet)
+
+
+def count_outputs(conn: str, container: str, fmt: str) -> OutputCount:
+    """Count the rows the data blobs of ``container`` really hold (manifests excluded).
+
+    JSONL.gz is streamed and decompressed (one row per ``\\n``); Parquet is downloaded to a
+    temporary file and its footer read. Runs in the parent, so it adds nothing to a
+    scenario's RSS.
+    """
+    client = BlobServiceClient.from_connection_string(conn).get_container_client(container)
+    suffix = ".jsonl.gz" if fmt == "jsonl" else ".parquet"
+    names = sorted(n for n in client.list_blob_names() if n.endswith(suffix))
+    rows = stored = 0
+    digest = hashlib.sha256()
+    for name in names:
+        download = client.get_blob_client(name).download_blob(max_concurrency=2)
+        stored += download.size
+        if fmt == "jsonl":
+            unzip = zlib.decompressobj(31)
+            for chunk in download.chunks():
+                data = unzip.decompress(chunk)
+                rows += data.count(b"\n")
+                digest.update(data)
+            tail = unzip.flush()
+            rows += tail.count(b"\n")
+            digest.update(tail)
+        else:
+            import pyarrow.parquet as pq
+
+            with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+                download.readinto(tmp)
+                tmp.flush()
+                rows += pq.read_metadata(tmp.name).num_rows
+    return OutputCount(len(names), rows, stored, digest.hexdigest() if fmt == "jsonl" else "")
+
+
+def drop_container(conn: str, container: str) -> None:
+    """Free Azurite's memory between scenarios (it keeps blobs in memory; repeats add up)."""
+    BlobServiceClient.from_connection_string(conn).delete_container(container)

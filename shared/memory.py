@@ -1,0 +1,36 @@
+"""Process-wide allocator settings for a worker that streams large buffers (call once, early)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+__all__ = ["tune_allocators"]
+
+log = logging.getLogger(__name__)
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+_done = False
+
+
+def tune_allocators() -> None:
+    """Give freed multi-MB buffers back to the OS at once; idempotent, best effort.
+
+    glibc raises its mmap threshold to the size of the largest buffer freed so far (up to
+    32 MB), after which response bodies, encoded chunks and upload blocks come from the
+    heap and stay in RSS between windows; a fixed 128 KiB threshold keeps them mmapped.
+    Arrow's default pool (mimalloc) likewise keeps freed pages; the system pool does not.
+    """
+    global _done
+    if _done:
+        return
+    _done = True
+    name = ctypes.util.find_library("c")
+    try:
+        if name and "libc.so" in name:
+            ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        log.debug("mallopt not available", exc_info=True)
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())

@@ -1,0 +1,53 @@
+"""``make bench`` machinery in a small configuration: every scenario runs and its output is exact.
+
+No timing is asserted (shared machines are noisy); only that each scenario moved every row,
+the output blobs hold them, the BENCH line is complete, and a tick with nothing due makes
+one ledger query per pipeline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+
+from bench.stack import ROOT
+
+ROWS = 20_000
+KEYS = {"rows", "jsonl_rows_per_s", "parquet_rows_per_s", "limit_rows_per_s", "ratio_jsonl", "ratio_parquet",
+        "peak_rss_mb"}  # fmt: skip
+
+
+def test_bench_small_run_moves_every_row_and_prints_bench_line(tmp_path):
+    report_path = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--rows", str(ROWS), "--ledger", "3x8", "--ledger", "3x48",
+         "--json", str(report_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("BENCH ")
+    bench = orjson.loads(last[len("BENCH ") :])
+    assert set(bench) == KEYS
+    assert bench["rows"] == ROWS
+    assert all(isinstance(bench[k], int | float) and bench[k] > 0 for k in KEYS)
+
+    report = orjson.loads(report_path.read_bytes())
+    assert report["failures"] == []
+    scenarios = report["scenarios"]
+    for name in ("jsonl", "parquet", "limit"):
+        assert scenarios[name]["rows"] == ROWS, name
+        assert scenarios[name]["counted_rows"] == ROWS, name  # counted back from the blobs in Azurite
+        assert scenarios[name]["blobs"] == 1, name
+        assert scenarios[name]["peak_rss_mb"] > 0
+    assert scenarios["serve"]["rows"] == ROWS
+    assert scenarios["jsonl"]["queries"] == scenarios["limit"]["queries"] + 1  # + the count per bin
+    assert "WARNING" not in done.stdout  # the limit wrote byte-identical JSONL
+
+    ticks = report["scheduler"]
+    assert [(t["pipelines"], t["entities"]) for t in ticks] == [(3, 24), (3, 144)]
+    for tick in ticks:
+        assert tick["warm"]["requests"] == {"query": tick["pipelines"]}  # one ledger query per pipeline
+        assert tick["cold"]["requests"] == {"query": tick["pipelines"], "create_table": 1}
