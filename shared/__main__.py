@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from shared.durations import parse_timestamp
-from shared.errors import ConfigError
+from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
 from shared.runner import Engine
 from shared.settings import Settings, load_local_settings
@@ -99,7 +99,10 @@ def _run(engine: Engine, args: argparse.Namespace) -> int:
     print(f"running; schedule {schedule if not args.every else f'every {args.every}s'}; Ctrl-C stops")
     try:
         while not stop.is_set():
-            _tick(engine, args)
+            try:
+                _tick(engine, args)
+            except MoverError as exc:  # e.g. storage unreachable: keep the schedule, like the host
+                print(f"tick failed: {exc}", file=sys.stderr)
             now = datetime.now(UTC)
             fire = now + timedelta(seconds=args.every) if args.every else next_fire(schedule, now)
             stop.wait(max(0.0, (fire - datetime.now(UTC)).total_seconds()))

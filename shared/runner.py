@@ -169,15 +169,19 @@ class Engine:
         """
         began = time.monotonic()
         cfg = pipeline.window
-        claim = self.ledger.claim(
-            pipeline.name,
-            window,
-            owner=self.owner,
-            now=self.clock(),
-            lease=cfg.lease,
-            max_attempts=cfg.max_attempts,
-            force=force or late is not None,
-        )
+        try:
+            claim = self.ledger.claim(
+                pipeline.name,
+                window,
+                owner=self.owner,
+                now=self.clock(),
+                lease=cfg.lease,
+                max_attempts=cfg.max_attempts,
+                force=force or late is not None,
+            )
+        except MoverError as exc:  # the ledger is unreachable: nothing was claimed, try next tick
+            log.warning("%s %s: cannot claim: %s", pipeline.name, window, exc)
+            return WindowResult(pipeline.name, window, "failed", error=f"ledger: {exc}")
         if claim is None:
             return WindowResult(pipeline.name, window, "skipped")
         swept = late is not None and previous is not None and claim.previous is not None
@@ -269,7 +273,7 @@ class Engine:
 
     def _put_back(self, claim: Claim, previous: WindowState) -> None:
         """Return a done window we claimed for a late part to exactly its done record."""
-        with contextlib.suppress(LeaseLost):
+        with contextlib.suppress(LeaseLost, MoverError):  # else the lease expires and a sweep retries
             self.ledger.complete(
                 claim,
                 now=self.clock(),
@@ -304,8 +308,12 @@ class Engine:
         now = self.clock()
         cfg = pipeline.window
         next_at = retry_at(cfg, claim.attempts, now) if claim.attempts < cfg.max_attempts else None
-        with contextlib.suppress(LeaseLost):  # taken over: the new owner records the outcome
+        try:
             self.ledger.fail(claim, now=now, error=message, next_attempt_at=next_at)
+        except LeaseLost:
+            pass  # taken over: the new owner records the outcome
+        except MoverError as exc:  # the ledger is unreachable too: the lease expires, the window comes back
+            log.warning("%s %s: could not record the failure: %s", pipeline.name, window, exc)
         return WindowResult(
             pipeline.name, window, "failed", error=message, seconds=time.monotonic() - began, attempt=claim.attempts
         )

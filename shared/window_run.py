@@ -110,6 +110,12 @@ class _Run:
             rows += len(batch)
         return rows
 
+    def fence(self) -> None:
+        """Renew the lease just before committing: a runner that lost the window (stalled past
+        its lease) stops here with ``LeaseLost`` instead of replacing the new owner's files.
+        The blob sink's conditional commit covers a stall between this and the commit."""
+        self.ledger.renew(self.claim, self.clock(), self.pipeline.window.lease)
+
     def commit(self, part: str) -> list[dict[str, Any]]:
         committed = [writer.commit() for writer in self.writers]
         self.writers = []
@@ -181,6 +187,7 @@ def _move(
     rows = 0
     for index in range(first, len(steps)):
         if progress is not None and index > first and pause is not None and pause():
+            run.fence()
             written = run.commit(_chunk_part(base, chunk))
             progress.outputs += written
             progress.next, progress.chunks, progress.rows = index, chunk + 1, progress.rows + rows
@@ -188,6 +195,7 @@ def _move(
             names = tuple(o["name"] for o in written)
             return Moved("paused", rows, sum(int(o["bytes"]) for o in written), names, source.summary())
         rows += run.write(steps[index]())
+    run.fence()
     written = run.commit(_chunk_part(base, chunk))
     summary = source.summary()
     outputs = kept + written

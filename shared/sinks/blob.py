@@ -28,10 +28,11 @@ from types import TracebackType
 from typing import Any
 
 import orjson
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
-from shared.errors import DataError
+from shared.errors import DataError, RetriableError
 from shared.model import Batch, OutputFile, Window
 from shared.settings import SinkConfig
 from shared.sinks._azure import ensure_once, translate
@@ -162,12 +163,34 @@ class _Pipe:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _current_etag(blob: BlobClient) -> str | None:
+    """The blob's ETag now, ``None`` if it does not exist."""
+    try:
+        return str(blob.get_blob_properties().etag)
+    except ResourceNotFoundError:
+        return None
+    except AzureError as exc:
+        raise translate(exc, f"reading {blob.blob_name}") from exc
+
+
+def _fence(etag: str | None) -> dict[str, Any]:
+    """Commit only over the blob this run found (or only if there was none).
+
+    Fencing for runners that lost their lease: a stalled runner that wakes after another
+    one took the window over and committed cannot overwrite the newer output.
+    """
+    if etag is None:
+        return {"match_condition": MatchConditions.IfMissing}
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
 class _Segment:
     """One output file of a writer: its name, encoder and staging stream."""
 
-    def __init__(self, blob: BlobClient, config: SinkConfig, block_size: int) -> None:
+    def __init__(self, blob: BlobClient, config: SinkConfig, block_size: int, etag: str | None) -> None:
         self.name = blob.blob_name
         self.blob = blob
+        self.etag = etag  # the blob as this run found it: the commit only replaces exactly that
         self.stager = BlockStager(blob, block_size=block_size)
         self.pipe: _Pipe | None = None
         if config.format == "parquet":
@@ -218,6 +241,7 @@ class BlobWriter:
         self.name = sink.data_name(window, part)
         self._segments: list[_Segment] = []
         self._state = "open"
+        self._etag = _current_etag(sink.container.get_blob_client(self.name))
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -254,7 +278,9 @@ class BlobWriter:
     def _new_segment(self) -> _Segment:
         sink = self._sink
         name = segment_name(self.name, sink.extension, len(self._segments))
-        segment = _Segment(sink.container.get_blob_client(name), sink.config, sink.block_size)
+        blob = sink.container.get_blob_client(name)
+        etag = self._etag if name == self.name else _current_etag(blob)
+        segment = _Segment(blob, sink.config, sink.block_size, etag)
         self._segments.append(segment)
         return segment
 
@@ -310,6 +336,7 @@ class BlobWriter:
         try:
             segment.blob.commit_block_list(
                 [BlobBlock(block_id=i) for i in segment.stager.block_ids],
+                **_fence(segment.etag),
                 content_settings=ContentSettings(content_type=_content_type(sink.config.format, sink.compression)),
                 metadata={
                     "rows": str(segment.encoder.rows),
@@ -318,13 +345,21 @@ class BlobWriter:
                     "pipeline": sink.pipeline,
                 },
             )
+        except (ResourceModifiedError, ResourceExistsError) as exc:
+            raise RetriableError(
+                f"committing {segment.name}: another runner wrote it after this run started (lease lost?);"
+                " not replacing it"
+            ) from exc
         except AzureError as exc:
             raise translate(exc, f"committing {segment.name}") from exc
 
     def _delete_stale(self, *, committed: set[str]) -> None:
         """Delete this part's files that this run did not commit (left by earlier runs)."""
         sink = self._sink
-        stale: list[str] = [] if self.name in committed else [self.name]
+        stale: list[str] = []
+        if self.name not in committed and self._etag is not None:
+            # Only the file this run found: one written since (by a newer owner) stays.
+            sink.delete(self.name, etag=self._etag)
         if sink.config.format != "jsonl":  # only CSV/Parquet ever have continuation files
             prefix, pattern = segment_pattern(self.name, sink.extension)
             try:
@@ -413,11 +448,12 @@ class BlobSink:
         """Delete an earlier output (data file or manifest); a missing one is fine."""
         self.delete(name)
 
-    def delete(self, name: str) -> None:
-        """Delete a blob; a missing one is fine."""
+    def delete(self, name: str, *, etag: str | None = None) -> None:
+        """Delete a blob; a missing one is fine, and so is one changed since ``etag`` (kept)."""
+        condition: dict[str, Any] = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         try:
-            self.container.delete_blob(name)
-        except ResourceNotFoundError:
+            self.container.delete_blob(name, **condition)
+        except (ResourceNotFoundError, ResourceModifiedError):
             return
         except AzureError as exc:
             raise translate(exc, f"deleting {name}") from exc

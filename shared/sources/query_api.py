@@ -128,12 +128,15 @@ class QueryApiSource:
 
     def count(self, window: Window) -> int:
         """Rows the service holds for ``window`` now (late-data re-sweeps compare this)."""
-        result = self._query(f"{bounded_query(self.config, window)}\n| summarize count()", window)
+        result = self._query(f"{bounded_query(self.config, window)}\n| summarize count()", window, complete=True)
         return int(result.rows[0][0]) if result.rows else 0
 
     def plan(self, window: Window) -> list[Window]:
         """Sub-windows tiling ``window`` with at most ``max_rows_per_query`` rows each (as counted now)."""
         result = self._query(count_bins_query(self.config, window), window)
+        if result.partial is not None:  # the counts are cut: don't trust them, fetch and split instead
+            log.info("%s %s: bin counts cut (%s); reading the window whole", self.config.table, window, result.partial)
+            return [window]
         counts: dict[datetime, int] = {}
         for bin_start, n in result.rows:
             counts[_parse_bin(bin_start)] = int(n)
@@ -179,10 +182,12 @@ class QueryApiSource:
             del rows[:step]
             yield Batch(self.config.table, columns, batch)
 
-    def _query(self, query: str, window: Window) -> QueryResult:
+    def _query(self, query: str, window: Window, *, complete: bool = False) -> QueryResult:
+        """POST with retries. ``complete``: a cut (PartialError) answer is retried, never used —
+        for counts, which cannot be split like a row query can."""
         body = orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
         return with_retries(
-            lambda: self._post(body),
+            lambda: self._post(body, complete=complete),
             what=f"{self.config.table} {window}",
             max_retries=self.config.max_retries,
             sleep=self._sleep_counted,
@@ -192,7 +197,7 @@ class QueryApiSource:
         self.stats.retries += 1
         self._sleep(seconds)
 
-    def _post(self, body: bytes) -> QueryResult:
+    def _post(self, body: bytes, *, complete: bool = False) -> QueryResult:
         headers = {
             "Content-Type": "application/json",
             "Prefer": f"wait={int(self.config.timeout_s)}",
@@ -209,6 +214,8 @@ class QueryApiSource:
         if status == 200:
             result = decode_result(response.content)
             del response  # the body goes before the converted cells come (a query's memory peak)
+            if result.partial is not None and complete:
+                raise RetriableError(f"count came back cut (PartialError): {result.partial}")
             if result.partial is not None:  # never used: don't convert up to 64 MB for nothing
                 return QueryResult(result.columns, [], result.partial, result.body_bytes)
             return typed(result)

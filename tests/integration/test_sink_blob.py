@@ -448,3 +448,29 @@ def test_bad_batch_is_rejected_whole_and_the_writer_goes_on(make_sink: Callable[
     [out] = writer.commit()
     assert out.rows == 3
     assert decode(fmt, "none", download(sink.container, out.name))[1] == [expected(fmt, r) for r in good]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-name", "over-earlier-run"])
+def test_stale_writer_cannot_replace_a_newer_commit(make_sink: Callable[..., BlobSink], existing: bool) -> None:
+    """Fencing: a runner that stalled past its lease must not overwrite the new owner's output."""
+    sink = make_sink("jsonl", "gzip")
+    if existing:
+        write(sink, batches(make_rows(50, seed=1)))
+    stale = sink.open(W)  # opened first, then stalls
+    for b in batches(make_rows(300, seed=2)):
+        stale.write(b)
+    [newer] = write(sink, batches(make_rows(120, seed=3)))  # the new owner commits meanwhile
+    with pytest.raises(RetriableError, match="another runner wrote it"):
+        stale.commit()
+    _, got = decode("jsonl", "gzip", download(sink.container, newer.name))
+    assert [r["itemId"] for r in got] == [f"item-3-{i:06d}" for i in range(120)]
+
+
+def test_stale_zero_row_writer_keeps_a_newer_file(make_sink: Callable[..., BlobSink]) -> None:
+    sink = make_sink("jsonl", "gzip")
+    write(sink, batches(make_rows(10, seed=1)))
+    stale = sink.open(W)  # will find no rows
+    [newer] = write(sink, batches(make_rows(20, seed=4)))
+    assert stale.commit() == []
+    _, got = decode("jsonl", "gzip", download(sink.container, newer.name))
+    assert len(got) == 20
