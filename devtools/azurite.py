@@ -106,6 +106,9 @@ class Azurite:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
+        if self._log is not None:
+            self._log.unlink(missing_ok=True)  # the emulator's own log; kept only while it runs
+            self._log = None
         if proc is None or proc.poll() is not None:
             return
         os.killpg(proc.pid, signal.SIGTERM)

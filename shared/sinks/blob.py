@@ -410,6 +410,7 @@ class BlobSink:
         self.block_size = block_size
         self.container: ContainerClient = service.get_container_client(config.container)
         self.recent = RecentOutputs()
+        self._manifests: dict[str, str | None] = {}  # window key → the manifest's ETag when a run opened it
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
@@ -439,6 +440,8 @@ class BlobSink:
     def open(self, window: Window, *, part: str = "") -> BlobWriter:
         """A writer for ``window``/``part``; creates the container on first use in this process."""
         self._ensure_container()
+        # The manifest as this run found it: ``write_manifest`` replaces only exactly that.
+        self._manifests[window.key] = _current_etag(self.container.get_blob_client(self.manifest_name(window)))
         return BlobWriter(self, window, part)
 
     def output_name(self, window: Window, part: str = "") -> str:
@@ -494,13 +497,21 @@ class BlobSink:
             written_at=self._clock(),
         )
         data = encode_manifest(doc)
+        # Fenced like the data files: a runner that lost its lease must not replace the new owner's.
+        fence = _fence(self._manifests.pop(window.key)) if window.key in self._manifests else {}
         try:
             self.container.upload_blob(
                 name,
                 data,
                 overwrite=True,
                 content_settings=ContentSettings(content_type="application/json"),
+                **fence,
             )
+        except (ResourceModifiedError, ResourceExistsError) as exc:
+            raise RetriableError(
+                f"writing manifest {name}: another runner wrote it after this run started (lease lost?);"
+                " not replacing it"
+            ) from exc
         except AzureError as exc:
             raise translate(exc, f"writing manifest {name}") from exc
         return OutputFile(

@@ -292,6 +292,7 @@ def test_manifest_recovers_schema_for_bare_outputs(make_sink: Callable[..., Blob
     fresh.write_manifest(W, bare[:1], {})
     doc = orjson.loads(download(sink.container, fresh.manifest_name(W)))
     assert doc["schema"] == [{"name": c.name, "type": c.type} for c in COLUMNS]
+    sink.open(W, part="late-0001").abort()  # a new run of this process finds the manifest `fresh` wrote
     sink.write_manifest(W, bare, {})  # this process remembers the late part's columns
     doc = orjson.loads(download(sink.container, sink.manifest_name(W)))
     assert doc["schema"][-1] == {"name": "late", "type": "bool"}

@@ -1,0 +1,168 @@
+"""The fault suite's runner process: ``python -m shared …`` that can SIGKILL itself at a named point.
+
+A kill from outside lands wherever the runner happens to be; most of the time that is
+waiting for the next tick or inside a query. To also hit the narrow moments that decide
+exactly-once (a block staged but not committed, a blob committed but the ledger not yet
+updated, a window claimed but nothing written) the suite writes ``<point>:<n>`` to the
+file named by ``FAULTSUITE_ARM_FILE`` — whenever it wants this incarnation armed — and
+this process sends itself SIGKILL right after the n-th pass of that point from then on.
+``<point>:<n>:freeze`` sends SIGSTOP instead: the process stops mid-window, heartbeat and
+all, until the suite sends SIGCONT — a live owner whose leases ran out meanwhile.
+The hooks only observe: they call the real method first and change no argument or
+result, so what runs is the engine as shipped; SIGKILL skips every ``finally``,
+``atexit`` and buffered write, exactly like a host that dies.
+
+Points (each fires *after* the named call returned, ``precommit`` before it):
+
+``claim``     a window was claimed (lease taken, nothing written yet)
+``query``     a query API response arrived (mid-window, more queries to come)
+``split``     a PartialError result is being split in halves
+``stage``     a block was staged (uncommitted data exists)
+``precommit`` a window's (or paused window's chunk's) files are about to be committed
+``commit``    a data blob was committed (ledger still says ``running``)
+``premanifest`` the window's files are committed, its manifest is about to be written
+``manifest``  the window manifest was written (the ledger update is next)
+``checkpoint`` a paused window's progress was recorded (it is ``pending`` again)
+``renew``     a lease heartbeat was written
+
+A hook whose target moved in the engine is reported on stderr (``FAULTSUITE hook …
+missing``) instead of stopping the runner; the suite counts such lines, and kills armed
+for that point fall back to kills from outside.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import functools
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ARM_ENV", "FROZEN", "MARKER", "MISSING", "POINTS", "install", "main", "parse"]
+
+ARM_ENV = "FAULTSUITE_ARM_FILE"
+MARKER = "FAULTPOINT"
+FROZEN = "FAULTFREEZE"
+MISSING = "FAULTSUITE hook missing:"
+POINTS = ("claim", "query", "split", "stage", "precommit", "commit", "premanifest", "manifest", "checkpoint", "renew")
+
+
+def parse(spec: str) -> tuple[str, int, bool]:
+    """``"commit:2"`` → ``("commit", 2, False)``; ``"query:3:freeze"`` → ``("query", 3, True)``."""
+    point, _, rest = spec.strip().partition(":")
+    count, _, action = rest.partition(":")
+    if point not in POINTS or not count.isdigit() or int(count) < 1 or action not in ("", "freeze"):
+        raise ValueError(f"fault spec {spec!r}: expected <point>:<n>[:freeze], point in {POINTS}, n >= 1")
+    return point, int(count), action == "freeze"
+
+
+class _Trigger:
+    """Counts passes of the armed point and kills (or freezes) the process on the n-th.
+
+    The arm file is looked for at each pass until it appears (a ``stat`` — cheap next
+    to the HTTP call every point follows), then read once; a freeze removes it again.
+    """
+
+    def __init__(self, arm_file: str) -> None:
+        self._file = arm_file
+        self._armed: tuple[str, int, bool] | None = None
+        self._seen = 0
+        self._lock = threading.Lock()
+
+    def passed(self, point: str, detail: str) -> None:
+        with self._lock:
+            if self._armed is None:
+                if not os.path.exists(self._file):
+                    return
+                with open(self._file) as f:
+                    self._armed = parse(f.read())
+            if point != self._armed[0]:
+                return
+            self._seen += 1
+            if self._seen != self._armed[1]:
+                return
+            nth, freeze = self._seen, self._armed[2]
+            # os.write: no Python buffering between the marker and the signal.
+            if freeze:
+                # Disarm before stopping: after SIGCONT the runner goes on, and the suite may arm it again.
+                self._armed, self._seen = None, 0
+                os.unlink(self._file)
+                os.write(2, f"\n{FROZEN} {point} #{nth} {detail}\n".encode())
+                os.kill(os.getpid(), signal.SIGSTOP)
+                return
+            os.write(2, f"\n{MARKER} {point} #{nth} {detail}\n".encode())
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _after(
+    owner: Any, name: str, trigger: _Trigger, point: str, detail: Callable[..., str], *, before: bool = False
+) -> None:
+    """Wrap ``owner.name`` so ``trigger`` sees every return from it (every call, with ``before``)."""
+    original = getattr(owner, name, None) if owner is not None else None
+    if original is None:
+        os.write(2, f"{MISSING} {getattr(owner, '__name__', owner)}.{name} ({point})\n".encode())
+        return
+
+    def describe(*args: Any, **kwargs: Any) -> str:
+        try:  # the engine's signatures move; a hook must never be what fails a window
+            return detail(*args, **kwargs)
+        except Exception:
+            return ""
+
+    @functools.wraps(original)
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        if before:
+            trigger.passed(point, describe(*args, **kwargs))
+        result = original(*args, **kwargs)
+        if not before and (result is not None or point != "claim"):  # a claim returning None took nothing
+            trigger.passed(point, describe(*args, **kwargs))
+        return result
+
+    setattr(owner, name, hooked)
+
+
+def install(arm_file: str) -> None:
+    """Hook every point; the kill waits for ``arm_file`` (see the module doc)."""
+    import shared.window_run
+    from shared.ledger import Ledger
+    from shared.model import Window
+    from shared.sinks.blob import BlobSink, BlobWriter, BlockStager
+    from shared.sources.query_api import QueryApiSource
+
+    run_class: Any = getattr(shared.window_run, "_Run", None)  # private: the step that commits a window's files
+    def of_claim(_self: Any, claim: Any, *_: Any, **__: Any) -> str:
+        return f"{claim.pipeline} {claim.window.key}"
+
+    trigger = _Trigger(arm_file)
+    _after(Ledger, "claim", trigger, "claim", lambda _self, pipeline, window, *_, **__: f"{pipeline} {window.key}")
+    _after(QueryApiSource, "_post", trigger, "query", lambda self, *_, **__: self.config.table)
+    _after(Window, "halves", trigger, "split", lambda self, *_, **__: str(self))
+    _after(BlockStager, "_put", trigger, "stage", lambda self, *_, **__: self._blob.blob_name)
+    _after(run_class, "commit", trigger, "precommit", lambda self, part="", *_, **__: f"{self.window} {part}".strip(),
+           before=True)  # fmt: skip
+    _after(BlobWriter, "_commit_segment", trigger, "commit", lambda _self, segment, *_, **__: segment.name)
+    def of_window(self: Any, window: Any, *_: Any, **__: Any) -> str:
+        return f"{self.pipeline} {window.key}"
+
+    _after(BlobSink, "write_manifest", trigger, "premanifest", of_window, before=True)
+    _after(BlobSink, "write_manifest", trigger, "manifest", of_window)
+    _after(Ledger, "checkpoint", trigger, "checkpoint", of_claim)
+    _after(Ledger, "renew", trigger, "renew", of_claim)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.faultsuite_runner run --every 0.5``: the CLI of ``shared``, armed."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the suite asks for stacks of a runner that hangs
+    arm_file = os.environ.get(ARM_ENV, "")
+    if arm_file:
+        install(arm_file)
+    from shared.__main__ import main as shared_main
+
+    return shared_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
