@@ -184,6 +184,11 @@ def _fence(etag: str | None) -> dict[str, Any]:
     return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
+def _overtaken(what: str) -> RetriableError:
+    """A fenced write refused: the name changed since this run opened it."""
+    return RetriableError(f"{what}: another runner wrote it after this run started (lease lost?); not replacing it")
+
+
 class _Segment:
     """One output file of a writer: its name, encoder and staging stream."""
 
@@ -346,10 +351,7 @@ class BlobWriter:
                 },
             )
         except (ResourceModifiedError, ResourceExistsError) as exc:
-            raise RetriableError(
-                f"committing {segment.name}: another runner wrote it after this run started (lease lost?);"
-                " not replacing it"
-            ) from exc
+            raise _overtaken(f"committing {segment.name}") from exc
         except AzureError as exc:
             raise translate(exc, f"committing {segment.name}") from exc
 
@@ -508,10 +510,7 @@ class BlobSink:
                 **fence,
             )
         except (ResourceModifiedError, ResourceExistsError) as exc:
-            raise RetriableError(
-                f"writing manifest {name}: another runner wrote it after this run started (lease lost?);"
-                " not replacing it"
-            ) from exc
+            raise _overtaken(f"writing manifest {name}") from exc
         except AzureError as exc:
             raise translate(exc, f"writing manifest {name}") from exc
         return OutputFile(
