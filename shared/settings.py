@@ -139,7 +139,7 @@ class SinkConfig:
     path: str = DEFAULT_PATH
     format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     compression: str = "gzip"
-    row_group_rows: int = 50_000
+    row_group_rows: int = 25_000
 
 
 @dataclass(frozen=True)
@@ -690,7 +690,7 @@ class _Parser:
             self.fail(
                 where, "'path' must contain {window} (or {yyyy} {MM} {dd} {HH} {mm}) so each window has its own name"
             )
-        rg = self.whole(where, raw, "row_group_rows", 50_000, 1_000, 1_000_000)
+        rg = self.whole(where, raw, "row_group_rows", 25_000, 1_000, 1_000_000)
         if not isinstance(container, str):
             return None
         return SinkConfig(

@@ -399,7 +399,7 @@ class ParquetEncoder:
     get nulls, and a batch with a new column or a different type does not ``fit``.
     """
 
-    def __init__(self, out: Writable, compression: str = "snappy", *, row_group_rows: int = 50_000) -> None:
+    def __init__(self, out: Writable, compression: str = "snappy", *, row_group_rows: int = 25_000) -> None:
         self._out = out
         self._compression = compression
         self._row_group_rows = row_group_rows
@@ -511,7 +511,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def open_encoder(
-    fmt: FormatName | str, out: Writable, *, compression: str = "gzip", row_group_rows: int = 50_000
+    fmt: FormatName | str, out: Writable, *, compression: str = "gzip", row_group_rows: int = 25_000
 ) -> Encoder:
     """The encoder for a sink format writing to ``out`` (compression included)."""
     if fmt == "jsonl":
