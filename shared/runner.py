@@ -184,9 +184,14 @@ class Engine:
             return WindowResult(pipeline.name, window, "failed", error=f"ledger: {exc}")
         if claim is None:
             return WindowResult(pipeline.name, window, "skipped")
-        swept = late is not None and previous is not None and claim.previous is not None
-        if swept and claim.previous and previous and claim.previous.updated_at != previous.updated_at:
-            self._put_back(claim, claim.previous)  # another runner swept it since we looked
+        before = claim.previous
+        if (
+            late is not None
+            and previous is not None
+            and before is not None
+            and before.updated_at != previous.updated_at
+        ):
+            self._put_back(claim, before)  # another runner swept it since we looked
             return WindowResult(pipeline.name, window, "skipped")
         stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(claim, cfg.lease, stop), daemon=True)
@@ -383,7 +388,7 @@ class Engine:
         plan = plan_windows(pipeline.window, now, snapshot.frontier, [s for s in snapshot.states if s.status != "done"])
         if plan.new:
             self.ledger.record_new(pipeline.name, plan.new, now)
-        done = [s for s in snapshot.states if s.status == "done" and since is not None and s.window.end > since]
+        done = [s for s in snapshot.states if s.status == "done"]  # only returned within the look-back
         return list(plan.windows), done
 
     def _resweep(self, pipeline: Pipeline, state: WindowState) -> WindowResult | None:

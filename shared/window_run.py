@@ -66,6 +66,12 @@ class Moved:
     names: tuple[str, ...]  # data outputs written by this run
     summary: SourceSummary
 
+    @classmethod
+    def of(
+        cls, outcome: Literal["done", "paused"], rows: int, written: list[dict[str, Any]], summary: SourceSummary
+    ) -> Moved:
+        return cls(outcome, rows, sum(int(o["bytes"]) for o in written), tuple(o["name"] for o in written), summary)
+
 
 def _output(sink: int, f: OutputFile, part: str = "", *, kind: str = "data") -> dict[str, Any]:
     out: dict[str, Any] = {"sink": sink, "kind": kind, "name": f.name, "rows": f.rows, "bytes": f.bytes}
@@ -192,8 +198,7 @@ def _move(
             progress.outputs += written
             progress.next, progress.chunks, progress.rows = index, chunk + 1, progress.rows + rows
             run.ledger.checkpoint(claim, now=run.clock(), extra={"checkpoint": progress.to_json()})
-            names = tuple(o["name"] for o in written)
-            return Moved("paused", rows, sum(int(o["bytes"]) for o in written), names, source.summary())
+            return Moved.of("paused", rows, written, source.summary())
         rows += run.write(steps[index]())
     run.fence()
     written = run.commit(_chunk_part(base, chunk))
@@ -229,7 +234,7 @@ def _move(
         quarantined=summary.quarantined + (previous.quarantined if late and previous else 0),
         extra=summary.extra or None,
     )
-    return Moved("done", rows, sum(int(o["bytes"]) for o in written), tuple(o["name"] for o in written), summary)
+    return Moved.of("done", rows, written, summary)
 
 
 def _remove_stale(sinks: list[Sink], previous: WindowState | None, current: list[dict[str, Any]]) -> None:
