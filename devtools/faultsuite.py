@@ -117,7 +117,7 @@ class SuiteConfig:
 
 FULL = SuiteConfig()
 SMALL = SuiteConfig(
-    tables=("requests", "traces"), hours=5, rows_per_hour=(1000, 10000), kills=6, min_kills=5, freezes=2, nth_max=1,
+    tables=("requests", "traces"), hours=8, rows_per_hour=(1000, 10000), kills=6, min_kills=5, freezes=2, nth_max=1,
     kill_after=(0.5, 3.0), point_timeout=6.0, storage_outage_at=0.5, storage_down=4.0, deadline=240.0,
     progress_every=5.0,
 )  # fmt: skip
