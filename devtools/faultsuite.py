@@ -117,7 +117,8 @@ class SuiteConfig:
 
 FULL = SuiteConfig()
 SMALL = SuiteConfig(
-    tables=("requests", "traces"), hours=8, rows_per_hour=(1000, 10000), kills=6, min_kills=5, freezes=2, nth_max=1,
+    tables=("requests", "traces"), hours=8, rows_per_hour=(1000, 10000), runners=3, kills=6, min_kills=5, freezes=2,
+    nth_max=1,
     kill_after=(0.5, 3.0), point_timeout=6.0, storage_outage_at=0.5, storage_down=4.0, deadline=240.0,
     progress_every=5.0,
 )  # fmt: skip
@@ -556,9 +557,10 @@ class _Suite:
             wake.wait(0.05)
 
     def _next_fault(self, unarmed: list[Kill]) -> Kill | None:
-        """The next planned fault (``unarmed`` is the plan reversed), but never a second freeze while
-        one is armed or on: a runner must stay free to take the frozen one's windows and be killed."""
-        busy = any(r is not None and r.kill is not None and r.kill.freeze for r in self.slots)
+        """The next planned fault (``unarmed`` is the plan reversed), but never a freeze that would
+        leave no runner unfrozen: one must stay free to take the frozen ones' windows and be killed."""
+        frozen = sum(1 for r in self.slots if r is not None and r.kill is not None and r.kill.freeze)
+        busy = frozen >= self.config.runners - 1
         for i in range(len(unarmed) - 1, -1, -1):
             if not (busy and unarmed[i].freeze):
                 return unarmed.pop(i)

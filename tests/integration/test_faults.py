@@ -1,7 +1,7 @@
 """The fault suite, small: kills, a freeze, throttling, truncation and a storage outage; every row checked.
 
-Same code as ``make fault`` (``devtools.faultsuite``) with ``SMALL`` figures: two runner
-processes, 6 SIGKILLs, one runner frozen past its lease, one Azurite restart. It starts its
+Same code as ``make fault`` (``devtools.faultsuite``) with ``SMALL`` figures: three runner
+processes, 6 SIGKILLs, two runners frozen past their lease (never all at once), one Azurite restart. It starts its
 own Azurite (on disk, so data survives the restart) and its own emulator process.
 """
 
