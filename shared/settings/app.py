@@ -1,0 +1,190 @@
+"""App settings + pipeline JSON → one validated ``Settings`` (every problem in one ``ConfigError``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.durations import format_duration
+from shared.errors import ConfigError
+from shared.settings import sinks as sink_section
+from shared.settings import sources as source_section
+from shared.settings.fields import CONTAINER as _CONTAINER
+from shared.settings.fields import NAME as _NAME
+from shared.settings.fields import TABLE_NAME as _TABLE_NAME
+from shared.settings.fields import Fields
+from shared.settings.model import ExportSourceConfig, Pipeline, Settings, SinkConfig, SourceConfig, WindowConfig
+
+__all__ = ["parse_settings"]
+
+_SIZES_PER_DAY = 86400
+_WINDOW_DURATIONS = {"delay": "PT5M", "retry_backoff": "PT2M", "lease": "PT10M", "resweep_lookback": "PT0S"}
+
+
+def parse_settings(env: dict[str, str]) -> Settings:
+    """Parse app settings; raises ``ConfigError`` listing every problem."""
+    return _settings(Fields(env))
+
+
+def _settings(p: Fields) -> Settings:
+    raw = p.env.get("MOVER_PIPELINES", "").strip()
+    doc: Any = None
+    if not raw:
+        p.fail(
+            "MOVER_PIPELINES",
+            "missing; set it to the pipelines JSON or a path to a JSON file (see README)",
+        )
+    else:
+        doc = _load_json(p, raw)
+    state = p.storage("MOVER_STATE_CONNECTION", p.env.get("MOVER_STATE_CONNECTION_SETTING", "AzureWebJobsStorage"))
+    pipelines: list[Pipeline] = []
+    if doc is not None:
+        items = doc.get("pipelines") if isinstance(doc, dict) else doc
+        if not isinstance(items, list) or not items:
+            p.fail("MOVER_PIPELINES", 'expected {"pipelines": [ ... ]} with at least one pipeline')
+        else:
+            for i, item in enumerate(items):
+                parsed = pipeline(p, i, item)
+                if parsed is not None:
+                    pipelines.append(parsed)
+            names = [x.name for x in pipelines]
+            for dup in sorted({n for n in names if names.count(n) > 1}):
+                p.fail(f"pipeline {dup!r}", "name used twice; names must be unique")
+    ledger_table = p.env.get("MOVER_LEDGER_TABLE", "moverledger")
+    if not _TABLE_NAME.match(ledger_table):
+        p.fail("MOVER_LEDGER_TABLE", f"{ledger_table!r} is not a valid table name (3-63 letters/digits)")
+    quarantine = p.env.get("MOVER_QUARANTINE_CONTAINER", "mover-quarantine")
+    if not _CONTAINER.match(quarantine):
+        p.fail("MOVER_QUARANTINE_CONTAINER", f"{quarantine!r} is not a valid container name")
+    settings = Settings(
+        pipelines=tuple(pipelines),
+        state=state,
+        ledger_table=ledger_table,
+        quarantine_container=quarantine,
+        schedule=p.env.get("MOVER_SCHEDULE", "0 */5 * * * *"),
+        max_concurrency=p.int_setting("MOVER_MAX_CONCURRENCY", 4, 1, 64),
+        time_budget=p.duration_setting("MOVER_TIME_BUDGET", timedelta(minutes=4)),
+        checkpoint_after=p.duration_setting("MOVER_CHECKPOINT_AFTER", timedelta(minutes=8)),
+        replay_max_windows=p.int_setting("MOVER_REPLAY_MAX_WINDOWS", 24 * 31, 1, 100_000),
+        replay_inline_windows=p.int_setting("MOVER_REPLAY_INLINE_WINDOWS", 6, 0, 1000),
+    )
+    if p.problems:
+        raise ConfigError(p.problems)
+    return settings
+
+
+def _load_json(p: Fields, raw: str) -> Any:
+    text = raw
+    if not raw.lstrip().startswith(("{", "[")):
+        path = Path(raw)
+        if not path.is_file():
+            p.fail("MOVER_PIPELINES", f"not JSON and no such file: {raw!r}")
+            return None
+        text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        p.fail("MOVER_PIPELINES", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+        return None
+
+
+def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
+    where = f"pipelines[{index}]"
+    if not isinstance(item, dict):
+        p.fail(where, "must be an object")
+        return None
+    name = item.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        p.fail(where, f"'name' must be 1-63 letters, digits, '-' or '_' starting with a letter; got {name!r}")
+        return None
+    where = f"pipeline {name!r}"
+    known = {"name", "source", "window", "sink", "sinks", "columns", "enabled", "description"}
+    p.reject_unknown(where, item, known)
+    before = len(p.problems)
+    source = source_section.source(p, where, name, item.get("source"))
+    window_config = window(p, where, item.get("window"), source)
+    raw_sinks = item.get("sinks", [item["sink"]] if "sink" in item else None)
+    sinks: list[SinkConfig] = []
+    if not isinstance(raw_sinks, list) or not raw_sinks:
+        p.fail(where, "needs 'sink' (an object) or 'sinks' (a non-empty list)")
+    else:
+        for j, raw in enumerate(raw_sinks):
+            parsed = sink_section.sink(p, f"{where} sinks[{j}]", raw)
+            if parsed is not None:
+                sinks.append(parsed)
+    columns = item.get("columns")
+    if columns is not None:
+        columns = column_spec(p, where, columns)
+    enabled = item.get("enabled", True)
+    if not isinstance(enabled, bool):
+        p.fail(where, "'enabled' must be true or false")
+    if len(p.problems) > before or source is None or window_config is None:
+        return None
+    return Pipeline(
+        name=name, source=source, window=window_config, sinks=tuple(sinks), columns=columns, enabled=bool(enabled)
+    )
+
+
+def column_spec(p: Fields, where: str, raw: Any) -> Any:
+    from shared import mapping  # local import: mapping owns the column-spec grammar
+
+    try:
+        return mapping.parse_column_spec(raw)
+    except ValueError as exc:
+        p.fail(f"{where} columns", str(exc))
+        return None
+
+
+def window(p: Fields, where: str, raw: Any, source: SourceConfig | None) -> WindowConfig | None:
+    where = f"{where} window"
+    if not isinstance(raw, dict):
+        p.fail(where, 'must be an object like {"size": "PT1H", "start": "2026-11-01T00:00:00Z"}')
+        return None
+
+    size = p.duration_field(where, raw, "size", "PT1H")
+    if size < timedelta(minutes=1) or size > timedelta(days=1) or _SIZES_PER_DAY % int(size.total_seconds()):
+        p.fail(where, "'size' must divide a day evenly, from PT1M to P1D (e.g. PT5M, PT15M, PT1H, P1D)")
+        return None
+    if isinstance(source, ExportSourceConfig) and size != timedelta(hours=1):
+        p.fail(where, f"'size' must be PT1H for {source.kind} sources (they are laid out in hour folders)")
+    start = p.ts(where, "start", raw.get("start"), required=True)
+    end = p.ts(where, "end", raw.get("end"), required=False)
+    for key, value in (("start", start), ("end", end)):
+        if value is not None and int(value.timestamp()) % int(size.total_seconds()):
+            p.fail(where, f"'{key}' {value.isoformat()} is not aligned to the window size {raw.get('size')}")
+    if start and end and end <= start:
+        p.fail(where, "'end' must be after 'start'")
+
+    known = {
+        "size",
+        "start",
+        "end",
+        "delay",
+        "max_per_tick",
+        "max_attempts",
+        "retry_backoff",
+        "lease",
+        "resweep_lookback",
+    }
+    p.reject_unknown(where, raw, known)
+    durations = {k: p.duration_field(where, raw, k, d) for k, d in _WINDOW_DURATIONS.items()}
+    max_per_tick = p.whole(where, raw, "max_per_tick", 12, 1, 10_000)
+    max_attempts = p.whole(where, raw, "max_attempts", 5, 1, 100)
+    if start is None:
+        return None
+    config = WindowConfig(
+        size=size, start=start, end=end, max_per_tick=max_per_tick, max_attempts=max_attempts, **durations
+    )
+    if isinstance(source, ExportSourceConfig):
+        if "delay" not in raw:
+            config = dataclasses.replace(config, delay=max(config.delay, source.min_delay))
+        elif config.delay < source.min_delay:
+            p.fail(
+                where,
+                f"'delay' must be at least {format_duration(source.min_delay)} for {source.kind} sources"
+                f" (exported blobs keep growing after their hour); got {raw['delay']}",
+            )
+    return config

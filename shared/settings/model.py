@@ -1,0 +1,185 @@
+"""The validated settings as frozen dataclasses (what the engine reads; parsing lives beside).
+
+Secrets are resolved by the parser and kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from shared.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ENDPOINTS",
+    "DEFAULT_PATH",
+    "AuthConfig",
+    "ExportSourceConfig",
+    "Pipeline",
+    "QuerySourceConfig",
+    "Settings",
+    "SinkConfig",
+    "SourceConfig",
+    "StorageConfig",
+    "WindowConfig",
+    "load_local_settings",
+]
+
+DEFAULT_ENDPOINTS = {
+    "app_insights": "https://api.applicationinsights.io",
+    "log_analytics": "https://api.loganalytics.azure.com",
+}
+DEFAULT_PATH = "{pipeline}/y={yyyy}/m={MM}/d={dd}/h={HH}/{window}"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How the source proves who it is.
+
+    ``entra``: azure-identity ``DefaultAzureCredential`` (managed identity in Azure,
+    developer login locally); ``managed_identity``: a specific (user-assigned) identity;
+    ``api_key``: legacy ``x-api-key`` (retired for the public cloud on 2026-03-31, kept for
+    local emulators); ``token``: a fixed bearer token from a setting (local/dev only).
+    """
+
+    kind: Literal["entra", "managed_identity", "api_key", "token"]
+    scope: str
+    client_id: str | None = None
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """A storage account as the Functions host describes connections.
+
+    Either a connection string (``conn_string``) or identity-based URIs from
+    ``<setting>__blobServiceUri`` / ``__tableServiceUri`` (+ optional ``__clientId``).
+    """
+
+    setting: str
+    conn_string: str | None = field(default=None, repr=False)
+    blob_uri: str | None = None
+    table_uri: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class QuerySourceConfig:
+    """KQL over the App Insights (``/v1/apps/{id}``) or Log Analytics (``/v1/workspaces/{id}``) API."""
+
+    kind: Literal["app_insights", "log_analytics"]
+    resource_id: str
+    endpoint: str
+    query: str
+    table: str
+    time_column: str
+    auth: AuthConfig
+    max_rows_per_query: int = 10_000
+    timeout_s: float = 180.0
+    max_retries: int = 6
+
+
+@dataclass(frozen=True)
+class ExportSourceConfig:
+    """Hour folders of exported blobs (legacy continuous export or diagnostic settings).
+
+    ``table`` is the classic table the folder holds (``requests``…). ``min_delay`` is the
+    least window delay this kind tolerates: a diagnostic-settings ``PT1H.json`` keeps
+    growing after its hour ends. ``batch_rows``, ``list_page_size`` and
+    ``download_concurrency`` bound memory and tune throughput (see docs/blob-sources.md).
+    """
+
+    kind: Literal["continuous_export", "diagnostic_settings"]
+    storage: StorageConfig
+    container: str
+    prefix: str
+    folder_template: str
+    table: str
+    telemetry_type: str | None = None
+    late_lookback: timedelta = timedelta(hours=6)
+    min_delay: timedelta = timedelta(minutes=5)
+    batch_rows: int = 5_000
+    list_page_size: int = 5_000
+    download_concurrency: int = 4
+
+
+SourceConfig = QuerySourceConfig | ExportSourceConfig
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """Where and how a window's rows land."""
+
+    kind: Literal["blob", "table"]
+    storage: StorageConfig
+    container: str
+    path: str = DEFAULT_PATH
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl"
+    compression: str = "gzip"
+    row_group_rows: int = 25_000
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Tumbling-window schedule of one pipeline."""
+
+    size: timedelta
+    start: datetime
+    end: datetime | None = None
+    delay: timedelta = timedelta(minutes=5)
+    max_per_tick: int = 12
+    max_attempts: int = 5
+    retry_backoff: timedelta = timedelta(minutes=2)
+    lease: timedelta = timedelta(minutes=10)
+    resweep_lookback: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    source: SourceConfig
+    window: WindowConfig
+    sinks: tuple[SinkConfig, ...]
+    columns: Any = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipelines: tuple[Pipeline, ...]
+    state: StorageConfig
+    ledger_table: str = "moverledger"
+    quarantine_container: str = "mover-quarantine"
+    schedule: str = "0 */5 * * * *"
+    max_concurrency: int = 4
+    time_budget: timedelta = timedelta(minutes=4)
+    replay_max_windows: int = 24 * 31
+    replay_inline_windows: int = 6
+    checkpoint_after: timedelta = timedelta(minutes=8)
+
+    def pipeline(self, name: str) -> Pipeline:
+        for p in self.pipelines:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parse app settings; raises ``ConfigError`` listing every problem."""
+        from shared.settings.app import parse_settings
+
+        return parse_settings(dict(os.environ if env is None else env))
+
+
+def load_local_settings(path: str | Path) -> dict[str, str]:
+    """``Values`` of a Functions ``local.settings.json`` (what ``func start`` puts in the env)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    values = data.get("Values", {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: 'Values' must be an object")
+    return {str(k): str(v) for k, v in values.items()}
