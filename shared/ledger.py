@@ -180,6 +180,9 @@ class Ledger:
             finished_at=_dt(entity.get("FinishedAt")),
             updated_at=_dt(entity.get("UpdatedAt")),
             extra=orjson.loads(extra_raw),
+            queued_at=_dt(entity.get("QueuedAt")),
+            takeovers=int(entity.get("Takeovers", 0) or 0),
+            last_good=orjson.loads(entity["LastGood"]) if entity.get("LastGood") else None,
         )
 
     # -- recording new windows --------------------------------------------------------------

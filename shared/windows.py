@@ -33,7 +33,7 @@ __all__ = [
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-Status = Literal["pending", "running", "done", "failed"]
+Status = Literal["pending", "queued", "running", "done", "failed"]
 
 
 def align_down(ts: datetime, size: timedelta) -> datetime:
@@ -83,6 +83,9 @@ class WindowState:
     finished_at: datetime | None = None
     updated_at: datetime | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    queued_at: datetime | None = None  # when the planner put it on the work queue (status ``queued``)
+    takeovers: int = 0  # claims that took over an expired lease (a crashed or stalled runner), not failures
+    last_good: Mapping[str, Any] | None = None  # rows/bytes/outputs/finished_at of the last done run, if any
 
     @property
     def key(self) -> str:
