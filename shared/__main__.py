@@ -1,4 +1,4 @@
-"""Command line: ``python -m shared tick | replay | status | run`` — the code the functions call.
+"""Command line: ``python -m shared tick | replay | status | run | work`` — the code the functions call.
 
 Settings come from the environment, like in Azure; ``--settings local.settings.json``
 (default: that file in the current folder, if the environment has no pipelines) loads
@@ -8,20 +8,19 @@ its ``Values`` first, like ``func start`` does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from shared.durations import parse_timestamp
-from shared.errors import ConfigError, MoverError
+from shared.errors import ConfigError
 from shared.model import format_ts
 from shared.runner import Engine
 from shared.settings import Settings, load_local_settings
@@ -50,11 +49,17 @@ def _engine(args: argparse.Namespace) -> Engine:
     path = Path(args.settings) if args.settings else Path("local.settings.json")
     if args.settings or ("MOVER_PIPELINES" not in env and path.is_file()):
         env = {**load_local_settings(path), **env}  # like func start: the environment wins
-    return Engine(Settings.from_env(env))
+    settings = Settings.from_env(env)
+    # One-shot commands and a worker-less ``run`` move windows here; a planner with workers, or
+    # ``tick --enqueue``, uses the queue like the function app does.
+    queued = args.command == "work" or getattr(args, "workers", 0) or getattr(args, "enqueue", False)
+    return Engine(dataclasses.replace(settings, dispatch="queue" if queued else "inline"))
 
 
 def _tick(engine: Engine, args: argparse.Namespace) -> int:
     report = engine.tick()
+    if engine.settings.dispatch == "queue":
+        print(f"tick: {report.queued} window(s) queued, {report.sweeps} re-sweep(s) queued")
     for r in report.results:
         print(
             f"{r.pipeline} {format_ts(r.window.start)} {r.outcome:9} rows={r.rows} bytes={r.bytes} "
@@ -92,24 +97,16 @@ def _status(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def _run(engine: Engine, args: argparse.Namespace) -> int:
-    """A local scheduler: a tick at every schedule fire (or every N seconds) until Ctrl-C."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    schedule = args.schedule or engine.settings.schedule
-    print(f"running; schedule {schedule if not args.every else f'every {args.every}s'}; Ctrl-C stops")
-    try:
-        while not stop.is_set():
-            try:
-                _tick(engine, args)
-            except MoverError as exc:  # e.g. storage unreachable: keep the schedule, like the host
-                print(f"tick failed: {exc}", file=sys.stderr)
-            now = datetime.now(UTC)
-            fire = now + timedelta(seconds=args.every) if args.every else next_fire(schedule, now)
-            stop.wait(max(0.0, (fire - datetime.now(UTC)).total_seconds()))
-    except KeyboardInterrupt:
-        pass
-    print("stopped")
-    return 0
+    """A local scheduler: a tick at every schedule fire (or every N seconds) until Ctrl-C (see ``cli_run``)."""
+    from shared import cli_run
+
+    return cli_run.run(engine, args, _tick, next_fire)
+
+
+def _work(engine: Engine, args: argparse.Namespace) -> int:
+    from shared import cli_run
+
+    return cli_run.work(engine, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settings", help="a local.settings.json whose Values are loaded into the environment")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("tick", help="run every due window once, then exit")
+    tk = sub.add_parser("tick", help="run every due window once, then exit")
+    tk.add_argument("--enqueue", action="store_true", help="plan and enqueue for queue workers instead of running here")
     rp = sub.add_parser("replay", help="rerun the windows of a pipeline in [start, end)")
     rp.add_argument("--pipeline", required=True)
     rp.add_argument("--start", required=True, help="ISO 8601 UTC, e.g. 2026-11-02T10:00:00Z")
@@ -128,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = sub.add_parser("run", help="local scheduler loop")
     run.add_argument("--schedule", help="NCRONTAB; default MOVER_SCHEDULE")
     run.add_argument("--every", type=float, help="tick every N seconds instead of the schedule")
+    run.add_argument("--workers", type=int, default=0, help="start N worker processes on the work queue")
+    run.add_argument("--until-idle", action="store_true", help="exit once nothing is due, queued or running")
+    wk = sub.add_parser("work", help="one queue worker process (what the queue-triggered function does)")
+    wk.add_argument("--batch", type=int, default=1, help="messages taken at a time")
+    wk.add_argument("--max-dequeue", type=int, default=5, help="deliveries before a message goes to the poison queue")
+    wk.add_argument("--idle-wait", type=float, default=0.5, help="seconds to wait when the queue is empty")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -141,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run}
+    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "work": _work}
     try:
         return commands[args.command](engine, args)
     finally:

@@ -2,8 +2,8 @@
 
 PartitionKey = pipeline name, RowKey = window start key (``20261102T100000Z``), so a
 pipeline's windows sort by time within one partition. A ``~meta`` row holds the
-frontier (end of the newest window ever recorded), which lets a tick read only the
-windows that are not done (plus a look-back) in a single query.
+frontier and the open mark (``shared.ledger_marks``), which let a plan read only the
+windows that may still need work.
 
 Every state change is a conditional write on the entity's ETag: two runners can
 never both claim a window, and a runner whose lease was taken over cannot mark it
@@ -16,30 +16,22 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared.errors import FatalError, RetriableError
-from shared.model import Window, window_key
-from shared.windows import Status, WindowState
+from shared.ledger_marks import Marks, Snapshot
+from shared.ledger_rows import META_KEY, Unreadable, new_entity, read_entities, state_of, translate
+from shared.model import Window, format_ts
+from shared.windows import WindowState
 
 __all__ = ["META_KEY", "Claim", "LeaseLost", "Ledger", "Snapshot"]
 
 log = logging.getLogger(__name__)
-META_KEY = "~meta"
 _MAX_ERROR = 4000
 _CLEAR = ""  # the SDK drops None from a MERGE; an empty string clears a field
 
@@ -62,33 +54,7 @@ class Claim:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What one tick needs to plan a pipeline: frontier + windows not done (+ look-back)."""
-
-    frontier: datetime | None
-    states: tuple[WindowState, ...]
-
-
-def _dt(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
-
-
-def _translate(exc: AzureError, what: str) -> Exception:
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return RetriableError(f"ledger {what}: storage unreachable: {exc.message}")
-    if isinstance(exc, HttpResponseError) and (exc.status_code or 0) >= 500:
-        return RetriableError(f"ledger {what}: storage error {exc.status_code}")
-    if isinstance(exc, HttpResponseError) and exc.status_code in (401, 403):
-        return FatalError(f"ledger {what}: access denied to Table Storage ({exc.status_code})")
-    return RetriableError(f"ledger {what}: {type(exc).__name__}: {exc.message}")
-
-
-class Ledger:
+class Ledger(Marks):
     """Table-backed ledger. Thread-safe (the SDK client is)."""
 
     def __init__(self, service: TableServiceClient, table: str) -> None:
@@ -96,6 +62,7 @@ class Ledger:
         self._table_name = table
         self._table: TableClient = service.get_table_client(table)
         self._ensured = False
+        self.unreadable: dict[str, list[str]] = {}  # pipeline → entities the last read had to skip
 
     def ensure(self) -> None:
         """Create the table on first use (idempotent)."""
@@ -104,46 +71,26 @@ class Ledger:
         try:
             self._service.create_table_if_not_exists(self._table_name)
         except AzureError as exc:
-            raise _translate(exc, "create table") from exc
+            raise translate(exc, "create table") from exc
         self._ensured = True
 
     # -- reading --------------------------------------------------------------------------
-    def snapshot(self, pipeline: str, *, since: datetime | None = None) -> Snapshot:
-        """One query: the meta row, every window not done, and done windows from ``since`` on."""
-        self.ensure()
-        floor = window_key(since) if since else META_KEY
-        # The SDK substitutes only space-separated @words, hence the spaces inside the parentheses.
-        query = "PartitionKey eq @p and ( Status ne 'done' or RowKey ge @floor )"
-        frontier: datetime | None = None
-        states: list[WindowState] = []
-        try:
-            for entity in self._table.query_entities(query, parameters={"p": pipeline, "floor": floor}):
-                if entity["RowKey"] == META_KEY:
-                    frontier = _dt(entity.get("Frontier"))
-                else:
-                    states.append(self._state(entity))
-        except AzureError as exc:
-            raise _translate(exc, "snapshot") from exc
-        return Snapshot(frontier=frontier, states=tuple(states))
-
     def states(self, pipeline: str) -> Iterator[WindowState]:
-        """Every recorded window of a pipeline, oldest first (status page, tests)."""
+        """Every readable window of a pipeline, oldest first (status page, tests); others reported."""
         self.ensure()
-        try:
-            for entity in self._table.query_entities(
-                "PartitionKey eq @p and RowKey lt @m", parameters={"p": pipeline, "m": META_KEY}
-            ):
-                yield self._state(entity)
-        except AzureError as exc:
-            raise _translate(exc, "list") from exc
+        query = "PartitionKey eq @p and RowKey lt @m"
+        entities, bad = read_entities(self._table, query, {"p": pipeline, "m": META_KEY}, "list")
+        for entity in entities:
+            try:
+                yield state_of(entity, entity["_etag"])
+            except Unreadable as exc:
+                log.error("ledger entity %s/%s cannot be read (%s); skipped", pipeline, entity.get("RowKey"), exc)
+                bad.append(f"{entity.get('RowKey')}: {exc}")
+        self.unreadable[pipeline] = bad
 
     def get(self, pipeline: str, window: Window) -> WindowState | None:
         entity = self._get(pipeline, window.key)
-        return None if entity is None else self._state(entity)
-
-    def frontier(self, pipeline: str) -> datetime | None:
-        entity = self._get(pipeline, META_KEY)
-        return None if entity is None else _dt(entity.get("Frontier"))
+        return None if entity is None else state_of(entity, entity["_etag"])
 
     def _get(self, pipeline: str, key: str) -> dict[str, Any] | None:
         self.ensure()
@@ -152,104 +99,26 @@ class Ledger:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise _translate(exc, "get") from exc
+            raise translate(exc, "get") from exc
         out = dict(entity)
         out["_etag"] = entity.metadata["etag"]
         return out
 
-    @staticmethod
-    def _state(entity: dict[str, Any]) -> WindowState:
-        start, end = _dt(entity.get("WindowStart")), _dt(entity.get("WindowEnd"))
-        assert start is not None and end is not None, f"ledger entity {entity.get('RowKey')} lacks bounds"
-        outputs_raw = entity.get("Outputs") or "[]"
-        extra_raw = entity.get("Extra") or "{}"
-        return WindowState(
-            window=Window(start, end),
-            status=cast(Status, entity.get("Status", "pending")),
-            attempts=int(entity.get("Attempts", 0) or 0),
-            lease_owner=str(entity.get("LeaseOwner", "") or ""),
-            lease_until=_dt(entity.get("LeaseUntil")),
-            next_attempt_at=_dt(entity.get("NextAttemptAt")),
-            rows=int(entity.get("Rows", 0) or 0),
-            bytes=int(entity.get("Bytes", 0) or 0),
-            outputs=tuple(orjson.loads(outputs_raw)),
-            error=str(entity.get("LastError", "") or ""),
-            source_count=None if entity.get("SourceCount") in (None, "") else int(entity["SourceCount"]),
-            quarantined=int(entity.get("Quarantined", 0) or 0),
-            started_at=_dt(entity.get("StartedAt")),
-            finished_at=_dt(entity.get("FinishedAt")),
-            updated_at=_dt(entity.get("UpdatedAt")),
-            extra=orjson.loads(extra_raw),
-            queued_at=_dt(entity.get("QueuedAt")),
-            takeovers=int(entity.get("Takeovers", 0) or 0),
-            last_good=orjson.loads(entity["LastGood"]) if entity.get("LastGood") else None,
-        )
-
-    # -- recording new windows --------------------------------------------------------------
-    def record_new(self, pipeline: str, windows: Sequence[Window], now: datetime) -> None:
-        """Create ``pending`` entities for new windows, then move the frontier past them.
-
-        Entities first, frontier second: a crash in between leaves windows the next tick
-        sees twice (creation is idempotent), never a window nobody recorded.
-        """
-        if not windows:
-            return
-        self.ensure()
-        for i in range(0, len(windows), 100):  # a Table transaction holds at most 100 operations
-            chunk = windows[i : i + 100]
-            ops = [("create", self._new_entity(pipeline, w, now)) for w in chunk]
-            try:
-                self._table.submit_transaction(ops)
-            except TableTransactionError:
-                for w in chunk:  # some already exist (another runner, or a crash): create the rest one by one
-                    try:
-                        self._table.create_entity(self._new_entity(pipeline, w, now))
-                    except ResourceExistsError:
-                        pass
-                    except AzureError as exc:
-                        raise _translate(exc, "record") from exc
-            except AzureError as exc:
-                raise _translate(exc, "record") from exc
-        self.advance_frontier(pipeline, max(w.end for w in windows), now)
-
-    @staticmethod
-    def _new_entity(pipeline: str, window: Window, now: datetime) -> dict[str, Any]:
-        return {
-            "PartitionKey": pipeline,
-            "RowKey": window.key,
-            "WindowStart": window.start,
-            "WindowEnd": window.end,
-            "Status": "pending",
-            "Attempts": 0,
-            "CreatedAt": now,
-            "UpdatedAt": now,
-        }
-
-    def advance_frontier(self, pipeline: str, end: datetime, now: datetime) -> None:
-        """Move the frontier forward to ``end`` (never back), tolerating concurrent writers."""
-        for _ in range(10):
-            entity = self._get(pipeline, META_KEY)
-            try:
-                if entity is None:
-                    self._table.create_entity(
-                        {"PartitionKey": pipeline, "RowKey": META_KEY, "Frontier": end, "UpdatedAt": now}
-                    )
-                    return
-                current = _dt(entity.get("Frontier"))
-                if current is not None and current >= end:
-                    return
-                self._table.update_entity(
-                    {"PartitionKey": pipeline, "RowKey": META_KEY, "Frontier": end, "UpdatedAt": now},
-                    mode=UpdateMode.MERGE,
-                    etag=entity["_etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return
-            except (ResourceExistsError, ResourceModifiedError):
-                continue
-            except AzureError as exc:
-                raise _translate(exc, "frontier") from exc
-        raise RetriableError(f"ledger frontier of {pipeline}: too much contention")
+    # -- queueing ---------------------------------------------------------------------------
+    def mark_queued(self, pipeline: str, state: WindowState, now: datetime) -> bool:
+        """``queued`` for a window the planner read (ETag): ``False`` when it changed since."""
+        fields = {"PartitionKey": pipeline, "RowKey": state.key, "Status": "queued", "QueuedAt": now, "UpdatedAt": now}
+        if state.status == "running":  # a dead runner's window: its lease is over, the next claim takes it over
+            fields |= {"LeaseUntil": _CLEAR}
+        try:
+            self._table.update_entity(
+                fields, mode=UpdateMode.MERGE, etag=state.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except AzureError as exc:
+            raise translate(exc, "queue") from exc
+        return True
 
     # -- claiming and finishing -------------------------------------------------------------
     def claim(
@@ -266,22 +135,31 @@ class Ledger:
         """Take the window for this runner, or ``None`` when it is not ours to run now.
 
         Not ours: another runner holds a live lease; or (unless ``force``) it is done, or
-        failed with no retries left / not yet due for retry.
+        failed with no retries left / not yet due for retry. Taking over an expired lease
+        (its runner died) is counted in ``Takeovers``; only after ``max_attempts`` of them
+        does a takeover use up an attempt, so crashes cannot leave a healthy window failed.
         """
         self.ensure()
         until = now + lease
         for _ in range(3):
             entity = self._get(pipeline, window.key)
             if entity is None:
-                fresh = self._new_entity(pipeline, window, now) | self._running(owner, 1, now, until)
+                fresh = new_entity(pipeline, window, now) | self._running(owner, 1, now, until)
                 try:
                     meta = self._table.create_entity(fresh)
                 except ResourceExistsError:
                     continue
                 except AzureError as exc:
-                    raise _translate(exc, "claim") from exc
+                    raise translate(exc, "claim") from exc
+                self.reopen(pipeline, window.key, now)  # a window outside the plan: let the planner see it
                 return Claim(pipeline, window, owner, 1, str(meta["etag"]), until)
-            state = self._state(entity)
+            try:
+                state = state_of(entity, entity["_etag"])
+            except Unreadable as exc:
+                if not force:
+                    log.error("%s %s: ledger entity unreadable (%s); replay it to rewrite", pipeline, window, exc)
+                    return None
+                state = WindowState(window=window, status="failed", etag=entity["_etag"])
             if state.status == "running" and state.lease_until and state.lease_until > now:
                 return None
             if not force and state.status == "done":
@@ -289,8 +167,14 @@ class Ledger:
             waiting = state.next_attempt_at is not None and state.next_attempt_at > now
             if not force and state.status == "failed" and (state.attempts >= max_attempts or waiting):
                 return None
-            attempts = 1 if force or (state.status == "pending" and state.attempts == 0) else state.attempts + 1
+            takeover = state.status == "running" and not force
+            free = takeover and state.takeovers < max_attempts
+            attempts = 1 if force or state.attempts == 0 else state.attempts + (0 if free else 1)
             update = {"PartitionKey": pipeline, "RowKey": window.key} | self._running(owner, attempts, now, until)
+            if takeover:
+                update["Takeovers"] = state.takeovers + 1
+            if force:
+                update["Takeovers"] = 0
             try:
                 meta = self._table.update_entity(
                     update, mode=UpdateMode.MERGE, etag=entity["_etag"], match_condition=MatchConditions.IfNotModified
@@ -298,7 +182,9 @@ class Ledger:
             except ResourceModifiedError:
                 return None  # someone else changed it first: theirs
             except AzureError as exc:
-                raise _translate(exc, "claim") from exc
+                raise translate(exc, "claim") from exc
+            if force:
+                self.reopen(pipeline, window.key, now)  # it may sit behind the open mark (done, or out of retries)
             return Claim(pipeline, window, owner, attempts, str(meta["etag"]), until, previous=state)
         return None
 
@@ -331,16 +217,24 @@ class Ledger:
         quarantined: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        """Mark done with counts and output names. Raises ``LeaseLost`` if taken over."""
+        """Mark done with counts and output names (also kept as the last good run). ``LeaseLost`` if taken over."""
+        good = {
+            "rows": rows,
+            "bytes": nbytes,
+            "outputs": [o.get("name") for o in outputs],
+            "finished_at": format_ts(now),
+        }
         fields: dict[str, Any] = {
             "Status": "done",
             "Rows": rows,
             "Bytes": nbytes,
             "Outputs": orjson.dumps([dict(o) for o in outputs]).decode(),
+            "LastGood": orjson.dumps(good).decode(),
             "LastError": "",
             "LeaseOwner": "",
             "LeaseUntil": _CLEAR,
             "NextAttemptAt": _CLEAR,
+            "QueuedAt": _CLEAR,
             "FinishedAt": now,
             "UpdatedAt": now,
             "Quarantined": quarantined,
@@ -359,14 +253,52 @@ class Ledger:
                 "LastError": error[:_MAX_ERROR],
                 "LeaseOwner": "",
                 "LeaseUntil": _CLEAR,
+                "QueuedAt": _CLEAR,
                 "NextAttemptAt": _CLEAR if next_attempt_at is None else next_attempt_at,
                 "FinishedAt": now,
                 "UpdatedAt": now,
             },
         )
 
+    def fail_unclaimed(self, pipeline: str, window: Window, *, now: datetime, error: str, attempts: int) -> bool:
+        """Mark a window nobody holds ``failed`` with ``attempts`` used up (a poison message); replayable."""
+        for _ in range(5):
+            entity = self._get(pipeline, window.key)
+            if entity is None:
+                return False
+            status = entity.get("Status")
+            until = entity.get("LeaseUntil")
+            if status == "done" or (status == "running" and isinstance(until, datetime) and until > now):
+                return False  # it finished, or someone runs it right now: the ledger knows better
+            try:
+                self._table.update_entity(
+                    {
+                        "PartitionKey": pipeline,
+                        "RowKey": window.key,
+                        "Status": "failed",
+                        "LastError": error[:_MAX_ERROR],
+                        "Attempts": max(int(entity.get("Attempts", 0) or 0), attempts),
+                        "NextAttemptAt": _CLEAR,
+                        "LeaseOwner": "",
+                        "LeaseUntil": _CLEAR,
+                        "QueuedAt": _CLEAR,
+                        "FinishedAt": now,
+                        "UpdatedAt": now,
+                        "Poisoned": True,
+                    },
+                    mode=UpdateMode.MERGE,
+                    etag=entity["_etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return True
+            except ResourceModifiedError:
+                continue
+            except AzureError as exc:
+                raise translate(exc, "fail") from exc
+        return False
+
     def request_replay(self, pipeline: str, windows: Sequence[Window], now: datetime) -> int:
-        """Queue windows for the next ticks: mark them ``pending`` (created if missing).
+        """Queue windows for the next plans: mark them ``pending`` (created if missing).
 
         A window running right now keeps running; returns how many were queued.
         """
@@ -377,10 +309,10 @@ class Ledger:
                 entity = self._get(pipeline, window.key)
                 try:
                     if entity is None:
-                        self._table.create_entity(self._new_entity(pipeline, window, now))
+                        self._table.create_entity(new_entity(pipeline, window, now))
                     else:
-                        state = self._state(entity)
-                        if state.status == "running" and state.lease_until and state.lease_until > now:
+                        until = entity.get("LeaseUntil")
+                        if entity.get("Status") == "running" and isinstance(until, datetime) and until > now:
                             break
                         self._table.update_entity(
                             {
@@ -388,7 +320,9 @@ class Ledger:
                                 "RowKey": window.key,
                                 "Status": "pending",
                                 "Attempts": 0,
+                                "Takeovers": 0,
                                 "NextAttemptAt": _CLEAR,
+                                "QueuedAt": _CLEAR,
                                 "UpdatedAt": now,
                             },
                             mode=UpdateMode.MERGE,
@@ -400,11 +334,13 @@ class Ledger:
                 except (ResourceExistsError, ResourceModifiedError):
                     continue
                 except AzureError as exc:
-                    raise _translate(exc, "replay") from exc
+                    raise translate(exc, "replay") from exc
+        if windows:
+            self.reopen(pipeline, min(w.key for w in windows), now)  # after the windows: see ledger_marks
         return queued
 
     def checkpoint(self, claim: Claim, *, now: datetime, extra: dict[str, Any]) -> None:
-        """Record a paused window's progress and hand it back as ``pending`` for the next tick.
+        """Record a paused window's progress and hand it back as ``pending`` for the next run.
 
         The claim's attempt is given back too: pausing is not a failure.
         """
@@ -416,6 +352,7 @@ class Ledger:
                 "Extra": orjson.dumps(extra).decode(),
                 "LeaseOwner": "",
                 "LeaseUntil": _CLEAR,
+                "QueuedAt": _CLEAR,
                 "UpdatedAt": now,
             },
         )
@@ -432,5 +369,5 @@ class Ledger:
             except ResourceNotFoundError as exc:
                 raise LeaseLost(f"{claim.pipeline} {claim.window}: entity vanished") from exc
             except AzureError as exc:
-                raise _translate(exc, "update") from exc
+                raise translate(exc, "update") from exc
             claim.etag = str(meta["etag"])

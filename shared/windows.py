@@ -26,6 +26,8 @@ __all__ = [
     "align_up",
     "due_end",
     "eligible",
+    "in_flight",
+    "open_mark",
     "plan_windows",
     "retry_at",
     "windows_between",
@@ -86,16 +88,23 @@ class WindowState:
     queued_at: datetime | None = None  # when the planner put it on the work queue (status ``queued``)
     takeovers: int = 0  # claims that took over an expired lease (a crashed or stalled runner), not failures
     last_good: Mapping[str, Any] | None = None  # rows/bytes/outputs/finished_at of the last done run, if any
+    etag: str = field(default="", compare=False)  # the entity's ETag when read: conditional updates from a plan
 
     @property
     def key(self) -> str:
         return window_key(self.window.start)
 
 
-def eligible(state: WindowState, now: datetime, max_attempts: int) -> bool:
-    """May this recorded window be claimed now without a replay?"""
+def eligible(state: WindowState, now: datetime, max_attempts: int, requeue_after: timedelta | None = None) -> bool:
+    """May this recorded window be claimed (or put on the queue) now without a replay?
+
+    A ``queued`` window is eligible again only once its message must be lost
+    (``requeue_after`` since it was queued); without a queue (``None``) it runs here.
+    """
     if state.status == "pending":
         return True
+    if state.status == "queued":
+        return requeue_after is None or state.queued_at is None or state.queued_at + requeue_after <= now
     if state.status == "running":
         return state.lease_until is None or state.lease_until <= now
     if state.status == "failed":
@@ -107,6 +116,24 @@ def retry_at(config: WindowConfig, attempts: int, now: datetime) -> datetime:
     """Exponential backoff for failed windows: backoff × 2^(attempts-1), at most 6 hours."""
     factor: int = 2 ** max(0, attempts - 1)
     return now + min(config.retry_backoff * factor, timedelta(hours=6))
+
+
+def in_flight(state: WindowState, now: datetime, requeue_after: timedelta | None) -> bool:
+    """Queued with a live message, or running under a live lease: work some worker holds."""
+    if state.status == "running":
+        return state.lease_until is not None and state.lease_until > now
+    return state.status == "queued" and not eligible(state, now, 0, requeue_after)
+
+
+def open_mark(states: Iterable[WindowState], max_attempts: int, frontier: datetime | None) -> str:
+    """Key of the oldest window that may still need work (the frontier when none does).
+
+    Done windows and failed ones out of retries are closed: only a replay reopens them.
+    """
+    keys = [s.key for s in states if s.status != "done" and not (s.status == "failed" and s.attempts >= max_attempts)]
+    if keys:
+        return min(keys)
+    return window_key(frontier) if frontier is not None else ""
 
 
 @dataclass(frozen=True)
@@ -125,16 +152,23 @@ def plan_windows(
     states: Iterable[WindowState],
     *,
     limit: int | None = None,
+    requeue_after: timedelta | None = None,
 ) -> Plan:
     """Due windows for one pipeline: eligible recorded ones plus new ones past the frontier.
 
     ``frontier`` is the end of the newest window ever recorded (``None`` on the first run);
     ``states`` are the recorded windows that are not done. The result holds at most
-    ``limit`` (default ``config.max_per_tick``) windows, oldest first.
+    ``limit`` (default ``config.max_per_tick``) windows, oldest first. With a queue
+    (``requeue_after`` set) windows already in flight count against the cap.
     """
+    states = list(states)
     cap = config.max_per_tick if limit is None else limit
+    if requeue_after is not None:
+        cap = max(0, cap - sum(in_flight(s, now, requeue_after) for s in states))
     last = due_end(config, now)
-    old = sorted({s.window for s in states if eligible(s, now, config.max_attempts) and s.window.end <= last})
+    old = sorted(
+        {s.window for s in states if eligible(s, now, config.max_attempts, requeue_after) and s.window.end <= last}
+    )
     known = {s.window for s in states}
     start = max(frontier or config.start, config.start)
     new: list[Window] = []

@@ -89,6 +89,8 @@ def make_engine(storage_conn: str, unique: str) -> Iterator[Callable[..., Engine
             "MOVER_PIPELINES": json.dumps({"pipelines": pipelines}),
             "MOVER_LEDGER_TABLE": f"ledger{unique}",
             "MOVER_QUARANTINE_CONTAINER": f"quarantine-{unique}",
+            "MOVER_DISPATCH": "inline",
+            "MOVER_QUEUE_NAME": f"work-{unique}",
         } | settings
         clock = now if callable(now) else (lambda: now) if now else (lambda: T0 + 48 * H + timedelta(minutes=10))
         engine = Engine(Settings.from_env(env), clock=clock, owner=owner, sleep=lambda s: None)

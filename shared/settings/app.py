@@ -59,6 +59,13 @@ def _settings(p: Fields) -> Settings:
     quarantine = p.env.get("MOVER_QUARANTINE_CONTAINER", "mover-quarantine")
     if not _CONTAINER.match(quarantine):
         p.fail("MOVER_QUARANTINE_CONTAINER", f"{quarantine!r} is not a valid container name")
+    dispatch = p.env.get("MOVER_DISPATCH", "queue") or "queue"
+    if dispatch not in ("queue", "inline"):
+        p.fail("MOVER_DISPATCH", f"must be queue (planner + queue workers) or inline (one process); got {dispatch!r}")
+        dispatch = "queue"
+    queue_name = p.env.get("MOVER_QUEUE_NAME", "mover-windows") or "mover-windows"
+    if not _CONTAINER.match(queue_name) or len(queue_name) > 56:
+        p.fail("MOVER_QUEUE_NAME", f"{queue_name!r} is not a valid queue name (3-56 lowercase letters, digits, '-')")
     settings = Settings(
         pipelines=tuple(pipelines),
         state=state,
@@ -70,6 +77,8 @@ def _settings(p: Fields) -> Settings:
         checkpoint_after=p.duration_setting("MOVER_CHECKPOINT_AFTER", timedelta(minutes=8)),
         replay_max_windows=p.int_setting("MOVER_REPLAY_MAX_WINDOWS", 24 * 31, 1, 100_000),
         replay_inline_windows=p.int_setting("MOVER_REPLAY_INLINE_WINDOWS", 6, 0, 1000),
+        dispatch="inline" if dispatch == "inline" else "queue",
+        queue_name=queue_name,
     )
     if p.problems:
         raise ConfigError(p.problems)

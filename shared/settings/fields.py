@@ -80,11 +80,14 @@ class Fields:
         conn = self.env.get(setting)
         blob_uri = self.env.get(f"{setting}__blobServiceUri") or self.env.get(f"{setting}__serviceUri")
         table_uri = self.env.get(f"{setting}__tableServiceUri")
+        queue_uri = self.env.get(f"{setting}__queueServiceUri")
         account = self.env.get(f"{setting}__accountName")
         if account and not blob_uri:
             blob_uri = f"https://{account}.blob.core.windows.net"
         if account and not table_uri:
             table_uri = f"https://{account}.table.core.windows.net"
+        if account and not queue_uri:
+            queue_uri = f"https://{account}.queue.core.windows.net"
         if not conn and not blob_uri and not table_uri:
             self.fail(
                 where,
@@ -100,6 +103,7 @@ class Fields:
             blob_uri=blob_uri,
             table_uri=table_uri,
             client_id=self.env.get(f"{setting}__clientId"),
+            queue_uri=queue_uri,
         )
 
     # -- pipelines ------------------------------------------------------------------------

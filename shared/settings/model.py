@@ -66,6 +66,7 @@ class StorageConfig:
     blob_uri: str | None = None
     table_uri: str | None = None
     client_id: str | None = None
+    queue_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class QuerySourceConfig:
     max_rows_per_query: int = 10_000
     timeout_s: float = 180.0
     max_retries: int = 6
+    parallel_queries: int | None = None  # sub-queries of one window in flight; None: the whole query budget
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ class Settings:
     replay_max_windows: int = 24 * 31
     replay_inline_windows: int = 6
     checkpoint_after: timedelta = timedelta(minutes=8)
+    dispatch: Literal["queue", "inline"] = "queue"  # queue: the timer plans, queue-triggered workers move
+    queue_name: str = "mover-windows"
 
     def pipeline(self, name: str) -> Pipeline:
         for p in self.pipelines:

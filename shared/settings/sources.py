@@ -72,6 +72,7 @@ def query_source(
         p.fail(where, "'timeout_seconds' must be a number from 1 to 600")
         timeout = 180
     retries = p.whole(where, raw, "max_retries", 6, 0, 20)
+    parallel = p.whole(where, raw, "parallel_queries", 5, 1, 50) if "parallel_queries" in raw else None
     if auth_config is None or not isinstance(resource_id, str):
         return None
     return QuerySourceConfig(
@@ -85,6 +86,7 @@ def query_source(
         max_rows_per_query=max_rows,
         timeout_s=float(timeout),
         max_retries=retries,
+        parallel_queries=parallel,
     )
 
 

@@ -49,5 +49,8 @@ def test_bench_small_run_moves_every_row_and_prints_bench_line(tmp_path):
     ticks = report["scheduler"]
     assert [(t["pipelines"], t["entities"]) for t in ticks] == [(3, 24), (3, 144)]
     for tick in ticks:
-        assert tick["warm"]["requests"] == {"query": tick["pipelines"]}  # one ledger query per pipeline
-        assert tick["cold"]["requests"] == {"query": tick["pipelines"], "create_table": 1}
+        # per pipeline: the meta row (frontier, open mark) and one range query from the open mark
+        assert tick["warm"]["requests"] == {"get": tick["pipelines"], "query": tick["pipelines"]}
+        # the first plan also moves each open mark up to the frontier (one conditional merge per pipeline)
+        n = tick["pipelines"]
+        assert tick["cold"]["requests"] == {"get": n, "query": n, "patch": n, "create_table": 1}

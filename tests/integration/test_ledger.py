@@ -59,7 +59,9 @@ def test_live_lease_blocks_others_until_it_expires(ledger):
         claim(ledger, 1, owner="b", now=now + timedelta(minutes=5), force=True) is None
     )  # force never breaks a live lease
     taken = claim(ledger, 1, owner="b", now=now + timedelta(minutes=11))
-    assert taken is not None and taken.attempts == 2
+    assert taken is not None and taken.attempts == 1  # a takeover is not a failed attempt
+    state = ledger.get("p1", w(1))
+    assert (state.status, state.attempts, state.takeovers, state.lease_owner) == ("running", 1, 1, "b")
 
 
 def test_stale_owner_cannot_complete_after_takeover(ledger):

@@ -1,0 +1,125 @@
+"""``python -m shared run`` and ``work``: the app's scaled-out shape as local processes.
+
+``run`` without workers ticks in this process (inline dispatch). ``run --workers N`` is the
+Azure shape on one machine: this process plans on the schedule and enqueues; N worker
+processes (``python -m shared work``) take messages from the queue like the Functions
+host's queue trigger. ``--until-idle`` exits once nothing is due, queued or running: 0 when
+every window is done, 1 with the failed windows listed otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.errors import MoverError
+from shared.model import format_ts
+from shared.queue_loop import QueueLoop
+from shared.runner import Engine
+from shared.storage import queue_client
+
+__all__ = ["idle_report", "run", "work"]
+
+
+def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
+    """(windows due, queued or running; failed windows) over every enabled pipeline."""
+    from shared.windows import in_flight
+
+    busy = 0
+    failed: list[dict[str, Any]] = []
+    now = engine.clock()
+    for pipeline in engine.settings.pipelines:
+        if not pipeline.enabled:
+            continue
+        plan = engine.planner.plan(pipeline)
+        requeue = engine.planner.requeue_after(pipeline)
+        states = engine.ledger.snapshot(pipeline.name).states
+        busy += len(plan.due) + sum(in_flight(s, now, requeue) or s.status == "queued" for s in states)
+        failed += [
+            {"pipeline": pipeline.name, "window": format_ts(s.window.start), "attempts": s.attempts, "error": s.error}
+            for s in states
+            if s.status == "failed"
+        ]
+    return busy, failed
+
+
+def _spawn_workers(count: int, settings_path: str | None) -> list[subprocess.Popen[bytes]]:
+    argv = [sys.executable, "-m", "shared"] + (["--settings", settings_path] if settings_path else []) + ["work"]
+    return [
+        subprocess.Popen(argv, env=os.environ.copy(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # noqa: S603
+        for _ in range(count)
+    ]
+
+
+def run(engine: Engine, args: argparse.Namespace, tick: Any, next_fire: Any) -> int:
+    """Plan (and with ``--workers`` enqueue) on the schedule until Ctrl-C, SIGTERM or idle."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    schedule = args.schedule or engine.settings.schedule
+    workers = _spawn_workers(args.workers, args.settings) if args.workers else []
+    shape = (
+        f"planner + {args.workers} worker process(es) on queue {engine.settings.queue_name}" if workers else "inline"
+    )
+    print(f"running ({shape}); schedule {schedule if not args.every else f'every {args.every}s'}; Ctrl-C stops")
+    code = 0
+    try:
+        while not stop.is_set():
+            try:
+                tick(engine, args)
+                if args.until_idle:
+                    busy, failed = idle_report(engine)
+                    if busy == 0:
+                        for f in failed:
+                            print(f"failed: {f['pipeline']} {f['window']} attempts={f['attempts']} {f['error']}")
+                        print(f"idle: nothing due, queued or running; {len(failed)} failed window(s)")
+                        code = 1 if failed else 0
+                        break
+            except MoverError as exc:  # e.g. storage unreachable: keep the schedule, like the host
+                print(f"tick failed: {exc}", file=sys.stderr)
+            now = datetime.now(UTC)
+            fire = now + timedelta(seconds=args.every) if args.every else next_fire(schedule, now)
+            stop.wait(max(0.0, (fire - datetime.now(UTC)).total_seconds()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    print("stopped")
+    return code
+
+
+def work(engine: Engine, args: argparse.Namespace) -> int:
+    """One worker process: take work messages like the host's queue trigger until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    state, name = engine.settings.state, engine.settings.queue_name
+    poison = queue_client(state, f"{name}-poison")
+    windows = QueueLoop(
+        queue_client(state, name),
+        lambda body, count: engine.handle(body, dequeue_count=count),
+        poison=poison,
+        max_dequeue=args.max_dequeue,
+        batch=args.batch,
+        invisible_for=int(max(60.0, engine.settings.checkpoint_after.total_seconds() * 1.5)),
+    )
+    poisoned = QueueLoop(poison, lambda body, count: engine.poisoned(body, reason=f"{count} deliveries"))
+    print(f"worker {engine.owner} on queue {name}", flush=True)
+    try:
+        while not stop.is_set():
+            got = windows.run_once() + poisoned.run_once()
+            if not got:
+                stop.wait(args.idle_wait)
+    except KeyboardInterrupt:
+        pass
+    return 0

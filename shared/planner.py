@@ -1,0 +1,141 @@
+"""The planner: which windows of which pipeline are due, from the ledger's open mark.
+
+One plan of a pipeline costs a meta-row read plus a RowKey-range query over the windows
+that may still need work (and, with a late-data look-back, the done windows inside it):
+O(pipelines) narrow reads per tick, however many years were moved already.
+
+With queue dispatch the planner marks each due window ``queued`` (ETag) and sends one
+message per window; workers move them (``shared.workqueue``). Windows already in flight
+count against ``max_per_tick``, so a pipeline never has more than that queued or running;
+workers top the queue up as they finish, which keeps a long backfill flowing between ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from shared.errors import MoverError
+from shared.model import Window
+from shared.outcomes import TickReport
+from shared.settings import Pipeline
+from shared.window_worker import lookback
+from shared.windows import WindowState, open_mark, plan_windows
+
+if TYPE_CHECKING:
+    from shared.ledger import Ledger
+    from shared.runner import Engine
+
+__all__ = ["QUEUE_VISIBILITY", "PipelinePlan", "Planner"]
+
+log = logging.getLogger(__name__)
+# How long the Functions host keeps a message it is processing invisible (its queue listener's
+# default). A window still ``queued`` after this plus its lease has lost its message.
+QUEUE_VISIBILITY = timedelta(minutes=10)
+
+
+@dataclass
+class PipelinePlan:
+    """Due windows (oldest first, with their ledger state when recorded) and done windows to re-sweep."""
+
+    pipeline: Pipeline
+    due: list[tuple[Window, WindowState | None]] = field(default_factory=list)
+    sweeps: list[WindowState] = field(default_factory=list)
+    operations: int = 0  # storage requests the plan made
+
+
+class Planner:
+    """Plans pipelines for an ``Engine``; with queue dispatch also enqueues their windows."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.engine.ledger
+
+    def requeue_after(self, pipeline: Pipeline) -> timedelta | None:
+        """``None`` in-process (a queued window runs here); else when a queued window's message is lost."""
+        if self.engine.settings.dispatch != "queue":
+            return None
+        return QUEUE_VISIBILITY + pipeline.window.lease
+
+    def plan(self, pipeline: Pipeline, *, new_status: str = "pending") -> PipelinePlan:
+        """Due windows of ``pipeline`` (new ones recorded first, as ``new_status``) and windows to re-sweep."""
+        now = self.engine.clock()
+        back = lookback(pipeline)
+        snapshot = self.ledger.snapshot(pipeline.name, since=now - back if back > timedelta(0) else None)
+        for bad in snapshot.unreadable:
+            log.error("%s: ledger entity skipped: %s", pipeline.name, bad)
+        open_states = [s for s in snapshot.states if s.status != "done"]
+        requeue = self.requeue_after(pipeline)
+        plan = plan_windows(pipeline.window, now, snapshot.frontier, open_states, requeue_after=requeue)
+        ops = snapshot.operations
+        mark = open_mark(open_states, pipeline.window.max_attempts, snapshot.frontier)
+        if mark > snapshot.open_from:  # before recording new windows, which changes the meta ETag
+            self.ledger.advance_open_mark(pipeline.name, mark, snapshot.meta_etag, now)
+            ops += 1
+        if plan.new:
+            self.ledger.record_new(pipeline.name, plan.new, now, status=new_status)
+            ops += 2 + len(plan.new) // 100
+        by_window = {s.window: s for s in open_states}
+        result = PipelinePlan(pipeline, operations=ops)
+        result.due = [(w, None if w in plan.new else by_window.get(w)) for w in plan.windows]
+        result.sweeps = [s for s in snapshot.states if s.status == "done"]
+        return result
+
+    # -- queue dispatch ---------------------------------------------------------------------
+    def dispatch(self) -> TickReport:
+        """One timer tick with a queue: enqueue every due window and every re-sweep; move nothing here."""
+        report = TickReport()
+        for pipeline in self.engine.settings.pipelines:
+            if not pipeline.enabled:
+                continue
+            try:
+                queued, sweeps = self._enqueue(pipeline, sweeps=True)
+            except MoverError as exc:
+                report.errors[pipeline.name] = str(exc)
+                log.error("%s: planning failed: %s", pipeline.name, exc)
+                continue
+            report.queued += queued
+            report.sweeps += sweeps
+        return report
+
+    def top_up(self, pipeline: Pipeline) -> int:
+        """Enqueue what is due for one pipeline now (a worker that just finished a window calls this)."""
+        try:
+            return self._enqueue(pipeline, sweeps=False)[0]
+        except MoverError as exc:
+            log.warning("%s: top-up failed (the next tick plans it): %s", pipeline.name, exc)
+            return 0
+
+    def _enqueue(self, pipeline: Pipeline, *, sweeps: bool) -> tuple[int, int]:
+        queue = self.engine.queue
+        plan = self.plan(pipeline, new_status="queued")
+        now = self.engine.clock()
+        queued = 0
+        for window, state in plan.due:
+            if state is not None and not self.ledger.mark_queued(pipeline.name, state, now):
+                continue  # changed since the plan read it (claimed, replayed): the ledger knows better
+            queue.send_window(pipeline.name, window, now)
+            queued += 1
+        swept = 0
+        if sweeps:
+            for state in plan.sweeps:
+                queue.send_sweep(pipeline.name, state)
+                swept += 1
+        if queued:
+            log.info("%s: %d window(s) queued", pipeline.name, queued)
+        return queued, swept
+
+    def enqueue_one(self, pipeline: Pipeline, window: Window, now: datetime) -> bool:
+        """Put one recorded window back on the queue (a worker's checkpoint continuation)."""
+        state = self.ledger.get(pipeline.name, window)
+        if state is None or state.status not in ("pending", "failed"):
+            return False
+        if not self.ledger.mark_queued(pipeline.name, state, now):
+            return False
+        self.engine.queue.send_window(pipeline.name, window, now)
+        return True

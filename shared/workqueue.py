@@ -1,0 +1,201 @@
+"""The work queue: one Azure Storage queue message per window, and what a worker does with one.
+
+The ledger is the truth; a message only says "look at this window". So every handler is
+idempotent: a duplicate, late or stale message finds the window done, running under
+someone's live lease, or changed since, and does nothing. A message that was lost leaves
+its window ``queued`` until the planner notices and enqueues it again. A message that
+keeps failing ends on the poison queue, and its window ``failed`` with the reason.
+
+Messages are small JSON documents (far below the 64 KB limit):
+``{"v": 1, "kind": "window" | "sweep", "pipeline", "start", "end", "at"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from azure.core.exceptions import AzureError, ResourceExistsError
+
+from shared.durations import parse_timestamp
+from shared.errors import MoverError, RetriableError
+from shared.model import Window, format_ts
+from shared.settings import Settings
+from shared.storage import queue_client
+from shared.windows import WindowState, align_down
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
+
+    from shared.runner import Engine
+
+__all__ = ["BadMessage", "WorkMessage", "WorkQueue", "handle_message", "handle_poison"]
+
+log = logging.getLogger(__name__)
+_MAX_MESSAGE = 8 * 1024
+
+
+class BadMessage(ValueError):
+    """A message no worker can act on (not ours, malformed, unknown pipeline): dropped, logged."""
+
+
+@dataclass(frozen=True)
+class WorkMessage:
+    kind: Literal["window", "sweep"]
+    pipeline: str
+    window: Window
+    at: str = ""  # window: when queued; sweep: the done record's UpdatedAt it was planned from
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": 1,
+                "kind": self.kind,
+                "pipeline": self.pipeline,
+                "start": format_ts(self.window.start),
+                "end": format_ts(self.window.end),
+                "at": self.at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, body: bytes | str) -> WorkMessage:
+        raw = body.encode() if isinstance(body, str) else body
+        if len(raw) > _MAX_MESSAGE:
+            raise BadMessage(f"message of {len(raw)} bytes is not a work message")
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadMessage(f"not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("v") != 1 or data.get("kind") not in ("window", "sweep"):
+            raise BadMessage("not a work message (expected v=1 and kind window or sweep)")
+        fields = [data.get(k) for k in ("pipeline", "start", "end")]
+        if not all(isinstance(f, str) and f for f in fields):
+            raise BadMessage("pipeline, start and end must be non-empty strings")
+        try:
+            window = Window(parse_timestamp(data["start"]), parse_timestamp(data["end"]))
+        except (ValueError, OverflowError) as exc:
+            raise BadMessage(f"bad window bounds: {exc}") from exc
+        return cls(data["kind"], data["pipeline"], window, str(data.get("at") or ""))
+
+
+class WorkQueue:
+    """Sends work messages to the state account's queue (created on first use)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.name = settings.queue_name
+        self.poison_name = f"{settings.queue_name}-poison"
+        self._settings = settings
+        self._client: QueueClient | None = None
+
+    @property
+    def client(self) -> QueueClient:
+        if self._client is None:
+            client = queue_client(self._settings.state, self.name)
+            try:
+                client.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise RetriableError(f"work queue {self.name}: {exc.message}") from exc
+            self._client = client
+        return self._client
+
+    def send(self, message: WorkMessage) -> None:
+        try:
+            self.client.send_message(message.encode())
+        except AzureError as exc:
+            raise RetriableError(f"work queue {self.name}: cannot send: {exc.message}") from exc
+
+    def send_window(self, pipeline: str, window: Window, now: datetime) -> None:
+        self.send(WorkMessage("window", pipeline, window, format_ts(now)))
+
+    def send_sweep(self, pipeline: str, state: WindowState) -> None:
+        at = format_ts(state.updated_at) if state.updated_at else ""
+        self.send(WorkMessage("sweep", pipeline, state.window, at))
+
+    def depth(self) -> int:
+        """Approximate number of messages waiting (visible or not)."""
+        try:
+            return int(self.client.get_queue_properties().approximate_message_count or 0)
+        except AzureError as exc:
+            raise RetriableError(f"work queue {self.name}: {exc.message}") from exc
+
+
+def _resolve(engine: Engine, message: WorkMessage) -> Any:
+    try:
+        pipeline = engine.settings.pipeline(message.pipeline)
+    except KeyError:
+        raise BadMessage(f"unknown pipeline {message.pipeline[:64]!r}") from None
+    size = pipeline.window.size
+    if message.window.size != size or align_down(message.window.start, size) != message.window.start:
+        raise BadMessage(f"{message.window} is not a window of {pipeline.name} (size {size})")
+    return pipeline
+
+
+def handle_message(engine: Engine, body: bytes | str, *, dequeue_count: int = 1) -> str:
+    """Act on one delivered message; returns what happened (for logs and tests).
+
+    Raises only when the message should be delivered again (the ledger was unreachable):
+    the queue retries it, and after ``maxDequeueCount`` it goes to the poison queue.
+    """
+    try:
+        message = WorkMessage.decode(body)
+        pipeline = _resolve(engine, message)
+    except BadMessage as exc:
+        log.error("work message dropped: %s", exc)
+        return "dropped"
+    if message.kind == "sweep":
+        return _sweep(engine, pipeline, message)
+    stop_at = time.monotonic() + engine.settings.checkpoint_after.total_seconds()
+    result = engine.run_window(pipeline, message.window, pause=lambda: time.monotonic() >= stop_at)
+    if result.outcome == "failed" and result.attempt == 0 and result.error.startswith("ledger:"):
+        raise RetriableError(f"{pipeline.name} {message.window}: {result.error}")  # not claimed: deliver again
+    if result.outcome == "paused":
+        engine.planner.enqueue_one(pipeline, message.window, engine.clock())
+    elif result.outcome != "skipped" or dequeue_count == 1:
+        engine.planner.top_up(pipeline)
+    if result.outcome == "skipped":
+        log.info(
+            "%s %s: nothing to do (done, running elsewhere or changed): message %s",
+            pipeline.name,
+            message.window,
+            "duplicate" if dequeue_count == 1 else f"redelivered ({dequeue_count})",
+        )
+    return result.outcome
+
+
+def _sweep(engine: Engine, pipeline: Any, message: WorkMessage) -> str:
+    try:
+        state = engine.ledger.get(pipeline.name, message.window)
+    except MoverError as exc:
+        raise RetriableError(f"sweep {pipeline.name} {message.window}: {exc}") from exc
+    stamp = format_ts(state.updated_at) if state is not None and state.updated_at else ""
+    if state is None or state.status != "done" or stamp != message.at:
+        return "stale"  # changed since it was planned: a later plan sends a fresh sweep if needed
+    result = engine.worker.resweep(pipeline, state)
+    return "swept" if result is None else result.outcome
+
+
+def handle_poison(engine: Engine, body: bytes | str, *, reason: str = "") -> str:
+    """A message the queue gave up on: its window becomes ``failed`` (replayable) with the reason."""
+    try:
+        message = WorkMessage.decode(body)
+        pipeline = _resolve(engine, message)
+    except BadMessage as exc:
+        log.error("poison message dropped: %s", exc)
+        return "dropped"
+    if message.kind == "sweep":
+        log.error("%s %s: late-data sweep gave up after repeated failures", pipeline.name, message.window)
+        return "dropped"
+    error = "poison: the work message failed on every delivery" + (f" ({reason})" if reason else "")
+    error += "; replay the window once the cause is fixed"
+    marked = engine.ledger.fail_unclaimed(
+        pipeline.name, message.window, now=engine.clock(), error=error, attempts=pipeline.window.max_attempts
+    )
+    log.error("%s %s: %s%s", pipeline.name, message.window, error, "" if marked else " (window already settled)")
+    return "failed" if marked else "settled"
