@@ -1,4 +1,8 @@
-"""Azure Functions triggers (v2 programming model): wiring only, the engine lives in ``shared``."""
+"""Azure Functions triggers (v2 programming model): wiring only, the engine lives in ``shared``.
+
+The timer plans (a singleton across instances); queue-triggered workers move one window
+per message and scale out with the platform; HTTP serves replay and status.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from shared import api
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("insights_mover")
 
-# NCRONTAB with seconds; read when the host indexes the app (app settings are in the environment then).
-SCHEDULE = os.environ.get("MOVER_SCHEDULE", "0 */5 * * * *")
+# Read when the host indexes the app (app settings are in the environment then).
+SCHEDULE = os.environ.get("MOVER_SCHEDULE", "0 */5 * * * *")  # NCRONTAB with seconds
+QUEUE = os.environ.get("MOVER_QUEUE_NAME", "mover-windows")
+STATE = os.environ.get("MOVER_STATE_CONNECTION_SETTING", "AzureWebJobsStorage")  # the queue lives beside the ledger
 
 
 def _http(response: api.Response) -> func.HttpResponse:
@@ -24,13 +30,34 @@ def _http(response: api.Response) -> func.HttpResponse:
 
 @app.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 def mover_tick(timer: func.TimerRequest) -> None:
-    """Every due window of every pipeline; what does not fit the time budget waits for the next tick."""
+    """Plan: enqueue every due window (queue dispatch) or move them here (inline dispatch)."""
     if timer.past_due:
         log.info("timer is past due; catching up")
     report = api.engine_from_env().tick()
-    log.info("tick: %d done, %d failed, %d deferred", report.done, report.failed, report.deferred)
+    log.info(
+        "tick: %d queued, %d re-sweeps queued, %d done, %d failed, %d deferred",
+        report.queued,
+        report.sweeps,
+        report.done,
+        report.failed,
+        report.deferred,
+    )
     for name, error in report.errors.items():
         log.error("pipeline %s: %s", name, error)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=QUEUE, connection=STATE)
+def mover_worker(msg: func.QueueMessage) -> None:
+    """Move the window one message names; raising makes the host deliver it again (then poison)."""
+    outcome = api.engine_from_env().handle(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+    log.info("work message %s: %s", msg.id, outcome)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=f"{QUEUE}-poison", connection=STATE)
+def mover_poison(msg: func.QueueMessage) -> None:
+    """A message the host gave up on: its window becomes ``failed`` with the reason, replayable."""
+    outcome = api.engine_from_env().poisoned(msg.get_body(), reason="failed on every delivery (maxDequeueCount)")
+    log.error("poison message %s: %s", msg.id, outcome)
 
 
 @app.route(route="replay", methods=["POST"])

@@ -1,29 +1,46 @@
-"""A small stand-in for the Functions host: index a v2 ``FunctionApp``, fire its timers, serve its HTTP routes.
+"""A small stand-in for the Functions host: index a v2 ``FunctionApp``, fire its timers, serve its
+HTTP routes and listen on its queues.
 
 Core Tools (``func start``) cannot be installed everywhere; this drives the very same
 decorated functions through the ``azure.functions`` programming model: real
-``TimerRequest`` and ``HttpRequest`` objects in, ``HttpResponse`` out. Like
-``func start``, it does not enforce function keys locally.
+``TimerRequest``, ``HttpRequest`` and ``QueueMessage`` objects in, ``HttpResponse`` out.
+Queue triggers get the host's semantics from ``host.json`` (``extensions.queues``: batch
+size, ``maxDequeueCount`` then ``<queue>-poison``, visibility timeout after a failure).
+Like ``func start``, it does not enforce function keys locally.
+
+``python -m devtools.funchost --queues-only`` runs one more "instance": only the queue
+triggers, until SIGTERM (the dev stack starts several, as the platform scales out).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 import logging
+import os
+import signal
+import sys
 import threading
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
+from azure.functions.queue import QueueMessage as HostQueueMessage  # what the worker builds for a trigger
 from azure.functions.timer import TimerRequest
 
-__all__ = ["FunctionIndex", "HttpFunction", "LocalHost", "TimerFunction", "index_app"]
+from shared.queue_loop import QueueLoop
+
+__all__ = ["FunctionIndex", "HttpFunction", "LocalHost", "QueueFunction", "TimerFunction", "index_app", "queue_loop"]
 
 log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -44,15 +61,25 @@ class HttpFunction:
 
 
 @dataclass(frozen=True)
+class QueueFunction:
+    name: str
+    queue: str
+    connection: str
+    call: Callable[[func.QueueMessage], None]
+
+
+@dataclass(frozen=True)
 class FunctionIndex:
     timers: dict[str, TimerFunction]
     http: dict[str, HttpFunction]
+    queues: dict[str, QueueFunction] = field(default_factory=dict)
 
 
 def index_app(app: func.FunctionApp) -> FunctionIndex:
     """Index once per app object (``get_functions`` may only be called once)."""
     timers: dict[str, TimerFunction] = {}
     routes: dict[str, HttpFunction] = {}
+    queues: dict[str, QueueFunction] = {}
     for fn in app.get_functions():
         trigger: Any = fn.get_trigger()
         data = trigger.get_dict_repr()
@@ -66,7 +93,45 @@ def index_app(app: func.FunctionApp) -> FunctionIndex:
             routes[str(data.get("route") or name)] = HttpFunction(
                 name, str(data.get("route") or name), methods, level, user
             )
-    return FunctionIndex(timers, routes)
+        elif data["type"] == "queueTrigger":
+            queues[name] = QueueFunction(name, str(data["queueName"]), str(data["connection"]), user)
+    return FunctionIndex(timers, routes, queues)
+
+
+def queue_settings(path: Path = ROOT / "host.json") -> dict[str, Any]:
+    """``extensions.queues`` of host.json, with the host's defaults for what it leaves out."""
+    defaults: dict[str, Any] = {"batchSize": 16, "maxDequeueCount": 5, "visibilityTimeout": "00:00:00"}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    queues: dict[str, Any] = data.get("extensions", {}).get("queues", {})
+    return defaults | queues
+
+
+def _seconds(hms: str) -> int:
+    h, m, sec = (int(float(x)) for x in hms.split(":"))
+    return h * 3600 + m * 60 + sec
+
+
+def queue_loop(fn: QueueFunction, env: dict[str, str] | None = None) -> QueueLoop:
+    """A listener that calls ``fn`` with real ``QueueMessage`` objects, as the host would."""
+    from shared.settings import StorageConfig
+    from shared.storage import queue_client
+
+    environ = os.environ if env is None else env
+    config = StorageConfig(setting=fn.connection, conn_string=environ[fn.connection].strip().rstrip(";"))
+    opts = queue_settings()
+    poison = None if fn.queue.endswith("-poison") else queue_client(config, f"{fn.queue}-poison")
+
+    def handle(body: bytes, count: int) -> None:
+        fn.call(HostQueueMessage(id=uuid.uuid4().hex, body=body, dequeue_count=count))  # type: ignore[no-untyped-call]
+
+    return QueueLoop(
+        queue_client(config, fn.queue),
+        handle,
+        poison=poison,
+        max_dequeue=int(opts["maxDequeueCount"]),
+        batch=int(opts["batchSize"]),
+        retry_after=_seconds(str(opts["visibilityTimeout"])),
+    )
 
 
 def load_app(module: str = "function_app") -> func.FunctionApp:
@@ -141,11 +206,17 @@ class LocalHost:
 
         return Handler
 
-    def start(self, *, timer_every: float | None = None) -> None:
-        """Serve HTTP and fire every timer (on its schedule, or every ``timer_every`` seconds)."""
+    def start(self, *, timer_every: float | None = None, queues: bool = True) -> None:
+        """Serve HTTP, fire every timer (on its schedule, or every ``timer_every`` seconds) and,
+        with ``queues``, listen on every queue trigger's queue."""
         serve = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
         serve.start()
         self._threads.append(serve)
+        for qfn in self.index.queues.values() if queues else ():
+            loop = queue_loop(qfn)
+            q = threading.Thread(target=loop.serve, args=(self.stop_event,), name=f"queue-{qfn.name}", daemon=True)
+            q.start()
+            self._threads.append(q)
         for fn in self.index.timers.values():
             t = threading.Thread(target=self._timer_loop, args=(fn, timer_every), name=f"timer-{fn.name}", daemon=True)
             t.start()
@@ -170,3 +241,33 @@ class LocalHost:
         self.stop_event.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def serve_queues(argv: list[str] | None = None) -> int:
+    """One more function app instance with only its queue triggers (until SIGTERM / Ctrl-C)."""
+    parser = argparse.ArgumentParser(description="local Functions instance: queue triggers only")
+    parser.add_argument("--queues-only", action="store_true", required=True)
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("azure", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    index = index_app(load_app())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threads = [
+        threading.Thread(target=queue_loop(fn).serve, args=(stop,), name=f"queue-{fn.name}", daemon=True)
+        for fn in index.queues.values()
+    ]
+    for t in threads:
+        t.start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve_queues())

@@ -60,6 +60,9 @@ def _tick(engine: Engine, args: argparse.Namespace) -> int:
     report = engine.tick()
     if engine.settings.dispatch == "queue":
         print(f"tick: {report.queued} window(s) queued, {report.sweeps} re-sweep(s) queued")
+        for name, error in report.errors.items():
+            print(f"{name}: planning failed: {error}", file=sys.stderr)
+        return 1 if report.errors else 0
     for r in report.results:
         print(
             f"{r.pipeline} {format_ts(r.window.start)} {r.outcome:9} rows={r.rows} bytes={r.bytes} "

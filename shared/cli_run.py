@@ -32,21 +32,22 @@ def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
     from shared.windows import in_flight
 
     busy = 0
-    failed: list[dict[str, Any]] = []
     now = engine.clock()
-    for pipeline in engine.settings.pipelines:
-        if not pipeline.enabled:
-            continue
+    pipelines = [p for p in engine.settings.pipelines if p.enabled]
+    for pipeline in pipelines:
         plan = engine.planner.plan(pipeline)
         requeue = engine.planner.requeue_after(pipeline)
-        states = engine.ledger.snapshot(pipeline.name).states
+        states = engine.ledger.snapshot(pipeline.name).states  # from the open mark: cheap while busy
         busy += len(plan.due) + sum(in_flight(s, now, requeue) or s.status == "queued" for s in states)
-        failed += [
-            {"pipeline": pipeline.name, "window": format_ts(s.window.start), "attempts": s.attempts, "error": s.error}
-            for s in states
-            if s.status == "failed"
-        ]
-    return busy, failed
+    if busy:
+        return busy, []
+    failed = [  # once idle, the whole ledger: windows out of retries sit behind the open mark
+        {"pipeline": p.name, "window": format_ts(s.window.start), "attempts": s.attempts, "error": s.error}
+        for p in pipelines
+        for s in engine.ledger.states(p.name)
+        if s.status == "failed"
+    ]
+    return 0, failed
 
 
 def _spawn_workers(count: int, settings_path: str | None) -> list[subprocess.Popen[bytes]]:

@@ -134,24 +134,29 @@ class Marks:
                 raise translate(exc, "reopen") from exc
         raise RetriableError(f"ledger open mark of {pipeline}: too much contention")
 
-    def record_new(self, pipeline: str, windows: Sequence[Window], now: datetime, *, status: str = "pending") -> None:
+    def record_new(
+        self, pipeline: str, windows: Sequence[Window], now: datetime, *, status: str = "pending"
+    ) -> list[Window]:
         """Create ``pending`` (or ``queued``) entities for new windows, then move the frontier past them.
 
-        Entities first, frontier second: a crash in between leaves windows the next tick
+        Returns the windows this call created (another planner may have created the rest).
+        Entities first, frontier second: a crash in between leaves windows the next plan
         sees twice (creation is idempotent), never a window nobody recorded.
         """
         if not windows:
-            return
+            return []
         self.ensure()
+        created: list[Window] = []
         for i in range(0, len(windows), 100):  # a Table transaction holds at most 100 operations
             chunk = windows[i : i + 100]
-            ops = [("create", new_entity(pipeline, w, now, status)) for w in chunk]
             try:
-                self._table.submit_transaction(ops)
+                self._table.submit_transaction([("create", new_entity(pipeline, w, now, status)) for w in chunk])
+                created += chunk
             except TableTransactionError:
-                for w in chunk:  # some already exist (another runner, or a crash): create the rest one by one
+                for w in chunk:  # some already exist (another planner, or a crash): create the rest one by one
                     try:
                         self._table.create_entity(new_entity(pipeline, w, now, status))
+                        created.append(w)
                     except ResourceExistsError:
                         pass
                     except AzureError as exc:
@@ -159,6 +164,7 @@ class Marks:
             except AzureError as exc:
                 raise translate(exc, "record") from exc
         self.advance_frontier(pipeline, max(w.end for w in windows), now)
+        return created
 
     def advance_frontier(self, pipeline: str, end: datetime, now: datetime) -> None:
         """Move the frontier forward to ``end`` (never back), tolerating concurrent writers."""

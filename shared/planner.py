@@ -77,12 +77,12 @@ class Planner:
         if mark > snapshot.open_from:  # before recording new windows, which changes the meta ETag
             self.ledger.advance_open_mark(pipeline.name, mark, snapshot.meta_etag, now)
             ops += 1
-        if plan.new:
-            self.ledger.record_new(pipeline.name, plan.new, now, status=new_status)
-            ops += 2 + len(plan.new) // 100
+        created = set(self.ledger.record_new(pipeline.name, plan.new, now, status=new_status))
+        ops += 2 + len(plan.new) // 100 if plan.new else 0
         by_window = {s.window: s for s in open_states}
         result = PipelinePlan(pipeline, operations=ops)
-        result.due = [(w, None if w in plan.new else by_window.get(w)) for w in plan.windows]
+        # a new window another planner recorded first is theirs to enqueue
+        result.due = [(w, by_window.get(w)) for w in plan.windows if w in created or w in by_window]
         result.sweeps = [s for s in snapshot.states if s.status == "done"]
         return result
 

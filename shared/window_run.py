@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -191,15 +192,16 @@ def _move(
     chunk = progress.chunks if progress else 0
     run.open(_chunk_part(base, chunk))
     rows = 0
-    for index in range(first, len(steps)):
-        if progress is not None and index > first and pause is not None and pause():
-            run.fence()
-            written = run.commit(_chunk_part(base, chunk))
-            progress.outputs += written
-            progress.next, progress.chunks, progress.rows = index, chunk + 1, progress.rows + rows
-            run.ledger.checkpoint(claim, now=run.clock(), extra={"checkpoint": progress.to_json()})
-            return Moved.of("paused", rows, written, source.summary())
-        rows += run.write(steps[index]())
+    with Ahead(steps, parallel=_parallel(run.pipeline) if progress is not None else 1) as ahead:
+        for index in range(first, len(steps)):
+            if progress is not None and index > first and pause is not None and pause():
+                run.fence()
+                written = run.commit(_chunk_part(base, chunk))
+                progress.outputs += written
+                progress.next, progress.chunks, progress.rows = index, chunk + 1, progress.rows + rows
+                run.ledger.checkpoint(claim, now=run.clock(), extra={"checkpoint": progress.to_json()})
+                return Moved.of("paused", rows, written, source.summary())
+            rows += run.write(ahead.read(index))
     run.fence()
     written = run.commit(_chunk_part(base, chunk))
     summary = source.summary()
@@ -235,6 +237,54 @@ def _move(
         extra=summary.extra or None,
     )
     return Moved.of("done", rows, written, summary)
+
+
+def _parallel(pipeline: Pipeline) -> int:
+    """Sub-queries of one window in flight: ``parallel_queries``, else the whole query budget."""
+    source = pipeline.source
+    configured: int | None = getattr(source, "parallel_queries", None)
+    budget: int = getattr(source, "max_concurrent_queries", 5)
+    return configured or budget
+
+
+class Ahead:
+    """Reads a window's steps with up to ``parallel`` in flight, handing each one's batches on in
+    step order: files never depend on timing (same data, same bytes), and at most ``parallel``
+    steps (each ≤ ``max_rows_per_query`` rows) are buffered."""
+
+    def __init__(self, steps: list[Callable[[], Iterator[Batch]]], *, parallel: int) -> None:
+        self.steps = steps
+        self.parallel = max(1, parallel)
+        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="subquery") if self.parallel > 1 else None
+        self._pending: dict[int, Future[list[Batch]]] = {}
+
+    def read(self, index: int) -> Iterator[Batch]:
+        if self._pool is None:
+            return self.steps[index]()
+        for ahead in range(index, min(len(self.steps), index + self.parallel)):
+            if ahead not in self._pending:
+                self._pending[ahead] = self._pool.submit(_collect, self.steps[ahead])
+        return _drain(self._pending.pop(index).result())
+
+    def __enter__(self) -> Ahead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:  # paused or failed: what is still in flight is not needed any more
+            for future in self._pending.values():
+                future.cancel()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _collect(step: Callable[[], Iterator[Batch]]) -> list[Batch]:
+    return list(step())
+
+
+def _drain(batches: list[Batch]) -> Iterator[Batch]:
+    """Hand batches on and drop each from the buffer as it goes (a step's memory shrinks while written)."""
+    batches.reverse()
+    while batches:
+        yield batches.pop()
 
 
 def _remove_stale(sinks: list[Sink], previous: WindowState | None, current: list[dict[str, Any]]) -> None:

@@ -195,7 +195,7 @@ def parse_column_spec(raw: Any) -> ColumnSpec:
     rename: list[tuple[str, str]] = []
     raw_rename = raw.get("rename", {})
     if not isinstance(raw_rename, dict):
-        problems.append(f"'rename' must be an object like {{\"duration\": \"duration_ms\"}}; got {raw_rename!r}")
+        problems.append(f'\'rename\' must be an object like {{"duration": "duration_ms"}}; got {raw_rename!r}')
         raw_rename = {}
     for old, new in raw_rename.items():
         if not _out_name(f"'rename.{old}'", new, problems):
@@ -223,7 +223,7 @@ def parse_column_spec(raw: Any) -> ColumnSpec:
 
     on_missing = raw.get("on_missing", "null")
     if on_missing not in ("null", "error"):
-        problems.append(f"'on_missing' must be \"null\" (absent columns become null) or \"error\"; got {on_missing!r}")
+        problems.append(f'\'on_missing\' must be "null" (absent columns become null) or "error"; got {on_missing!r}')
         on_missing = "null"
 
     renames = dict(rename)
@@ -298,7 +298,7 @@ def _plan(spec: ColumnSpec, columns: tuple[Column, ...]) -> _Plan:
         if missing:
             raise FatalError(
                 f"columns: {', '.join(map(repr, dict.fromkeys(missing)))} not in this batch "
-                f"(it has: {', '.join(positions)}); fix the names or set \"on_missing\": \"null\""
+                f'(it has: {", ".join(positions)}); fix the names or set "on_missing": "null"'
             )
 
     out: list[Column] = []

@@ -120,8 +120,15 @@ def _top_frame(item: dict[str, Any]) -> dict[str, Any]:
     return EMPTY
 
 
-_DETAIL_KEYS = (("id", "id"), ("outerId", "outerId"), ("exceptionType", "type"), ("message", "message"),
-                ("hasFullStack", "hasFullStack"), ("parsedStack", "parsedStack"), ("stack", "stack"))
+_DETAIL_KEYS = (
+    ("id", "id"),
+    ("outerId", "outerId"),
+    ("exceptionType", "type"),
+    ("message", "message"),
+    ("hasFullStack", "hasFullStack"),
+    ("parsedStack", "parsedStack"),
+    ("stack", "stack"),
+)
 
 
 def _exception(item: dict[str, Any], ctx: dict[str, Any], record: dict[str, Any]) -> list[Any]:

@@ -186,7 +186,12 @@ class ExportBlobSource:
         if extra.get("folder") != folder or extra.get("container") != self.config.container:
             log.warning(
                 "%s %s: the ledger's record is of %s/%s, the config reads %s/%s; re-sweep skipped (replay to re-read)",
-                self.pipeline, window, extra.get("container"), extra.get("folder"), self.config.container, folder,
+                self.pipeline,
+                window,
+                extra.get("container"),
+                extra.get("folder"),
+                self.config.container,
+                folder,
             )
             return None
         consumed = self._load(extra)
@@ -194,7 +199,7 @@ class ExportBlobSource:
         changed: list[str] = []
         fresh = grown = 0
         for blob in self._list(folder):
-            rel = blob.name[len(folder):]
+            rel = blob.name[len(folder) :]
             seen = consumed.get(rel)
             if seen is None:
                 jobs.append([rel, blob.etag, blob.size, int(blob.append), 0, 0])
@@ -365,7 +370,7 @@ class ExportBlobSource:
     def _close_blob(self, reader: _BlobReader, entries: dict[str, Consumed]) -> None:
         reader.close()
         job = reader.job
-        rel = job.blob.name[len(reader.folder):]
+        rel = job.blob.name[len(reader.folder) :]
         entries[rel] = Consumed(rel, job.blob.etag, job.blob.size, job.lines_before + reader.line_no, job.blob.append)
         self.stats.blobs += 1
         self.stats.bytes += job.blob.size - job.offset
@@ -392,8 +397,15 @@ class ExportBlobSource:
         self._summary = SourceSummary(source_count=self.stats.lines, quarantined=self.stats.quarantined, extra=extra)
         log.debug(
             "%s %s%s: %d blob(s), %d bytes, %d line(s) -> %d row(s), %d quarantined (%d listing page(s))",
-            self.pipeline, window, f" {late_part_name(parts)}" if parts else "", self.stats.blobs, self.stats.bytes,
-            self.stats.lines, self.stats.rows, self.stats.quarantined, self.stats.list_pages,
+            self.pipeline,
+            window,
+            f" {late_part_name(parts)}" if parts else "",
+            self.stats.blobs,
+            self.stats.bytes,
+            self.stats.lines,
+            self.stats.rows,
+            self.stats.quarantined,
+            self.stats.list_pages,
         )
 
     def _load(self, extra: Mapping[str, Any]) -> dict[str, Consumed]:
@@ -441,7 +453,7 @@ class _BlobReader:
         if self._tail:
             data = self._tail + data
         elif self.job.offset == 0 and self.line_no == 0 and data.startswith(_BOM):
-            data = data[len(_BOM):]
+            data = data[len(_BOM) :]
         lines = data.split(b"\n")
         self._tail = b"" if last else lines.pop()
         if last and lines and not lines[-1]:

@@ -10,6 +10,7 @@ The engine alone formats the window bounds into KQL.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -101,6 +102,11 @@ class QueryApiSource:
         path = "apps" if config.kind == "app_insights" else "workspaces"
         self.url = f"{config.endpoint}/v1/{path}/{config.resource_id}/query"
         self.stats = QueryStats()
+        self._stats_lock = threading.Lock()  # sub-queries of one window run in parallel threads
+
+    def _count(self, field: str, n: int = 1) -> None:
+        with self._stats_lock:
+            setattr(self.stats, field, getattr(self.stats, field) + n)
 
     def read(self, window: Window) -> Iterator[Batch]:
         """Every row of ``window`` in batches of at most ``max_rows_per_query`` (normally)."""
@@ -164,7 +170,7 @@ class QueryApiSource:
         if result.partial is not None:
             if window.size < 2 * _MIN_SPLIT:
                 raise FatalError(f"result of {window} is cut even at {window.size}: {result.partial}")
-            self.stats.splits += 1
+            self._count("splits")
             log.info("%s: partial result (%s); splitting %s", self.config.table, result.partial, window)
             left, right = window.halves()
             yield from self._fetch(left)
@@ -173,7 +179,7 @@ class QueryApiSource:
         rows, columns = result.rows, result.columns
         step = batch_rows(len(rows), result.body_bytes)
         del result
-        self.stats.rows += len(rows)
+        self._count("rows", len(rows))
         # Hand the response on in slices of ~BATCH_BYTES, dropping each from the parsed list as it
         # goes: sinks buffer per batch (encoded lines, queued chunks), so a byte-sized batch bounds
         # their memory whatever the row width, and rows written are freed before the rest are.
@@ -194,7 +200,7 @@ class QueryApiSource:
         )
 
     def _sleep_counted(self, seconds: float) -> None:
-        self.stats.retries += 1
+        self._count("retries")
         self._sleep(seconds)
 
     def _post(self, body: bytes, *, complete: bool = False) -> QueryResult:
@@ -203,7 +209,7 @@ class QueryApiSource:
             "Prefer": f"wait={int(self.config.timeout_s)}",
             **self._headers.headers(),
         }
-        self.stats.queries += 1
+        self._count("queries")
         try:
             response = self._http.post(self.url, content=body, headers=headers, timeout=self.config.timeout_s + 10)
         except httpx.TimeoutException as exc:

@@ -1,0 +1,163 @@
+"""The queue path through the decorated functions: the timer plans and enqueues on Azurite's real queue
+service, ``mover_worker`` moves one window per real ``QueueMessage``, ``mover_poison`` fails a window."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
+
+from devtools.funchost import QueueFunction, queue_loop
+from shared import api
+from shared.storage import queue_client
+from shared.workqueue import WorkMessage
+from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
+
+NOW = T0 + 6 * H + timedelta(minutes=10)
+
+
+@pytest.fixture()
+def engine(emulator, make_engine, unique):
+    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 4})
+    engine = make_engine([pipeline], now=NOW, MOVER_DISPATCH="queue")
+    api.reset_engine(engine)
+    return engine
+
+
+def take(engine) -> list[bytes]:
+    """Every message waiting on the engine's work queue (received and deleted, as a worker would)."""
+    client = queue_client(engine.settings.state, engine.settings.queue_name)
+    bodies = []
+    while batch := list(client.receive_messages(max_messages=32, visibility_timeout=60)):
+        for message in batch:
+            bodies.append(message.content)
+            client.delete_message(message)
+    return bodies
+
+
+def deliver(functions, body: bytes, count: int = 1, name: str = "mover_worker") -> None:
+    functions.queues[name].call(QueueMessage(id="m", body=body, dequeue_count=count))
+
+
+def test_app_indexes_the_queue_triggers(functions):
+    worker, poison = functions.queues["mover_worker"], functions.queues["mover_poison"]
+    assert (worker.queue, worker.connection) == ("mover-windows", "AzureWebJobsStorage")
+    assert (poison.queue, poison.connection) == ("mover-windows-poison", "AzureWebJobsStorage")
+
+
+def test_timer_enqueues_and_workers_move_each_window_once(functions, engine, emulator, storage_conn, unique):
+    functions.timers["mover_tick"].call(TimerRequest(past_due=False))
+    states = {s.key: s for s in engine.ledger.states("requests")}
+    assert [s.status for s in states.values()] == ["queued"] * 4  # capped at max_per_tick in flight
+    assert all(s.queued_at == NOW for s in states.values())
+    bodies = take(engine)
+    assert sorted(WorkMessage.decode(b).window.key for b in bodies) == sorted(states)
+
+    deliver(functions, bodies[0])  # the worker moves it, then tops the queue up to 4 in flight again
+    first = WorkMessage.decode(bodies[0]).window
+    assert engine.ledger.get("requests", first).status == "done"
+    topped = take(engine)
+    assert [WorkMessage.decode(b).window.start for b in topped] == [T0 + 4 * H]
+    waiting = bodies[1:] + topped
+    while waiting:  # drain like the host would, until nothing is left to do
+        for body in waiting:
+            deliver(functions, body)
+        waiting = take(engine)
+    done = [s for s in engine.ledger.states("requests") if s.status == "done"]
+    assert [s.window.start for s in done] == [T0 + i * H for i in range(6)]
+    container = f"out-{unique}"
+    for state in done:
+        (name,) = [n for n in blob_names(storage_conn, container) if n.endswith(f"{state.key}.jsonl.gz")]
+        rows = read_jsonl_gz(storage_conn, container, name)
+        assert rows == expected_rows(emulator, "requests", state.window.start, state.window.end)
+
+
+def test_duplicate_late_and_malformed_messages_are_no_ops(functions, engine, storage_conn, unique):
+    functions.timers["mover_tick"].call(TimerRequest(past_due=False))
+    body = take(engine)[0]
+    window = WorkMessage.decode(body).window
+    deliver(functions, body)
+    before = engine.ledger.get("requests", window)
+    names = blob_names(storage_conn, f"out-{unique}")
+    deliver(functions, body)  # duplicate
+    deliver(functions, body, count=3)  # late redelivery
+    for junk in (b"not json", b'{"v": 1, "kind": "window"}', b'{"v": 2}', b"[]", b"\xff\xfe",
+                 WorkMessage("window", "nope", window).encode()):  # fmt: skip
+        deliver(functions, junk)  # dropped with a log line, never raised (a raise would retry it 5 times)
+    after = engine.ledger.get("requests", window)
+    assert (after.status, after.attempts, after.updated_at, after.etag) == (
+        "done",
+        before.attempts,
+        before.updated_at,
+        before.etag,
+    )
+    assert blob_names(storage_conn, f"out-{unique}") == names
+
+
+def test_poison_message_fails_the_window_visibly_and_replay_recovers_it(functions, engine):
+    functions.timers["mover_tick"].call(TimerRequest(past_due=False))
+    body = take(engine)[0]
+    window = WorkMessage.decode(body).window
+    deliver(functions, body, name="mover_poison")
+    state = engine.ledger.get("requests", window)
+    assert state.status == "failed" and state.error.startswith("poison:")
+    assert state.attempts >= engine.settings.pipeline("requests").window.max_attempts  # no silent retries
+    report = engine.status()
+    assert any(f["start"] == state.window.start.strftime("%Y-%m-%dT%H:%M:%SZ")
+               for f in report["pipelines"][0]["failed"])  # fmt: skip
+    result = engine.replay(engine.settings.pipeline("requests"), window.start, window.end, mode="inline")
+    assert [r.outcome for r in result.results] == ["done"]
+
+
+def test_a_lost_message_is_enqueued_again_after_its_timeout(functions, make_engine, emulator, unique):
+    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 2})
+    clock = {"now": NOW}
+    engine = make_engine([pipeline], now=lambda: clock["now"], MOVER_DISPATCH="queue")
+    assert engine.tick().queued == 2
+    lost = take(engine)  # the messages vanish: nobody will ever deliver them
+    assert len(lost) == 2
+    assert engine.tick().queued == 0  # still in flight as far as the ledger knows
+    clock["now"] = NOW + engine.planner.requeue_after(engine.settings.pipelines[0]) + timedelta(seconds=1)
+    assert engine.tick().queued == 2
+    again = take(engine)
+    assert sorted(WorkMessage.decode(b).window for b in again) == sorted(WorkMessage.decode(b).window for b in lost)
+    states = [s for s in engine.ledger.states("requests") if s.status == "queued"]
+    assert len(states) == 2 and all(s.queued_at == clock["now"] for s in states)
+
+
+def test_two_planners_at_once_enqueue_each_window_once(make_engine, emulator, unique):
+    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 6})
+    planners = [make_engine([pipeline], now=NOW, MOVER_DISPATCH="queue", owner=o) for o in "abcd"]
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda e: e.tick(), planners))
+    assert sum(r.queued for r in reports) == 6
+    bodies = take(planners[0])
+    assert len(bodies) == len({WorkMessage.decode(x).window for x in bodies}) == 6
+
+
+def test_host_semantics_a_failing_message_ends_on_the_poison_queue(functions, engine):
+    """funchost's listener (what ``make run`` uses) retries, then moves the message to ``-poison``,
+    where the poison function fails its window."""
+    functions.timers["mover_tick"].call(TimerRequest(past_due=False))
+    body = take(engine)[0]
+    window = WorkMessage.decode(body).window
+    state, name = engine.settings.state, engine.settings.queue_name
+    queue_client(state, name).send_message(body)
+
+    def explode(msg: QueueMessage) -> None:
+        raise RuntimeError("worker crashed")
+
+    env = {"AzureWebJobsStorage": state.conn_string or ""}
+    loop = queue_loop(QueueFunction("w", name, "AzureWebJobsStorage", explode), env)
+    loop.retry_after = 0
+    for _ in range(loop.max_dequeue):
+        loop.run_once()
+    assert loop.run_once() == 0  # gone from the work queue
+    poison = queue_loop(QueueFunction("p", f"{name}-poison", "AzureWebJobsStorage",
+                                      functions.queues["mover_poison"].call), env)  # fmt: skip
+    assert poison.run_once() == 1
+    failed = engine.ledger.get("requests", window)
+    assert failed.status == "failed" and "poison" in failed.error
