@@ -11,8 +11,8 @@ CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
-	@echo "make test   - unit, function and integration tests (starts Azurite itself)"
-	@echo "make lint   - ruff + mypy"
+	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
+	@echo "make lint   - ruff + mypy + checkov over infra/"
 	@echo "make fault  - fault suite: kills, throttling, truncation, storage restart; prints FAULTS {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
 
@@ -50,7 +50,7 @@ integration: deps
 lint: deps $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(CHECKOV) -d infra --framework bicep --quiet --compact
+	$(CHECKOV) -d infra --framework bicep --skip-download --quiet --compact
 
 fault: deps
 	$(PY) -m devtools.faultsuite

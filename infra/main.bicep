@@ -33,7 +33,7 @@ param instanceMemoryMB int = 2048
 @description('Always-ready instances per function or group, e.g. [{ name: \'function:mover_worker\', instanceCount: 1 }]. Empty: scale from zero.')
 param alwaysReady array = []
 
-@description('The pipelines document ({"pipelines": [...]}) set as MOVER_PIPELINES. Edit infra/pipelines.json, or pass your own file: --parameters pipelines=@my-pipelines.json.')
+@description('The pipelines document ({"pipelines": [...]}) set as MOVER_PIPELINES. Default: infra/pipelines.json, read when the template is compiled; a parameters file may give the object instead.')
 param pipelines object = loadJsonContent('pipelines.json')
 
 @description('NCRONTAB (with seconds) of the timer that plans and moves due windows (MOVER_SCHEDULE).')
