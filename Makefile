@@ -4,13 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: help deps run test unit integration lint fault bench clean
 
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
-	@echo "make test   - unit, function and integration tests (starts Azurite itself)"
-	@echo "make lint   - ruff + mypy"
+	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
+	@echo "make lint   - ruff + mypy + checkov over infra/"
 	@echo "make fault  - fault suite: kills, throttling, truncation, storage restart; prints FAULTS {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
 
@@ -26,10 +28,17 @@ $(NODE_STAMP): package.json package-lock.json
 
 deps: $(STAMP) $(NODE_STAMP)
 
+# checkov lives in its own venv: its dependencies would move the app's pins.
+$(CHECKOV): infra/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infra/requirements-checkov.txt
+	touch $@
+
 run: deps
 	$(PY) -m devtools.localhost
 
-test: deps
+test: deps $(CHECKOV)
 	$(PY) -m pytest -q tests
 
 unit: deps
@@ -38,9 +47,10 @@ unit: deps
 integration: deps
 	$(PY) -m pytest -q tests/integration tests/functions
 
-lint: deps
+lint: deps $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(CHECKOV) -d infra --framework bicep --skip-download --quiet --compact
 
 fault: deps
 	$(PY) -m devtools.faultsuite
@@ -49,4 +59,4 @@ bench: deps
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache
