@@ -382,6 +382,9 @@ var appSettings = [
   { name: 'MOVER_SCHEDULE', value: schedule }
   { name: 'MOVER_LEDGER_TABLE', value: ledgerTable }
   { name: 'MOVER_QUARANTINE_CONTAINER', value: quarantineContainer }
+  // The timer plans and enqueues; the queue-triggered worker (scaled out per function) moves windows.
+  { name: 'MOVER_DISPATCH', value: 'queue' }
+  { name: 'MOVER_QUEUE_NAME', value: workQueue }
 ]
 // Parameter values only (known when the deployment starts), so the loop is allowed.
 var extraSettings = [for setting in items(extraAppSettings): { name: setting.key, value: string(setting.value) }]

@@ -130,9 +130,12 @@ def test_the_shipped_pipelines_parse_with_the_template_settings() -> None:
     env["MOVER_SCHEDULE"] = "0 */5 * * * *"
     env["MOVER_LEDGER_TABLE"] = "moverledger"
     env["MOVER_QUARANTINE_CONTAINER"] = "mover-quarantine"
+    env["MOVER_DISPATCH"] = "queue"
+    env["MOVER_QUEUE_NAME"] = "mover-windows"
     settings = Settings.from_env(env)
     assert settings.state.conn_string is None
     assert settings.state.blob_uri and settings.state.table_uri and settings.state.client_id
+    assert settings.state.queue_uri and settings.dispatch == "queue"  # the queue worker finds its queue
     for pipeline in settings.pipelines:
         for sink in pipeline.sinks:
             assert sink.storage.conn_string is None and sink.storage.client_id, sink
@@ -140,7 +143,11 @@ def test_the_shipped_pipelines_parse_with_the_template_settings() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "bicep_var"),
-    [("MOVER_LEDGER_TABLE", "ledgerTable"), ("MOVER_QUARANTINE_CONTAINER", "quarantineContainer")],
+    [
+        ("MOVER_LEDGER_TABLE", "ledgerTable"),
+        ("MOVER_QUARANTINE_CONTAINER", "quarantineContainer"),
+        ("MOVER_QUEUE_NAME", "workQueue"),
+    ],
 )
 def test_state_names_in_settings_are_the_resources_the_template_creates(setting: str, bicep_var: str) -> None:
     text = bicep.MAIN.read_text(encoding="utf-8")
