@@ -126,12 +126,21 @@ class Ledger:
             raise _translate(exc, "snapshot") from exc
         return Snapshot(frontier=frontier, states=tuple(states))
 
-    def states(self, pipeline: str) -> Iterator[WindowState]:
-        """Every recorded window of a pipeline, oldest first (status page, tests)."""
+    def states(
+        self, pipeline: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[WindowState]:
+        """Recorded windows of a pipeline, oldest first (status page, tests).
+
+        ``since``/``until`` bound the window starts (``since <= start < until``) as a RowKey
+        range, so a status page for a few days reads only those entities.
+        """
         self.ensure()
+        low = window_key(since) if since else ""
+        high = min(window_key(until), META_KEY) if until else META_KEY
         try:
             for entity in self._table.query_entities(
-                "PartitionKey eq @p and RowKey lt @m", parameters={"p": pipeline, "m": META_KEY}
+                "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi",
+                parameters={"p": pipeline, "lo": low, "hi": high},
             ):
                 yield self._state(entity)
         except AzureError as exc:

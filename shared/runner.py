@@ -31,6 +31,7 @@ from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
 from shared.sinks.base import Sink
 from shared.sources import LateAwareSource, LatePlan, Source, build_source
+from shared.status import StatusView, pipeline_status, summarize
 from shared.storage import table_service
 from shared.window_run import move_window
 from shared.windows import WindowState, align_down, align_up, due_end, plan_windows, retry_at, windows_between
@@ -460,17 +461,26 @@ class Engine:
         return ReplayResult(pipeline.name, tuple(windows), "queued", queued=queued)
 
     # -- status ---------------------------------------------------------------------------------
-    def status(self, *, recent: int = 20) -> dict[str, Any]:
-        """The ledger summarised per pipeline (see ``shared.status``)."""
-        from shared.status import pipeline_status
-
+    def status(self, *, recent: int = 20, view: StatusView | None = None) -> dict[str, Any]:
+        """The ledger summarised per pipeline (see ``shared.status``); a ranged view reads only its range."""
+        view = view or StatusView(recent=recent)
         now = self.clock()
         report: dict[str, Any] = {"now": format_ts(now), "owner": self.owner, "pipelines": [], "errors": {}}
         for pipeline in self.settings.pipelines:
             try:
-                states = list(self.ledger.states(pipeline.name))
+                states = list(self.ledger.states(pipeline.name, since=view.since, until=view.until))
+                snap = self.ledger.snapshot(pipeline.name) if view.ranged else None  # frontier + windows not done
             except MoverError as exc:
                 report["errors"][pipeline.name] = str(exc)
                 continue
-            report["pipelines"].append(pipeline_status(pipeline, states, now, recent=recent))
-        return report
+            report["pipelines"].append(
+                pipeline_status(
+                    pipeline,
+                    states,
+                    now,
+                    view=view,
+                    frontier=snap.frontier if snap else None,
+                    open_states=snap.states if snap else None,
+                )
+            )
+        return summarize(report)
