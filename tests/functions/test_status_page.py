@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import azure.functions as func
 import orjson
 import pytest
 from azure.data.tables import TableServiceClient, UpdateMode
@@ -310,3 +311,42 @@ def test_status_json_for_a_range_reads_only_that_range(host, engine):
     assert p["watermark"] == "2026-11-02T02:00:00Z"  # the pipeline's, not the range's
     assert [f["start"] for f in p["failed"]] == ["2026-11-02T02:00:00Z", "2026-11-02T03:00:00Z"]
     assert report["summary"]["counts"]["failed"] == 1
+
+
+def test_ledger_reads_only_the_range_and_never_the_meta_row(engine):
+    states = engine.ledger.states
+    assert [s.window.start.hour for s in states("requests", since=T0 + 3 * H, until=T0 + 6 * H)] == [3, 4, 5]
+    assert [s.window.start.hour for s in states("requests", since=T0 + 5 * H)] == [5, 6]  # ~meta excluded
+    assert [s.window.start.hour for s in states("requests", until=T0 + 2 * H)] == [0, 1]
+    assert len(list(states("requests"))) == 7
+
+
+def _get(functions, params):
+    req = func.HttpRequest(method="GET", url="http://localhost/api/status", headers={}, params=params, body=b"")
+    return functions.http["status"].call(req)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"from": "yesterday"}, "'from': not an ISO 8601 timestamp"),
+        ({"to": "2026-11-02T10:00:00"}, "'to': timestamp needs a UTC offset"),
+        ({"from": "2026-11-02T05:00:00Z", "to": "2026-11-02"}, "'to' must be after 'from'"),
+        ({"from": "2026-11-02T05:00:00Z" + "0" * 60}, "'from' is too long"),
+        ({"status": "failed,broken"}, "'status' takes a comma-separated list of done, running, queued"),
+        ({"format": "html", "status": "<script>"}, "'status' takes"),
+    ],
+    ids=["words", "naive", "reversed", "long", "unknown-status", "html-status"],
+)
+def test_status_rejects_bad_parameters_with_a_reason(functions, engine, params, fragment):
+    resp = _get(functions, params)
+    assert resp.status_code == 400 and resp.mimetype == "application/json"
+    assert fragment in json.loads(resp.get_body())["error"]
+
+
+def test_status_accepts_dates_as_utc_midnight(functions, engine):
+    resp = _get(functions, {"from": "2026-11-02", "to": "2026-11-03", "format": "html", "status": "failed"})
+    assert resp.status_code == 200 and b"value='2026-11-02'" in resp.get_body()
+    report = json.loads(_get(functions, {"from": "2026-11-02", "to": "2026-11-03"}).get_body())
+    p = next(p for p in report["pipelines"] if p["pipeline"] == "requests")
+    assert p["range"] == {"from": "2026-11-02T00:00:00Z", "to": "2026-11-02T10:00:00Z"}
