@@ -289,6 +289,17 @@ def test_thousands_of_windows_aggregate_by_day(host, make_engine, emulator, page
     assert shot.stat().st_size > 10_000
     print(f"3,000 windows: page loaded in {loaded:.2f} s; screenshot {shot}")
 
+    day_rows.nth(1).click()  # select the whole done day and replay it: 24 windows are queued in the ledger
+    form = section.locator("form.replay")
+    assert form.locator("input[name='start']").input_value() == "2026-10-31T00:00:00Z"
+    assert form.locator("input[name='end']").input_value() == "2026-11-01T00:00:00Z"
+    form.locator("button.replay-btn").click()
+    page.locator("#confirm-ok").click()
+    wait_for(lambda: form.locator("output").inner_text().startswith("202"), "the queued replay")
+    assert "24 queued" in form.locator("output").inner_text()
+    day = engine.ledger.states("big", since=windows[2952].start, until=windows[2976].start)
+    assert {s.status for s in day} == {"pending"}
+
     newest.locator("a.drill").click()  # one day, window by window
     page.wait_for_url("**from=2026-11-01**")
     assert f"code={KEY}" in page.url
