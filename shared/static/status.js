@@ -7,21 +7,21 @@
   var code = params.get("code") || "";
   if (code && keyInput) keyInput.value = code;
 
-  // Links and the filter form keep ?code= so navigating the page stays authorised.
+  // Links and the filter form keep ?code= (so navigating stays authorised) and ?refresh=0.
+  var carried = [["code", code], ["refresh", params.get("refresh") === "0" ? "0" : ""]].filter(function (kv) { return kv[1]; });
   function keep(href) {
     var url = new URL(href, window.location.href);
-    if (code) url.searchParams.set("code", code);
+    carried.forEach(function (kv) { url.searchParams.set(kv[0], kv[1]); });
     return url.pathname + url.search;
   }
-  if (code) {
-    document.querySelectorAll("a.keep").forEach(function (a) { a.setAttribute("href", keep(a.getAttribute("href"))); });
-    var filter = document.getElementById("filter");
-    if (filter) {
-      var hidden = document.createElement("input");
-      hidden.type = "hidden"; hidden.name = "code"; hidden.value = code;
-      filter.appendChild(hidden);
-    }
-  }
+  document.querySelectorAll("a.keep").forEach(function (a) { a.setAttribute("href", keep(a.getAttribute("href"))); });
+  var filter = document.getElementById("filter");
+  carried.forEach(function (kv) {
+    if (!filter) return;
+    var hidden = document.createElement("input");
+    hidden.type = "hidden"; hidden.name = kv[0]; hidden.value = kv[1];
+    filter.appendChild(hidden);
+  });
 
   // Selection: click a window cell, a day row or a table row; shift-click extends the range.
   function mark(section, lo, hi) {
@@ -105,6 +105,7 @@
 
   // Refresh every minute unless the operator is busy (a selection, the dialog, a field in use).
   var auto = document.getElementById("autorefresh");
+  if (auto && params.get("refresh") === "0") auto.checked = false;
   window.setInterval(function () {
     if (!auto || !auto.checked || (dialog && dialog.open)) return;
     var active = document.activeElement;

@@ -140,7 +140,7 @@ def engine(emulator, make_engine, storage_conn, unique):
 
 
 def test_page_shows_every_state_and_takes_a_screenshot(host, engine, page, tmp_path_factory):
-    page.goto(f"{host.url}/api/status?format=html&code={KEY}")
+    page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}")
     section = page.locator("section.pipeline[data-pipeline='requests']")
     cells = section.locator(".timeline .cell")
     assert cells.count() == 10  # 00:00-10:00
@@ -170,6 +170,7 @@ def test_page_shows_every_state_and_takes_a_screenshot(host, engine, page, tmp_p
     assert page.locator("section.pipeline[data-pipeline='traces'] .badge").first.inner_text() == "disabled"
     assert section.locator("form.replay button.replay-btn").is_visible()
     assert page.locator("#fkey").input_value() == KEY  # from the page's own URL
+    assert not page.locator("#autorefresh").is_checked()  # &refresh=0
     with urllib.request.urlopen(f"{host.url}/api/status?format=html&code={KEY}") as resp:
         assert KEY not in resp.read().decode()  # the server never renders the key
 
@@ -183,7 +184,7 @@ def test_page_shows_every_state_and_takes_a_screenshot(host, engine, page, tmp_p
 def test_replay_needs_confirmation_then_posts_with_the_key(host, engine, page):
     sent: list[Request] = []
     page.on("request", lambda r: sent.append(r) if r.url.endswith("/api/replay") else None)
-    page.goto(f"{host.url}/api/status?format=html&code={KEY}")
+    page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}")
     section = page.locator("section.pipeline[data-pipeline='requests']")
     form = section.locator("form.replay")
 
@@ -217,7 +218,7 @@ def test_replay_needs_confirmation_then_posts_with_the_key(host, engine, page):
 
 
 def test_replay_refusal_shows_the_reason(host, engine, page):
-    page.goto(f"{host.url}/api/status?format=html")  # no key in the URL: the operator types one
+    page.goto(f"{host.url}/api/status?format=html&refresh=0")  # no key in the URL: the operator types one
     page.locator("#fkey").fill("typed-key")
     form = page.locator("section.pipeline[data-pipeline='requests'] form.replay")
     form.locator("input[name='start']").fill("2026-11-02T09:00:00Z")
@@ -233,13 +234,13 @@ def test_replay_refusal_shows_the_reason(host, engine, page):
 
 
 def test_filter_by_status_and_range(host, engine, page):
-    page.goto(f"{host.url}/api/status?format=html&code={KEY}")
+    page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}")
     page.locator("#filter input[name='from']").fill("2026-11-02T02:00:00Z")
     page.locator("#filter input[name='to']").fill("2026-11-02T08:00:00Z")
     page.locator("#filter select[name='status']").select_option("failed,missing")
     page.locator("#apply").click()
     page.wait_for_url("**from=2026-11-02T02**")
-    assert f"code={KEY}" in page.url  # the key stays in the URL across navigation
+    assert f"code={KEY}" in page.url and "refresh=0" in page.url  # both stay in the URL across navigation
     section = page.locator("section.pipeline[data-pipeline='requests']")
     assert section.locator(".timeline .cell").count() == 6  # 02:00-08:00
     assert section.locator(".timeline .cell.dim").count() == 3  # running, queued, pending dimmed
@@ -272,7 +273,7 @@ def test_thousands_of_windows_aggregate_by_day(host, make_engine, emulator, page
         engine.ledger.fail(claim, now=now, error=f"fatal: window {i} broke", next_attempt_at=None)
 
     began = time.perf_counter()
-    page.goto(f"{host.url}/api/status?format=html&code={KEY}")
+    page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}")
     loaded = time.perf_counter() - began
     section = page.locator("section.pipeline[data-pipeline='big']")
     assert section.get_attribute("data-view") == "days"
