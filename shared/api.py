@@ -8,10 +8,11 @@ reason, and nothing from a request ever reaches a query except parsed timestamps
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ _engine: Engine | None = None
 _engine_lock = threading.Lock()
 _MAX_BODY = 16 * 1024
 _REPLAY_FIELDS = {"pipeline", "start", "end", "mode"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 INLINE_LIMIT = timedelta(seconds=180)  # HTTP-triggered functions must answer within 230 s
 
 
@@ -124,18 +126,40 @@ def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
 
 
 def status(engine: Engine, params: Mapping[str, str]) -> Response:
-    """``GET /api/status`` (JSON) or with ``?format=html`` the status page."""
+    """``GET /api/status`` (JSON) or with ``?format=html`` the status page.
+
+    ``from``/``to`` (ISO 8601 UTC or a date) limit the windows read to those starting in
+    ``[from, to)``; ``status`` (comma-separated) lists only windows in those states.
+    """
+    from shared.status import STATUSES, StatusView
+
     fmt = params.get("format", "json")
     if fmt not in ("json", "html"):
         return _bad(400, "'format' must be json or html")
     raw_recent = params.get("recent", "20")
     if not raw_recent.isdigit() or not 1 <= int(raw_recent) <= 500:
         return _bad(400, "'recent' must be a whole number from 1 to 500")
-    report = engine.status(recent=int(raw_recent))
+    bounds: dict[str, datetime | None] = {}
+    for key in ("from", "to"):
+        raw = params.get(key, "").strip()
+        if len(raw) > 64:
+            return _bad(400, f"'{key}' is too long")
+        try:
+            bounds[key] = parse_timestamp(f"{raw}T00:00:00Z" if _DATE.match(raw) else raw) if raw else None
+        except ValueError as exc:
+            return _bad(400, f"'{key}': {exc} (use ISO 8601 UTC, e.g. 2026-11-02T10:00:00Z, or a date 2026-11-02)")
+    since, until = bounds["from"], bounds["to"]
+    if since and until and until <= since:
+        return _bad(400, "'to' must be after 'from'")
+    wanted = frozenset(s.strip() for s in params.get("status", "").split(",") if s.strip())
+    if wanted - set(STATUSES):
+        return _bad(400, f"'status' takes a comma-separated list of {', '.join(STATUSES)}")
+    report = engine.status(view=StatusView(since, until, wanted, int(raw_recent)))
     if fmt == "html":
-        from shared.status import render_html
+        from shared.status_page import render_html
 
-        return Response(200, render_html(report).encode(), "text/html; charset=utf-8")
+        shown = {k: params[k][:64] for k in ("from", "to", "status") if params.get(k)}
+        return Response(200, render_html(report, shown).encode(), "text/html; charset=utf-8")
     return Response.json(200, report)
 
 

@@ -26,7 +26,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.ledger_marks import Marks, Snapshot
 from shared.ledger_rows import META_KEY, Unreadable, new_entity, read_entities, state_of, translate
-from shared.model import Window, format_ts
+from shared.model import Window, format_ts, window_key
 from shared.windows import WindowState
 
 __all__ = ["META_KEY", "Claim", "LeaseLost", "Ledger", "Snapshot"]
@@ -75,11 +75,19 @@ class Ledger(Marks):
         self._ensured = True
 
     # -- reading --------------------------------------------------------------------------
-    def states(self, pipeline: str) -> Iterator[WindowState]:
-        """Every readable window of a pipeline, oldest first (status page, tests); others reported."""
+    def states(
+        self, pipeline: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[WindowState]:
+        """Readable windows of a pipeline, oldest first (status page, tests); unreadable ones reported.
+
+        ``since``/``until`` bound the window starts (``since <= start < until``) as a RowKey
+        range, so a status page for a few days reads only those entities.
+        """
         self.ensure()
-        query = "PartitionKey eq @p and RowKey lt @m"
-        entities, bad = read_entities(self._table, query, {"p": pipeline, "m": META_KEY}, "list")
+        low = window_key(since) if since else ""
+        high = min(window_key(until), META_KEY) if until else META_KEY
+        query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
+        entities, bad = read_entities(self._table, query, {"p": pipeline, "lo": low, "hi": high}, "list")
         for entity in entities:
             try:
                 yield state_of(entity, entity["_etag"])
@@ -87,6 +95,19 @@ class Ledger(Marks):
                 log.error("ledger entity %s/%s cannot be read (%s); skipped", pipeline, entity.get("RowKey"), exc)
                 bad.append(f"{entity.get('RowKey')}: {exc}")
         self.unreadable[pipeline] = bad
+
+    def failed(self, pipeline: str) -> list[WindowState]:
+        """Every ``failed`` window of a pipeline (status pages: those out of retries sit behind the open mark)."""
+        self.ensure()
+        query = "PartitionKey eq @p and RowKey lt @m and Status eq 'failed'"
+        entities, _ = read_entities(self._table, query, {"p": pipeline, "m": META_KEY}, "failed")
+        out: list[WindowState] = []
+        for entity in entities:
+            try:
+                out.append(state_of(entity, entity["_etag"]))
+            except Unreadable:
+                continue  # reported by the full reads
+        return out
 
     def get(self, pipeline: str, window: Window) -> WindowState | None:
         entity = self._get(pipeline, window.key)

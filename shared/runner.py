@@ -33,6 +33,7 @@ from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
 from shared.sinks.base import Sink
 from shared.sources import LatePlan, Source, build_source
+from shared.status import StatusView, pipeline_status, summarize
 from shared.storage import table_service
 from shared.window_worker import WindowWorker
 from shared.windows import WindowState
@@ -196,19 +197,32 @@ class Engine:
         return replay(self, pipeline, start, end, mode=mode, pause_after=pause_after)
 
     # -- status ---------------------------------------------------------------------------------
-    def status(self, *, recent: int = 20) -> dict[str, Any]:
-        """The ledger summarised per pipeline (see ``shared.status``)."""
-        from shared.status import pipeline_status
-
+    def status(self, *, recent: int = 20, view: StatusView | None = None) -> dict[str, Any]:
+        """The ledger summarised per pipeline (see ``shared.status``); a ranged view reads only its range."""
+        view = view or StatusView(recent=recent)
         now = self.clock()
         report: dict[str, Any] = {"now": format_ts(now), "owner": self.owner, "pipelines": [], "errors": {}}
         for pipeline in self.settings.pipelines:
+            open_states: list[WindowState] | None = None
             try:
-                states = list(self.ledger.states(pipeline.name))
+                states = list(self.ledger.states(pipeline.name, since=view.since, until=view.until))
+                snap = self.ledger.snapshot(pipeline.name) if view.ranged else None  # frontier + open windows
+                if snap is not None:  # windows out of retries sit behind the open mark: read them too
+                    failed = {s.key: s for s in self.ledger.failed(pipeline.name)}
+                    open_states = [s for s in snap.states if s.key not in failed] + list(failed.values())
             except MoverError as exc:
                 report["errors"][pipeline.name] = str(exc)
                 continue
             for bad in self.ledger.unreadable.get(pipeline.name, []):
                 report["errors"].setdefault(pipeline.name, f"unreadable ledger entity skipped: {bad}")
-            report["pipelines"].append(pipeline_status(pipeline, states, now, recent=recent))
-        return report
+            report["pipelines"].append(
+                pipeline_status(
+                    pipeline,
+                    states,
+                    now,
+                    view=view,
+                    frontier=snap.frontier if snap else None,
+                    open_states=open_states,
+                )
+            )
+        return summarize(report)

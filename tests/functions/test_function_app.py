@@ -186,14 +186,14 @@ def test_status_json_and_page(functions, engine):
     report = json.loads(resp.get_body())
     (p,) = report["pipelines"]
     assert p["pipeline"] == "requests"
-    assert p["counts"] == {"done": 3, "running": 0, "pending": 0, "failed": 0}
+    assert p["counts"] == {"done": 3, "running": 0, "queued": 0, "pending": 0, "failed": 0, "missing": 3}
     assert p["watermark"] == "2026-11-02T03:00:00Z"
     assert p["missing"] == 3  # due until 06:00, three done
     assert p["lag_seconds"] == 3 * 3600
     assert [w["start"] for w in p["recent"]] == ["2026-11-02T02:00:00Z", "2026-11-02T01:00:00Z", "2026-11-02T00:00:00Z"]
     page = get(functions.http["status"], {"format": "html"})
     assert page.status_code == 200 and page.mimetype == "text/html"
-    assert b"<h2>requests</h2>" in page.get_body()
+    assert b"<section class='pipeline' data-pipeline='requests'" in page.get_body()
     assert get(functions.http["status"], {"format": "xml"}).status_code == 400
     assert get(functions.http["status"], {"recent": "0"}).status_code == 400
 
