@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bytes", type=int, default=64 * 2**20)
     p.add_argument("--rate-limit", type=int, default=200, help="requests per 30 s per identity (0 = off; default 200)")
     p.add_argument("--max-concurrent", type=int, default=5, help="0 = unlimited (default 5)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="service time per query, ms (default 0)")
+    p.add_argument(
+        "--latency-per-1k-rows-ms",
+        type=float,
+        default=0.0,
+        help="service time per 1,000 rows returned, ms (default 0); the real API: about 500 + 100",
+    )
     for kind in ("429", "503", "504", "partial", "reset"):
         p.add_argument(
             f"--fault-rate-{kind}", type=float, default=0.0, help=f"probability of a random {kind} fault per query"
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         max_bytes=args.max_bytes,
         rate_limit=args.rate_limit or None,
         max_concurrent=args.max_concurrent or None,
+        latency_ms=args.latency_ms,
+        latency_per_1k_rows_ms=args.latency_per_1k_rows_ms,
         fault_seed=args.seed,
     )
     emu = Emulator(config)

@@ -14,7 +14,8 @@ No auth (loopback dev tool). Datetimes are ISO 8601 text. Endpoints::
     GET    /_emulator/clock                      {now}
     POST   /_emulator/clock                      {now: iso} | {advance: seconds} | {real: true}
     GET    /_emulator/config                     config without secrets
-    POST   /_emulator/config                     {max_rows?, max_bytes?, rate_limit?, max_concurrent?}
+    POST   /_emulator/config                     {max_rows?, max_bytes?, rate_limit?, max_concurrent?,
+                                                  latency_ms?, latency_per_1k_rows_ms?}
     POST   /_emulator/reset                      drop telemetry, faults and stats
 """
 
@@ -132,6 +133,12 @@ def _route(emu: Emulator, method: str, route: str, params: dict[str, str], body:
                 if value is None and name in ("max_rows", "max_bytes"):
                     raise _bad(f"'{name}' cannot be null")
                 setattr(emu.config, name, value)
+        for name in ("latency_ms", "latency_per_1k_rows_ms"):
+            if name in p:
+                value = p[name]
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 600_000:
+                    raise _bad(f"'{name}' must be a number of milliseconds from 0 to 600000")
+                setattr(emu.config, name, float(value))
         return 200, emu.config.public()
     if key == ("POST", "reset"):
         emu.clear()

@@ -98,6 +98,10 @@ class EmulatorConfig:
     rate_window: float = 30.0
     max_concurrent: int | None = 5
     concurrency_retry_after: float = 1.0
+    # Service time of a query, held inside the concurrency gate like the real service's work:
+    # ``latency_ms`` + ``latency_per_1k_rows_ms`` per 1,000 rows returned (0 = answer at once).
+    latency_ms: float = 0.0
+    latency_per_1k_rows_ms: float = 0.0
     app_name: str = "shop-prod"
     ikey: str = "11111111-2222-3333-4444-555555555555"
     subscription_id: str = "00000000-0000-0000-0000-000000000000"
@@ -137,6 +141,7 @@ class EmulatorStats:
     bytes_returned: int = 0
     control_requests: int = 0
     peak_concurrency: int = 0
+    latency_ms_total: int = 0  # service time added by the latency settings, summed over queries
     status_counts: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

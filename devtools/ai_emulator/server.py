@@ -254,6 +254,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise bad_argument("InvalidTimespan", f"Invalid timespan '{timespan}': {exc}") from exc
         out = render(result, cfg.max_rows, cfg.max_bytes, force_partial=mode == "partial")
         headers = {"x-emulator-row-count": str(out.rows)}
+        latency = cfg.latency_ms + cfg.latency_per_1k_rows_ms * out.rows / 1000
+        if latency > 0:  # the service's own time, spent while the query holds its concurrency slot
+            emu.counters.add(latency_ms_total=round(latency))
+            if emu.stopping.wait(latency / 1000):
+                self._abort()
+                return
         if mode == "truncate":
             emu.counters.add(resets=1, errors=1)
             self.send_response(200)
