@@ -1,10 +1,20 @@
-"""Scheduler cost: one tick with nothing due over a large ledger.
+"""Planning cost over a large ledger: a steady-state plan and a backfill-phase plan.
 
 The ledger is filled directly with the Tables SDK (transactions of 100 entities, one
-partition each): every window ``done`` with realistic outputs, the frontier at the end.
-The engine then ticks at a time where no window is due; a request hook on the ledger's
-own ``TableServiceClient`` counts every HTTP request it makes (retries included). The
-invariant: one query per pipeline, not one per window.
+partition each): every window ``done`` with realistic outputs, except the last
+``open`` windows of each pipeline, which are ``queued`` (a backfill in progress: the
+pipeline has ``max_per_tick`` windows in flight, so nothing more may be queued); the
+frontier sits at the end. Then, with a request hook on the ledger's own
+``TableServiceClient`` counting every HTTP request (retries included):
+
+* **backfill phase** — the clock a month ahead (thousands of windows due), every
+  pipeline planned: the open mark stops at the first queued window, so a plan reads the
+  meta row and the open windows, and records nothing (the cap is full);
+* **steady state** — the queued windows completed, the clock just past the newest
+  window's due time: a plan reads the meta row and an empty range.
+
+Either way the invariant is a constant number of requests per pipeline, whatever the
+history holds (``tick`` is the same measurement through ``Engine.tick``, as before).
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableServiceClient, UpdateMode
 
+from shared.durations import parse_duration
 from shared.ledger import Ledger
 from shared.model import window_key
 from shared.settings import Settings
@@ -28,7 +39,9 @@ from shared.settings import Settings
 __all__ = ["scheduler"]
 
 HOUR = timedelta(hours=1)
-END = datetime(2026, 11, 2, tzinfo=UTC)  # frontier: every window before it is done
+END = datetime(2026, 11, 2, tzinfo=UTC)  # frontier: every window before it is recorded
+DELAY = timedelta(minutes=5)
+BACKFILL_NOW = END + timedelta(days=30)  # thousands of windows due; the queued ones fill the cap
 
 
 class RequestCounter:
@@ -59,11 +72,18 @@ class RequestCounter:
         return out
 
 
-def _done_entities(pipeline: str, start: datetime, count: int) -> Iterator[dict[str, Any]]:
-    """Entities as ``Ledger.complete`` leaves them (JSONL data + manifest outputs)."""
+def _entities(pipeline: str, start: datetime, size: timedelta, count: int, status: str) -> Iterator[dict[str, Any]]:
+    """Entities as ``Ledger.complete`` leaves them (JSONL data + manifest outputs), or queued ones."""
     for i in range(count):
-        ws = start + i * HOUR
+        ws = start + i * size
         key = window_key(ws)
+        if status == "queued":
+            yield {
+                "PartitionKey": pipeline, "RowKey": key, "WindowStart": ws, "WindowEnd": ws + size,
+                "Status": "queued", "Attempts": 0, "QueuedAt": BACKFILL_NOW - timedelta(minutes=1), "CreatedAt": END,
+                "UpdatedAt": END,
+            }  # fmt: skip
+            continue
         prefix = f"{pipeline}/y={ws:%Y}/m={ws:%m}/d={ws:%d}/h={ws:%H}/"
         outputs = [
             {"sink": 0, "kind": "data", "name": f"{prefix}{key}.jsonl.gz", "rows": 1000, "bytes": 150_000,
@@ -72,24 +92,30 @@ def _done_entities(pipeline: str, start: datetime, count: int) -> Iterator[dict[
              "sha256": "b" * 64},
         ]  # fmt: skip
         yield {
-            "PartitionKey": pipeline, "RowKey": key, "WindowStart": ws, "WindowEnd": ws + HOUR, "Status": "done",
+            "PartitionKey": pipeline, "RowKey": key, "WindowStart": ws, "WindowEnd": ws + size, "Status": "done",
             "Attempts": 1, "Rows": 1000, "Bytes": 150_000, "Outputs": orjson.dumps(outputs).decode(),
             "LastError": "", "LeaseOwner": "", "Quarantined": 0, "SourceCount": 1000,
-            "Extra": '{"planned":1000,"queries":1,"splits":0}', "CreatedAt": ws + HOUR, "StartedAt": ws + HOUR,
-            "FinishedAt": ws + HOUR, "UpdatedAt": ws + HOUR,
+            "Extra": '{"planned":1000,"queries":1,"splits":0}', "CreatedAt": ws + size, "StartedAt": ws + size,
+            "FinishedAt": ws + size, "UpdatedAt": ws + size,
         }  # fmt: skip
 
 
-def _fill(conn: str, table: str, pipelines: list[str], windows: int, start: datetime) -> float:
-    """Insert ``windows`` done entities per pipeline in transactions of 100; returns seconds."""
+def _fill(
+    conn: str, table: str, pipelines: list[str], windows: int, start: datetime, size: timedelta, open_: int
+) -> float:
+    """Insert ``windows`` entities per pipeline (the last ``open_`` queued) in transactions of 100."""
     service = TableServiceClient.from_connection_string(conn)
     service.create_table_if_not_exists(table)
     client = service.get_table_client(table)
     jobs = [(p, i) for p in pipelines for i in range(0, windows, 100)]
+    first_open = windows - open_
 
     def submit(job: tuple[str, int]) -> None:
         name, first = job
-        batch = _done_entities(name, start + first * HOUR, min(100, windows - first))
+        count = min(100, windows - first)
+        done = max(0, min(count, first_open - first))
+        batch = list(_entities(name, start + first * size, size, done, "done"))
+        batch += _entities(name, start + (first + done) * size, size, count - done, "queued")
         client.submit_transaction([("create", e) for e in batch])
 
     began = time.perf_counter()
@@ -97,47 +123,94 @@ def _fill(conn: str, table: str, pipelines: list[str], windows: int, start: date
         list(pool.map(submit, jobs))
     ledger = Ledger(service, table)
     for name in pipelines:
-        ledger.advance_frontier(name, start + windows * HOUR, start + windows * HOUR)
+        ledger.advance_frontier(name, start + windows * size, start + windows * size)
     return time.perf_counter() - began
 
 
+def _complete_open(conn: str, table: str, pipelines: list[str], first: datetime, size: timedelta, count: int) -> None:
+    """The backfill's queued windows finish: the ledger reaches the steady state."""
+    client = TableServiceClient.from_connection_string(conn).get_table_client(table)
+    for name in pipelines:
+        done = list(_entities(name, first, size, count, "done"))
+        client.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in done])
+
+
+def _plans(engine: Any, counter: RequestCounter, rounds: int = 4) -> dict[str, Any]:
+    """Plan every pipeline ``rounds`` times; the first round is cold (connects, may move the open mark)."""
+    runs: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        due = ops = 0
+        for pipeline in engine.settings.pipelines:
+            plan = engine.planner.plan(pipeline, new_status="queued")
+            due += len(plan.due)
+            ops += plan.operations
+        runs.append({"seconds": time.perf_counter() - began, "requests": counter.take(), "due": due, "ops": ops})
+    warm = min(runs[1:], key=lambda r: r["seconds"])
+    n = len(engine.settings.pipelines)
+    return {
+        "cold": runs[0], "warm": warm, "warm_seconds": [round(r["seconds"], 3) for r in runs[1:]],
+        "requests_per_pipeline": round(sum(warm["requests"].values()) / n, 2),
+        "ms_per_pipeline": round(warm["seconds"] * 1000 / n, 2),
+    }  # fmt: skip
+
+
 def scheduler(spec: dict[str, Any]) -> dict[str, Any]:
-    """Fill the ledger with ``pipelines`` × ``windows`` done windows, then time ticks with nothing due."""
+    """Fill the ledger with ``pipelines`` × ``windows`` windows of ``size``, then time plans (see the module doc).
+
+    ``open`` (default 0) queues the last windows of each pipeline first and adds the
+    backfill-phase measurement; ``tick`` (default true) also times ``Engine.tick`` in the
+    steady state, like the scheduler scenario always did.
+    """
     from shared.runner import Engine
 
     n, windows = int(spec["pipelines"]), int(spec["windows"])
-    start = END - windows * HOUR
+    size_text = str(spec.get("size", "PT1H"))
+    size = parse_duration(size_text)
+    open_ = int(spec.get("open", 0))
+    start = END - windows * size
     names = [f"p{i:03d}" for i in range(n)]
-    fill_s = _fill(spec["storage"], spec["ledger_table"], names, windows, start)
+    fill_s = _fill(spec["storage"], spec["ledger_table"], names, windows, start, size, open_)
     source = {"kind": "app_insights", "app_id": spec["app_id"], "endpoint": spec["emulator"], "query": "requests",
               "auth": {"kind": "token", "setting": "BENCH_TOKEN"}}  # fmt: skip
-    pipelines = [
-        {"name": name, "source": source, "window": {"size": "PT1H", "start": start.isoformat(), "delay": "PT5M"},
-         "sink": {"container": "bench-sched"}}
-        for name in names
-    ]  # fmt: skip
+    window = {"size": size_text, "start": start.isoformat(), "delay": "PT5M", "max_per_tick": max(open_, 12)}
+    pipelines = [{"name": name, "source": source, "window": window, "sink": {"container": "bench-sched"}}
+                 for name in names]  # fmt: skip
     env = {
         "AzureWebJobsStorage": spec["storage"], "BENCH_TOKEN": spec["token"],
         "MOVER_PIPELINES": json.dumps({"pipelines": pipelines}), "MOVER_LEDGER_TABLE": spec["ledger_table"],
     }  # fmt: skip
     settings = Settings.from_env(env)
-    engine = Engine(settings, clock=lambda: END + timedelta(minutes=10))  # latest due window ends at END
+    now = [END + DELAY + size / 2]  # the newest window is due, the next one not yet
+    engine = Engine(settings, clock=lambda: now[0])
     counter = RequestCounter()
     service = TableServiceClient.from_connection_string(spec["storage"], raw_request_hook=counter)
     engine.ledger = Ledger(service, settings.ledger_table)
-    ticks: list[dict[str, Any]] = []
+    result: dict[str, Any] = {
+        "pipelines": n, "size": size_text, "windows_per_pipeline": windows, "entities": n * windows,
+        "fill_seconds": fill_s, "fill_entities_per_s": round(n * windows / fill_s), "open_per_pipeline": open_,
+    }  # fmt: skip
     try:
-        for _ in range(4):  # the first tick is cold (creates the table client, connects); best of the rest
-            began = time.perf_counter()
-            report = engine.tick()
-            seconds = time.perf_counter() - began
-            if report.results or report.deferred or report.errors:
-                raise RuntimeError(f"a tick with nothing due did work: {report}")
-            ticks.append({"seconds": seconds, "requests": counter.take()})
+        if open_:
+            now[0] = BACKFILL_NOW
+            result["backfill"] = _plans(engine, counter)
+            if result["backfill"]["warm"]["due"]:
+                raise RuntimeError(f"a capped backfill plan found due windows: {result['backfill']['warm']}")
+            _complete_open(spec["storage"], spec["ledger_table"], names, END - open_ * size, size, open_)
+            now[0] = END + DELAY + size / 2
+        result["steady"] = _plans(engine, counter)
+        if result["steady"]["warm"]["due"]:
+            raise RuntimeError(f"a steady-state plan with nothing due found windows: {result['steady']['warm']}")
+        if spec.get("tick", True):
+            ticks: list[dict[str, Any]] = []
+            for _ in range(3):
+                began = time.perf_counter()
+                report = engine.tick()
+                if report.queued or report.results or report.errors:
+                    raise RuntimeError(f"a tick with nothing due did work: {report}")
+                ticks.append({"seconds": time.perf_counter() - began, "requests": counter.take()})
+            result["cold"], result["warm"] = ticks[0], min(ticks[1:], key=lambda t: t["seconds"])
+            result["warm_seconds"] = [round(t["seconds"], 3) for t in ticks[1:]]
     finally:
         engine.close()
-    return {
-        "pipelines": n, "windows_per_pipeline": windows, "entities": n * windows, "fill_seconds": fill_s,
-        "cold": ticks[0], "warm": min(ticks[1:], key=lambda t: t["seconds"]),
-        "warm_seconds": [round(t["seconds"], 3) for t in ticks[1:]],
-    }  # fmt: skip
+    return result
