@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: help deps run test unit integration lint fault bench clean
+.PHONY: help deps run test unit integration lint fault bench bench-scale clean
 
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint   - ruff + mypy + checkov over infra/"
 	@echo "make fault  - fault suite: kills, throttling, truncation, storage restart; prints FAULTS {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
+	@echo "make bench-scale - plan cost over a year, queue backfill with 1/2/4 workers, parallel sub-queries; BENCH-SCALE {...}"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,9 @@ fault: deps
 
 bench: deps
 	$(PY) -m bench.run
+
+bench-scale: deps
+	$(PY) -m bench.scale
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,7 @@ class EmulatorProcess:
 
     token: str = "bench-token"  # the local emulator's dev token
     app_id: str = "bench-app"
+    extra: list[str] = field(default_factory=list)  # more CLI options (later ones win: --rate-limit 200)
     url: str = ""
     proc: subprocess.Popen[str] | None = field(default=None, repr=False)
     _log: Any = field(default=None, repr=False)
@@ -45,7 +46,7 @@ class EmulatorProcess:
         self._log = tempfile.NamedTemporaryFile(prefix="bench-emulator-", suffix=".log", delete=False)  # noqa: SIM115
         args = [
             sys.executable, "-m", "devtools.ai_emulator", "--port", "0", "--no-seeder", "--app-id", self.app_id,
-            "--api-key", "", "--token", self.token, "--rate-limit", "0", "--max-concurrent", "5",
+            "--api-key", "", "--token", self.token, "--rate-limit", "0", "--max-concurrent", "5", *self.extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(  # fixed argv, no shell
             args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True
