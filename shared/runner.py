@@ -472,5 +472,10 @@ class Engine:
             except MoverError as exc:
                 report["errors"][pipeline.name] = str(exc)
                 continue
-            report["pipelines"].append(pipeline_status(pipeline, states, now, recent=recent))
+            entry = pipeline_status(pipeline, states, now, recent=recent)
+            with contextlib.suppress(MoverError):  # the last verification (shared.verify_record), if any
+                from shared.verify_record import load_verification
+
+                entry["verified"] = load_verification(self.ledger, pipeline.name)
+            report["pipelines"].append(entry)
         return report
