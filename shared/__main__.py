@@ -142,7 +142,10 @@ def _estimate(engine: Engine, args: argparse.Namespace) -> int:
         return checked
     pipeline, rng, notes = checked
     doc = estimate(engine, pipeline, rng, notes=notes).as_dict()
-    _print(doc) if args.json else print(render_table(doc))
+    if args.json:
+        _print(doc)
+    else:
+        print(render_table(doc))
     return 0
 
 
