@@ -116,8 +116,10 @@ class Verification:
     def ok(self) -> bool:
         return not self.bad
 
-    def as_dict(self, *, windows: str = "bad") -> dict[str, Any]:
-        shown = self.checks if windows == "all" else self.bad
+    def as_dict(self, *, windows: str = "bad", limit: int | None = None) -> dict[str, Any]:
+        """``windows``: list ``bad`` ones or ``all``; at most ``limit`` of them (``windows_truncated``)."""
+        listed = self.checks if windows == "all" else self.bad
+        shown = listed if limit is None else listed[:limit]
         return {
             "pipeline": self.pipeline,
             "start": format_ts(self.start),
@@ -130,6 +132,7 @@ class Verification:
             "covered_until": format_ts(self.covered_until or self.start),
             "repaired": self.repaired,
             "windows": [c.as_dict() for c in shown],
+            "windows_truncated": len(shown) < len(listed),
             "notes": self.notes,
             "elapsed_s": round(self.elapsed_s, 3),
         }

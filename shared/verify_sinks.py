@@ -90,4 +90,5 @@ def _table(sink: TableSink, state: WindowState, recorded: set[str]) -> tuple[int
             raise translate(exc, f"checking {name}") from exc
         if found is None:
             gone.append(f"output {name} has no entities")
-    return int(entity.get("rows", 0)), gone
+    rows = entity.get("rows", 0)  # an Int64 property comes back as an EntityProperty
+    return int(getattr(rows, "value", rows) or 0), gone

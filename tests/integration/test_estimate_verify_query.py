@@ -186,3 +186,48 @@ def test_a_year_of_pt5m_estimate_timing(make_engine, unique):
     t = doc["totals"]
     print(f"\nESTIMATE year of PT5M: {seconds:.1f} s, {doc['estimate_queries']} estimate queries, "
           f"{t['queries']} engine queries ≈ {t['seconds_at_budget']} s at the budget")  # fmt: skip
+
+
+def test_table_and_parquet_sinks_are_estimated_and_verified(emu, make_engine, storage_conn, unique):
+    """Two sinks: the estimate sizes each, verify reads the table sink's manifest entity and finds
+    a window whose entities were deleted."""
+    from azure.data.tables import TableServiceClient
+
+    sinks = [{"container": f"pq-{unique}", "format": "parquet"}, {"kind": "table", "table": f"rows{unique}"}]
+    pipe = query_pipeline("req", "requests", emu, "unused", window={"end": format_ts(T0 + 3 * H)}) | {"sinks": sinks}
+    del pipe["sink"]
+    engine = make_engine([pipe], now=NOW)
+    pipeline = engine.settings.pipeline("req")
+    doc = estimate(engine, pipeline, Window(T0, T0 + 3 * H)).as_dict()
+    assert [(o["kind"], o["format"]) for o in doc["outputs"]] == [("blob", "parquet"), ("table", "table")]
+    assert all(o["bytes"] > 0 for o in doc["outputs"])
+    engine.tick()
+    assert verify(engine, pipeline, Window(T0, T0 + 3 * H)).ok
+    table = TableServiceClient.from_connection_string(storage_conn).get_table_client(f"rows{unique}")
+    partition = f"req_{(T0 + H).strftime('%Y%m%dT%H%M%SZ')}"
+    doomed = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": partition}))
+    assert doomed
+    for entity in doomed:
+        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    found = verify(engine, pipeline, Window(T0, T0 + 3 * H))
+    assert [(c.window.start, c.verdict) for c in found.bad] == [(T0 + H, "missing")]
+    assert "has no entities" in found.bad[0].detail
+
+
+def test_rows_gone_from_the_source_show_over(make_engine, unique):
+    """More moved than the source holds now (retention, or duplicates) is ``over``, never complete."""
+    own = Emulator(EmulatorConfig(app_id=APP_ID, workspace_id="ws-over", api_key="k", token=TOKEN))
+    own.start()
+    try:
+        own.generate("requests", T0, T0 + 2 * H, count=40, seed=9)
+        pipe = query_pipeline("req", "requests", own, f"out-{unique}", window={"end": format_ts(T0 + 2 * H)})
+        engine = make_engine([pipe], now=NOW)
+        pipeline = engine.settings.pipeline("req")
+        engine.tick()
+        own.store.clear()
+        own.generate("requests", T0 + H, T0 + 2 * H, count=5, seed=10)
+        found = verify(engine, pipeline, Window(T0, T0 + 2 * H))
+    finally:
+        own.stop()
+    assert [(c.verdict, c.source_rows) for c in found.checks] == [("over", 0), ("over", 5)]
+    assert not found.ok
