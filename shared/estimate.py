@@ -61,6 +61,9 @@ def resolve_range(
         last = latest
     if last <= first:
         raise ValueError(f"no closed window in the range (the latest closed window ends {format_ts(latest)})")
+    if start is None and last - first > timedelta(days=max_days):
+        first = align_up(last - timedelta(days=max_days), size)
+        notes.append(f"start moved to {format_ts(first)}: at most {max_days} days at a time (give --start for older)")
     if last - first > timedelta(days=max_days):
         raise ValueError(f"range covers {(last - first).days} days; at most {max_days} per request (split it)")
     return Window(first, last), notes

@@ -155,9 +155,11 @@ def verify(
     if isinstance(pipeline.source, QuerySourceConfig):
         source = engine.source(pipeline)
         assert isinstance(source, QueryApiSource)
-        counts = count_windows(source, rng.start, rng.end, pipeline.window.size, billed=False, deadline=deadline)
+        lo = done[0].window.start if done else rng.end  # count only where there is something to compare
+        hi = done[-1].window.end if done else rng.end
+        counts = count_windows(source, lo, hi, pipeline.window.size, billed=False, deadline=deadline)
         if not counts.complete:
-            covered = counts.covered_until or rng.start
+            covered = counts.covered_until or lo
         done = [s for s in done if s.window.end <= covered]
         recount: dict[datetime, tuple[int | None, str]] = {
             s.window.start: (counts.rows.get(s.window.start, 0), "") for s in done

@@ -62,6 +62,11 @@ def test_resolve_range_refuses_with_a_reason(start, end, fragment) -> None:
         resolve_range(pipeline(), T0 + 10 * H, start, end)
 
 
+def test_default_start_keeps_the_range_within_the_limit() -> None:
+    rng, notes = resolve_range(pipeline(), T0 + timedelta(days=30, minutes=10), None, None, max_days=7)
+    assert (rng.start, rng.end) == (T0 + timedelta(days=23), T0 + timedelta(days=30)) and "at most 7 days" in notes[0]
+
+
 def test_spans_tile_the_range_in_whole_windows_within_the_caps() -> None:
     size = timedelta(minutes=5)
     end = T0 + timedelta(days=365)
