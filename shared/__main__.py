@@ -141,7 +141,11 @@ def _estimate(engine: Engine, args: argparse.Namespace) -> int:
     if isinstance(checked, int):
         return checked
     pipeline, rng, notes = checked
-    doc = estimate(engine, pipeline, rng, notes=notes).as_dict()
+    try:
+        doc = estimate(engine, pipeline, rng, notes=notes).as_dict()
+    except MoverError as exc:
+        print(f"estimate failed: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         _print(doc)
     else:
@@ -150,14 +154,19 @@ def _estimate(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def _verify(engine: Engine, args: argparse.Namespace) -> int:
-    """0 when every done window in the range is complete, 1 when any is short, over or missing."""
+    """0 when every done window in the range is complete, 1 when any is short, over or missing,
+    2 when it could not run (bad arguments, source or ledger unreadable)."""
     from shared.ops_api import run_verify
 
     checked = _bounds(engine, args)
     if isinstance(checked, int):
         return checked
     pipeline, rng, notes = checked
-    result = run_verify(engine, pipeline, rng, deadline=None, repair=args.repair)
+    try:
+        result = run_verify(engine, pipeline, rng, deadline=None, repair=args.repair)
+    except MoverError as exc:  # the source or the ledger cannot be read: nothing was verified
+        print(f"verify failed: {exc}", file=sys.stderr)
+        return 2
     result.notes[:0] = notes
     doc = result.as_dict(windows="all" if args.all else "bad")
     if args.json:

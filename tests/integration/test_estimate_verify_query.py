@@ -231,3 +231,14 @@ def test_rows_gone_from_the_source_show_over(make_engine, unique):
         own.stop()
     assert [(c.verdict, c.source_rows) for c in found.checks] == [("over", 0), ("over", 5)]
     assert not found.ok
+
+
+def test_an_unreadable_source_exits_2_with_the_reason(emu, storage_conn, unique, monkeypatch, capsys):
+    pipe = query_pipeline("req", "requests", emu, f"out-{unique}", source={"query": "nosuchtable"},
+                          window={"end": format_ts(T0 + 2 * H)})  # fmt: skip
+    env = {"AzureWebJobsStorage": storage_conn, "TEST_TOKEN": TOKEN, "MOVER_LEDGER_TABLE": f"ledger{unique}",
+           "MOVER_PIPELINES": json.dumps({"pipelines": [pipe]})}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["estimate", "--pipeline", "req"]) == 2
+    assert "estimate failed" in capsys.readouterr().err
