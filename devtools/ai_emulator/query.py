@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from .aggregate import KUSTO_EPOCH_OFFSET as _KUSTO_EPOCH_OFFSET
+from .aggregate import AggFn, agg_column, agg_rows, check_agg, fast_aggs, summarize_op
 from .kql import (
     Agg,
     Call,
@@ -51,9 +53,6 @@ __all__ = ["OutCol", "Plan", "QueryResult", "RowSource", "Selection", "compile_q
 
 _NUMERIC = frozenset({"int", "long", "real"})
 _ORDERED = _NUMERIC | {"datetime", "timespan"}
-# KQL bins datetimes on ticks since 0001-01-01, not since the Unix epoch.
-_KUSTO_EPOCH_OFFSET = 621_355_968_000_000_000
-_BILLED = "_BilledSize"
 _MIN = -(2**63)
 _MAX = 2**63 - 1
 
@@ -341,43 +340,6 @@ def _bin_value(value: int | None, span: int) -> int | None:
     return (value + _KUSTO_EPOCH_OFFSET) // span * span - _KUSTO_EPOCH_OFFSET
 
 
-AggFn = tuple[str, RowFn | None]  # (kind, value of the argument per row; None for count())
-
-
-def _aggregate(kind: str, values: list[Any]) -> Any:
-    """One aggregate over the non-null argument values of a group (KQL ignores nulls)."""
-    present = [v for v in values if v is not None]
-    if kind == "sum":
-        return sum(present) if present else None
-    if kind == "avg":
-        return sum(present) / len(present) if present else None
-    if kind == "min":
-        return min(present) if present else None
-    return max(present) if present else None  # max
-
-
-def _summarize_op(keyfns: list[RowFn], aggs: list[AggFn]) -> RowsOp:
-    def run_summarize(rows: list[Row]) -> list[Row]:
-        groups: dict[tuple[Any, ...], list[Row]] = {}
-        if not keyfns:
-            groups[()] = rows
-        else:
-            for r in rows:
-                groups.setdefault(tuple(f(r) for f in keyfns), []).append(r)
-        out: list[Row] = []
-        for key, members in groups.items():
-            cells: list[Any] = []
-            for kind, fn in aggs:
-                if fn is None:
-                    cells.append(len(members))
-                else:
-                    cells.append(_aggregate(kind, [fn(r) for r in members]))
-            out.append([*key, *cells])
-        return out
-
-    return run_summarize
-
-
 # --- plan ------------------------------------------------------------------------------------
 
 
@@ -461,11 +423,11 @@ def _plan(query: Query, tables: dict[str, TableSchema], now: int, timespan: tupl
 
     fast: str | None = None
     fast_arg = 0
-    fast_aggs: tuple[str, ...] = ()
+    aggs: tuple[str, ...] = ()
     if pure_ranges:
         fast, fast_arg = _fast_tail(tail, schema)
         if fast is None:
-            fast, fast_arg, fast_aggs = _fast_aggs(tail, schema)
+            fast, fast_arg, aggs = fast_aggs(tail, schema)
     plan = Plan(
         schema,
         ranges.ts_lo,
@@ -479,55 +441,8 @@ def _plan(query: Query, tables: dict[str, TableSchema], now: int, timespan: tupl
         ops,
         scope.source,
     )
-    plan.fast_aggs = fast_aggs
+    plan.fast_aggs = aggs
     return plan
-
-
-def _time_bin(group: Group, schema: TableSchema) -> int | None:
-    """The span of ``bin(<time column>, <timespan literal>)``, else None."""
-    g = group.expr
-    if (
-        isinstance(g, Call)
-        and g.name == "bin"
-        and len(g.args) == 2
-        and isinstance(g.args[0], ColumnRef)
-        and g.args[0].name == schema.time_column
-        and isinstance(g.args[1], Lit)
-        and g.args[1].type == "timespan"
-        and isinstance(g.args[1].value, int)
-        and g.args[1].value > 0
-    ):
-        return g.args[1].value
-    return None
-
-
-def _fast_aggs(tail: list[Any], schema: TableSchema) -> tuple[str | None, int, tuple[str, ...]]:
-    """``summarize`` of ``count()`` / ``sum(_BilledSize)`` [by bin(time)]: answerable from the
-    stored row bytes (a row's billed size is the length of its stored classic JSON)."""
-    if len(tail) != 1 or not isinstance(tail[0], Summarize) or len(tail[0].by) > 1:
-        return None, 0, ()
-    stage = tail[0]
-    kinds: list[str] = []
-    for agg in stage.aggs:
-        if agg.func == "count" and not agg.args:
-            kinds.append("count")
-        elif (
-            agg.func == "sum"
-            and len(agg.args) == 1
-            and isinstance(agg.args[0], ColumnRef)
-            and agg.args[0].name == _BILLED
-            and _BILLED in schema.index
-        ):
-            kinds.append("billed")
-        else:
-            return None, 0, ()
-    span = 0
-    if stage.by:
-        found = _time_bin(stage.by[0], schema)
-        if found is None:
-            return None, 0, ()
-        span = found
-    return "aggs", span, tuple(kinds)
 
 
 def _fast_tail(tail: list[Any], schema: TableSchema) -> tuple[str | None, int]:
@@ -604,7 +519,7 @@ def _compile_stage(stage: Any, scope: _Scope, schema: TableSchema, now: int) -> 
         return _order_op(keys)
     if isinstance(stage, CountOp):
         scope.columns, scope.ingest_index, scope.source = [OutCol("Count", "long")], None, False
-        return _summarize_op([], [("count", None)])
+        return summarize_op([], [("count", None)])
     assert isinstance(stage, Summarize)
     return _compile_summarize(stage, scope, now)
 
@@ -631,31 +546,18 @@ def _compile_summarize(stage: Summarize, scope: _Scope, now: int) -> RowsOp:
         out.append(col)
     _check_unique(out, stage.pos)
     scope.columns, scope.ingest_index, scope.source = out, None, False
-    return _summarize_op(keyfns, aggs)
-
-
-_AGGS = ("count", "sum", "avg", "min", "max")
+    return summarize_op(keyfns, aggs)
 
 
 def _compile_agg(agg: Agg, scope: _Scope, now: int) -> tuple[RowFn | None, OutCol]:
-    """``count()``, or ``sum``/``avg``/``min``/``max`` of one column (KQL's default output names)."""
+    """``count()``, or ``sum``/``avg``/``min``/``max`` of one column (rules in :mod:`.aggregate`)."""
     if agg.func == "count" and not agg.args:
         return None, OutCol(agg.name or "count_", "long")
-    if agg.func not in _AGGS[1:] or len(agg.args) != 1 or not isinstance(agg.args[0], ColumnRef):
-        raise _sem(
-            f"'summarize' operator: aggregation '{agg.func}' with these arguments is not supported by the emulator"
-            " (count(), or sum/avg/min/max of one column)",
-            agg.pos,
-            agg.func,
-        )
-    col = agg.args[0]
-    typed = _compile_expr(col, scope, now, "summarize")
-    if agg.func in ("sum", "avg") and typed.type not in _NUMERIC:
-        raise _sem(f"{agg.func}() expects a numeric column, got {typed.type}", agg.pos, agg.func)
-    if agg.func in ("min", "max") and typed.type not in _ORDERED:
-        raise _sem(f"{agg.func}() expects a numeric or datetime column, got {typed.type}", agg.pos, agg.func)
-    kind = {"avg": "real", "sum": "real" if typed.type == "real" else "long"}.get(agg.func, typed.type)
-    return typed.fn, OutCol(agg.name or f"{agg.func}_{col.name}", kind)
+    check_agg(agg)
+    assert isinstance(agg.args[0], ColumnRef)
+    typed = _compile_expr(agg.args[0], scope, now, "summarize")
+    name, kind = agg_column(agg, agg.args[0].name, typed.type)
+    return typed.fn, OutCol(name, kind)
 
 
 def _compile_group(group: Group, scope: _Scope, now: int) -> tuple[RowFn, OutCol]:
@@ -696,7 +598,7 @@ def run(plan: Plan, store: RowSource, now: int) -> QueryResult:
     if plan.fast == "aggs":  # classic bytes: their length is the billed size, no workspace conversion
         classic = CLASSIC_TABLES[plan.schema.classic]
         sel = store.select(classic, plan.ts_lo, plan.ts_hi, plan.ing_lo, plan.ing_hi, now)
-        return QueryResult(plan.columns, _agg_rows(sel, plan.fast_arg, plan.fast_aggs), len(sel.rows))
+        return QueryResult(plan.columns, agg_rows(sel.ts, sel.rows, plan.fast_arg, plan.fast_aggs), len(sel.rows))
     sel = store.select(plan.schema, plan.ts_lo, plan.ts_hi, plan.ing_lo, plan.ing_hi, now)
     fast, n = plan.fast, plan.fast_arg
     read = len(sel.rows)
@@ -723,28 +625,6 @@ def _bin_counts(ts: list[int], span: int) -> list[bytes]:
         b = (t + off) // span
         counts[b] = counts.get(b, 0) + 1
     return [orjson.dumps([format_ticks(b * span - off), c]) for b, c in sorted(counts.items())]
-
-
-def _agg_rows(sel: Selection, span: int, kinds: tuple[str, ...]) -> list[bytes]:
-    """Rows of ``summarize count()/sum(_BilledSize) [by bin(time, span)]`` (span 0: one row)."""
-    groups: dict[int, list[float]] = {}  # bin → [rows, billed bytes]
-    off = _KUSTO_EPOCH_OFFSET
-    for t, raw in zip(sel.ts, sel.rows, strict=True):
-        key = (t + off) // span if span else 0
-        acc = groups.get(key)
-        if acc is None:
-            acc = groups[key] = [0, 0.0]
-        acc[0] += 1
-        acc[1] += len(raw)
-    if not span and not groups:
-        groups[0] = [0, 0.0]
-
-    def cells(acc: list[float]) -> list[Any]:
-        return [int(acc[0]) if k == "count" else (acc[1] if acc[0] else None) for k in kinds]
-
-    if not span:
-        return [orjson.dumps(cells(groups[0]))]
-    return [orjson.dumps([format_ticks(b * span - off), *cells(a)]) for b, a in sorted(groups.items())]
 
 
 def _run_generic(plan: Plan, sel: Selection) -> QueryResult:
