@@ -170,55 +170,51 @@ def _estimate_query(pipeline: Pipeline, source: QueryApiSource, rng: Window, dea
     config = source.config
     assert isinstance(config, QuerySourceConfig)
     size = pipeline.window.size
+    limit = config.max_rows_per_query
     concurrent, per_30s = budget_of(config)
     counts = count_windows(source, rng.start, rng.end, size, billed=True, deadline=deadline)
     covered = counts.covered_until or rng.start
-    windows = list(windows_between(rng.start, covered, size))
     result = Estimate(pipeline.name, config.kind, rng.start, rng.end, size, covered, counts.complete)
-    result.estimate_queries = counts.queries
-    result.windows = len(windows)
-    result.rows = sum(counts.rows.get(w.start, 0) for w in windows)
-    result.queries = sum(queries_for(counts.rows.get(w.start, 0), config.max_rows_per_query) for w in windows)
-    budget_note = "" if hasattr(config, "max_concurrent_queries") else " (service defaults: not configured)"
-    result.budget = {
-        "max_concurrent_queries": concurrent,
-        "max_requests_per_30s": per_30s,
-        "max_rows_per_query": config.max_rows_per_query,
-        "basis": f"the pipeline's query budget{budget_note}",
-    }
     if not counts.complete:
         result.notes.append(f"stopped by the time limit: counted up to {format_ts(covered)}; totals cover that part")
-    sample_window = _pick_sample(counts.rows, size, config.max_rows_per_query)
-    sample: Sample | None = None
-    if sample_window is not None:
-        sample = sample_query(pipeline, source, sample_window)
-        result.estimate_queries += 1
-        result.sample = sample.as_dict()
+    sample_window = _pick_sample(counts.rows, size, limit)
+    sample = sample_query(pipeline, source, sample_window) if sample_window is not None else None
+    result.estimate_queries = counts.queries + (1 if sample else 0)
+    result.sample = sample.as_dict() if sample else None
     avg_row = sample.json_bytes / sample.rows if sample and sample.rows else 0.0
-    if counts.has_billed:
-        result.source_bytes = sum(counts.billed.get(w.start, 0.0) for w in windows)
-        result.source_bytes_basis = "sum(_BilledSize) per window (what the service bills)"
-    else:
-        result.source_bytes = result.rows * avg_row
-        result.source_bytes_basis = (
-            "estimated: the table has no _BilledSize; rows × the average JSON size of a sampled window's rows"
-        )
-    latency = sample.seconds if sample else 0.0
-    result.seconds = seconds_at_budget(result.queries, concurrent, per_30s, latency)
-    result.budget["sampled_query_seconds"] = round(latency, 3)
-    result.outputs = outputs_for(pipeline, sample, result.rows, result.source_bytes)
+    # One pass over the windows (a year of PT1M is 525,600 of them): per day, then totals.
     per_day: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
-    for w in windows:
+    for w in windows_between(rng.start, covered, size):
         n = counts.rows.get(w.start, 0)
         acc = per_day[w.start.date().isoformat()]
         acc[0] += 1
         acc[1] += n
         acc[2] += counts.billed.get(w.start, 0.0) if counts.has_billed else n * avg_row
-        acc[3] += queries_for(n, config.max_rows_per_query)
+        acc[3] += queries_for(n, limit)
     result.days = [
         {"day": day, "windows": int(a[0]), "rows": int(a[1]), "source_bytes": round(a[2]), "queries": int(a[3])}
         for day, a in sorted(per_day.items())
     ]
+    result.windows = sum(d["windows"] for d in result.days)
+    result.rows = sum(d["rows"] for d in result.days)
+    result.queries = sum(d["queries"] for d in result.days)
+    result.source_bytes = sum(a[2] for a in per_day.values())
+    result.source_bytes_basis = (
+        "sum(_BilledSize) per window (what the service bills)"
+        if counts.has_billed
+        else "estimated: the table has no _BilledSize; rows × the average JSON size of a sampled window's rows"
+    )
+    latency = sample.seconds if sample else 0.0
+    result.seconds = seconds_at_budget(result.queries, concurrent, per_30s, latency)
+    budget_note = "" if hasattr(config, "max_concurrent_queries") else " (service defaults: not configured)"
+    result.budget = {
+        "max_concurrent_queries": concurrent,
+        "max_requests_per_30s": per_30s,
+        "max_rows_per_query": limit,
+        "sampled_query_seconds": round(latency, 3),
+        "basis": f"the pipeline's query budget{budget_note}",
+    }
+    result.outputs = outputs_for(pipeline, sample, result.rows, result.source_bytes)
     return result
 
 

@@ -90,6 +90,7 @@ def test_late_rows_show_short_repair_and_a_tick_make_them_complete(emu, make_eng
     rng = Window(T0, T0 + 6 * H)
     first = verify(engine, pipeline, rng)
     assert (first.ok, len(first.checks), first.count("complete")) == (True, 6, 6)
+    print(f"\nVERIFY 6 windows: {first.elapsed_s:.2f} s")
 
     late = T0 + 4 * H
     before = emu.expected_count("requests", late, late + H)
