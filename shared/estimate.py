@@ -184,8 +184,10 @@ def _estimate_query(pipeline: Pipeline, source: QueryApiSource, rng: Window, dea
     avg_row = sample.json_bytes / sample.rows if sample and sample.rows else 0.0
     # One pass over the windows (a year of PT1M is 525,600 of them): per day, then totals.
     per_day: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
+    files = 0  # windows with rows: one output file (per sink) each
     for w in windows_between(rng.start, covered, size):
         n = counts.rows.get(w.start, 0)
+        files += n > 0
         acc = per_day[w.start.date().isoformat()]
         acc[0] += 1
         acc[1] += n
@@ -214,12 +216,15 @@ def _estimate_query(pipeline: Pipeline, source: QueryApiSource, rng: Window, dea
         "sampled_query_seconds": round(latency, 3),
         "basis": f"the pipeline's query budget{budget_note}",
     }
-    result.outputs = outputs_for(pipeline, sample, result.rows, result.source_bytes)
+    result.outputs = outputs_for(pipeline, sample, result.rows, result.source_bytes, files)
     return result
 
 
-def outputs_for(pipeline: Pipeline, sample: Sample | None, rows: int, source_bytes: float) -> list[dict[str, Any]]:
-    """Bytes per sink: the sample's encoded bytes per row × rows (an estimate, and said so)."""
+def outputs_for(
+    pipeline: Pipeline, sample: Sample | None, rows: int, source_bytes: float, files: int
+) -> list[dict[str, Any]]:
+    """Bytes per sink: ``files`` (windows with rows) × the sample's per-file overhead + ``rows`` × its
+    bytes per row, both fitted on the sample's half and whole encodings — an estimate, and said so."""
     out: list[dict[str, Any]] = []
     for i, config in enumerate(pipeline.sinks):
         entry: dict[str, Any] = {"sink": i, "kind": config.kind, "target": config.container}
@@ -227,8 +232,8 @@ def outputs_for(pipeline: Pipeline, sample: Sample | None, rows: int, source_byt
             out.append(entry | {"format": config.format, "bytes": 0, "basis": "no rows in the range to sample"})
             continue
         measured = sample.sinks[i]
-        per_row = measured.bytes / sample.rows
-        total = per_row * rows
+        per_file, per_row = measured.model(sample.rows)
+        total = per_file * files + per_row * rows
         out.append(
             entry
             | {
@@ -237,6 +242,7 @@ def outputs_for(pipeline: Pipeline, sample: Sample | None, rows: int, source_byt
                 "bytes": round(total),
                 "gb": round(total / 1e9, 3),
                 "bytes_per_row": round(per_row, 1),
+                "bytes_per_file": round(per_file),
                 "ratio_to_source": round(total / source_bytes, 3) if source_bytes else None,
                 "basis": f"estimate: {measured.basis} ({sample.rows} rows)",
             }

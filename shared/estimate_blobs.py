@@ -104,7 +104,8 @@ def estimate_blobs(pipeline: Pipeline, rng: Window, *, deadline: float | None = 
     result.rows = round(total_bytes * rows_per_byte)
     if sample is not None:
         result.sample = sample.as_dict() | {"basis": "rows per listed byte, measured on the sampled hour's blobs"}
-    result.outputs = outputs_for(pipeline, sample, result.rows, result.source_bytes)
+    files = sum(1 for blobs in hours.values() if blobs)  # hours with input: one output file (per sink) each
+    result.outputs = outputs_for(pipeline, sample, result.rows, result.source_bytes, files)
     result.budget = {"download_concurrency": config.download_concurrency, "list_page_size": config.list_page_size}
     result.notes.append("rows are estimated from the sampled hour's rows per byte; blobs and bytes are listed")
     if not complete:

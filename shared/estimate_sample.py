@@ -31,6 +31,18 @@ class SinkSample:
     compression: str
     bytes: int  # encoded bytes of the sample's rows
     basis: str
+    half_bytes: int = 0  # encoded bytes of its first half: with ``bytes``, splits per-file overhead from per-row size
+
+    def model(self, rows: int) -> tuple[float, float]:
+        """(bytes per file, bytes per row) fitted through the half and the whole sample (pure).
+
+        A Parquet file carries a schema and footer whatever its rows; gzip a header; so a small
+        sample extrapolated per row alone overstates big backfills."""
+        half = rows // 2
+        if half < 1 or rows - half < 1 or self.half_bytes <= 0:
+            return 0.0, self.bytes / max(1, rows)
+        per_row = max(0.0, (self.bytes - self.half_bytes) / (rows - half))
+        return max(0.0, self.bytes - per_row * rows), per_row
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,18 @@ def _encode(config: SinkConfig, batches: list[Batch]) -> int:
     return counter.n
 
 
+def _first(batches: list[Batch]) -> list[Batch]:
+    """The first half of the rows of ``batches`` (same columns)."""
+    want = sum(len(b) for b in batches) // 2
+    out: list[Batch] = []
+    for b in batches:
+        if want <= 0:
+            break
+        out.append(Batch(b.table, b.columns, b.rows[:want]))
+        want -= len(out[-1])
+    return out
+
+
 def encode_sample(pipeline: Pipeline, batches: list[Batch]) -> tuple[SinkSample, ...]:
     """Every sink of ``pipeline`` encoding the (column-mapped) sample."""
     if pipeline.columns is not None:
@@ -103,7 +127,8 @@ def encode_sample(pipeline: Pipeline, batches: list[Batch]) -> tuple[SinkSample,
         else:
             basis = "encoded like the sink (same format and compression) on the sampled window"
             fmt, compression = config.format, config.compression
-        out.append(SinkSample(i, config.kind, fmt, compression, _encode(config, batches), basis))
+        whole = _encode(config, batches)
+        out.append(SinkSample(i, config.kind, fmt, compression, whole, basis, _encode(config, _first(batches))))
     return tuple(out)
 
 

@@ -69,7 +69,8 @@ def test_blob_estimate_counts_listed_blobs_bytes_and_lines(make_engine, service,
     assert list(engine.ledger.states("req")) == [] and not service.get_container_client(sink).exists()
     engine.tick()
     written = sum(s.bytes for s in engine.ledger.states("req"))
-    assert 0.6 * written < doc["outputs"][0]["bytes"] < 1.6 * written
+    print(f"\nESTIMATE blobs: output {doc['outputs'][0]['bytes']} bytes estimated, {written} written")
+    assert 0.8 * written < doc["outputs"][0]["bytes"] < 1.25 * written
 
 
 def test_late_blob_shows_short_and_repair_makes_it_complete(make_engine, service, storage_conn, unique):

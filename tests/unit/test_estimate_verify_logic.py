@@ -135,3 +135,14 @@ def test_judge(st, source, manifests, problems, late, verdict) -> None:
 @pytest.mark.parametrize(("data", "lines"), [(b"", 0), (b"a\nb\n", 2), (b"a\n\n  \nb", 2), (b"a\r\nb\r\n", 2)], ids=str)
 def test_count_lines_counts_records_not_blank_lines(data, lines) -> None:
     assert count_lines(data) == lines
+
+
+@pytest.mark.parametrize(
+    ("whole", "half", "rows", "expected"),
+    [(1100, 600, 10, (100.0, 100.0)), (500, 0, 10, (0.0, 50.0)), (300, 300, 1, (0.0, 300.0))],
+    ids=["overhead-and-rows", "no-half-measured", "one-row"],
+)
+def test_output_model_splits_per_file_overhead_from_per_row_size(whole, half, rows, expected) -> None:
+    from shared.estimate_sample import SinkSample
+
+    assert SinkSample(0, "blob", "parquet", "snappy", whole, "", half).model(rows) == expected
