@@ -11,7 +11,7 @@ import os
 
 import azure.functions as func
 
-from shared import api
+from shared import api, ops_api
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("insights_mover")
@@ -20,6 +20,7 @@ log = logging.getLogger("insights_mover")
 SCHEDULE = os.environ.get("MOVER_SCHEDULE", "0 */5 * * * *")  # NCRONTAB with seconds
 QUEUE = os.environ.get("MOVER_QUEUE_NAME", "mover-windows")
 STATE = os.environ.get("MOVER_STATE_CONNECTION_SETTING", "AzureWebJobsStorage")  # the queue lives beside the ledger
+VERIFY_SCHEDULE = os.environ.get("MOVER_VERIFY_SCHEDULE", "").strip()  # off unless set, e.g. "0 30 3 * * *"
 
 
 def _http(response: api.Response) -> func.HttpResponse:
@@ -70,3 +71,28 @@ def replay(req: func.HttpRequest) -> func.HttpResponse:
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """The ledger per pipeline as JSON, or as a page with ``?format=html``."""
     return _http(api.with_engine(lambda engine: api.status(engine, dict(req.params))))
+
+
+@app.route(route="estimate", methods=["GET"])
+def estimate(req: func.HttpRequest) -> func.HttpResponse:
+    """Rows, source GB, queries, time and output size of a backfill of one pipeline; moves nothing."""
+    return _http(api.with_engine(lambda engine: ops_api.estimate_request(engine, dict(req.params))))
+
+
+@app.route(route="verify", methods=["GET", "POST"])
+def verify(req: func.HttpRequest) -> func.HttpResponse:
+    """Recount done windows and compare with ledger and manifests; POST with repair=true queues bad ones."""
+    return _http(
+        api.with_engine(lambda engine: ops_api.verify_request(engine, req.method, req.get_body(), dict(req.params)))
+    )
+
+
+if VERIFY_SCHEDULE:
+
+    @app.timer_trigger(schedule=VERIFY_SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
+    def mover_verify(timer: func.TimerRequest) -> None:
+        """Verify the recent closed windows of every pipeline and queue bad ones for replay."""
+        for entry in ops_api.verify_recent(api.engine_from_env(), budget=ops_api.VERIFY_BUDGET):
+            log.info(
+                "verify %s: %s", entry.get("pipeline"), entry.get("counts", entry.get("error") or entry.get("skipped"))
+            )

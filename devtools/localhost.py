@@ -2,9 +2,11 @@
 
 Starts Azurite (data kept in ``.devstack/azurite``), the local App Insights query API
 emulator with seeded and live telemetry (some of it late), writes continuous-export
-and diagnostic-settings blobs (history, then live, some late), then hosts the function app's own timer and HTTP
-triggers (HTTP on localhost:7071 like ``func start``) and prints every window moved.
-Ctrl-C stops everything.
+and diagnostic-settings blobs (history, then live, some late), then hosts the function
+app like the platform would: this process runs the timer (the planner) and HTTP on
+localhost:7071 like ``func start``; ``--workers`` more processes (default 2) run the
+queue-triggered worker, taking windows from Azurite's queue. Every window moved is
+printed. Ctrl-C stops everything, however the output is connected (``| tee`` included).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -59,31 +62,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between timer ticks (default 10)")
     parser.add_argument("--fresh", action="store_true", help="wipe .devstack before starting")
     parser.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
+    parser.add_argument("--workers", type=int, default=2, help="queue worker processes (0: move windows in-process)")
     args = parser.parse_args(argv)
+    logging.raiseExceptions = False  # a closed stdout (| tee stopped by Ctrl-C) must not stop the cleanup
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("azure", "httpx", "urllib3", "devtools.ai_emulator"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-
-    from devtools.ai_emulator import Emulator, EmulatorConfig
-    from shared.durations import parse_duration
-    from shared.windows import align_down
 
     if args.fresh and STATE.exists():
         import shutil
 
         shutil.rmtree(STATE)
     azurite = Azurite(location=str(STATE / "azurite")).start()
-    print(f"azurite        {azurite.connection_string.split(';BlobEndpoint=')[1].split(';')[0]}")
+    with contextlib.ExitStack() as stack:
+        stack.callback(azurite.stop)
+        code = _serve(args, azurite, stack)
+    _say("stopped")
+    return code
+
+
+def _say(text: str) -> None:
+    """Print, unless stdout is gone (a pipe whose reader was stopped by the same Ctrl-C)."""
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        print(text, flush=True)
+
+
+def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitStack) -> int:
+    from devtools.ai_emulator import Emulator, EmulatorConfig
+    from shared.durations import parse_duration
+    from shared.windows import align_down
+
+    _say(f"azurite        {azurite.connection_string}")
+    _say("               (Azure Storage Explorer: attach to a local emulator with this connection string)")
     history = parse_duration(args.history)
     emulator = Emulator(EmulatorConfig(app_id=APP_ID, token=TOKEN, api_key="dev-key", port=args.emulator_port))
     emulator.start()
+    stack.callback(emulator.stop)
     now = datetime.now(UTC)
     start = align_down(now - history, timedelta(minutes=5))
     for i, table in enumerate(("requests", "dependencies", "traces")):
         emulator.generate(table, start, now, count=int(history.total_seconds() // 2), seed=i + 1, late_fraction=0.05)
     emulator.start_seeder(rate=5.0, late_fraction=0.05)
-    print(f"query emulator {emulator.url}/v1/apps/{APP_ID}/query (token {TOKEN})")
+    _say(f"query emulator {emulator.url}/v1/apps/{APP_ID}/query (token {TOKEN})")
 
     from azure.storage.blob import BlobServiceClient
 
@@ -112,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=h,
         )
     live = export_writer.LiveExportWriter(blobs, every=10.0, late_fraction=0.1).start()
-    print("export blobs   containers 'export' (continuous export), 'insights-logs-apprequests' (diagnostic settings)")
+    stack.callback(live.stop)
+    _say("export blobs   containers 'export' (continuous export), 'insights-logs-apprequests' (diagnostic settings)")
     config = pipelines(emulator.url, start)
     config["pipelines"] += export_writer.dev_pipelines(hour - timedelta(hours=3))
 
@@ -123,27 +145,47 @@ def main(argv: list[str] | None = None) -> int:
             "MOVER_PIPELINES": json.dumps(config),
             "MOVER_SCHEDULE": "*/10 * * * * *",
             "MOVER_TIME_BUDGET": "PT50S",
+            "MOVER_DISPATCH": "queue" if args.workers else "inline",
         }
     )
     from devtools.funchost import LocalHost, index_app, load_app
 
     host = LocalHost(index_app(load_app()), port=args.port)
     _print_progress()
-    host.start(timer_every=args.every)
-    print(f"function app   {host.url}/api/status  ·  POST {host.url}/api/replay  ·  {host.url}/api/status?format=html")
-    print("Ctrl-C stops everything.")
+    workers = [_worker() for _ in range(args.workers)]
+    stack.callback(_stop_workers, workers)
+    host.start(timer_every=args.every, queues=not workers)
+    stack.callback(host.stop)
+    shape = f"planner here + {len(workers)} worker process(es) on queue mover-windows" if workers else "in-process"
+    _say(f"function app   {host.url}/api/status  ·  POST {host.url}/api/replay  ·  {host.url}/api/status?format=html")
+    _say(f"               {shape}; Ctrl-C stops everything.")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait(args.duration or None)
-    print("\nstopping…")
-    host.stop()
-    live.stop()
-    emulator.stop()
-    azurite.stop()
-    print("stopped")
+    _say("\nstopping…")
     return 0
+
+
+def _worker() -> subprocess.Popen[bytes]:
+    """One more function app instance with only the queue triggers (as the platform scales out)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "devtools.funchost", "--queues-only"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _print_progress() -> None:

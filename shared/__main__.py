@@ -1,4 +1,4 @@
-"""Command line: ``python -m shared tick | replay | status | run | work`` — the code the functions call.
+"""Command line: ``python -m shared tick | replay | status | run | work | estimate | verify``.
 
 Settings come from the environment, like in Azure; ``--settings local.settings.json``
 (default: that file in the current folder, if the environment has no pipelines) loads
@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from shared.durations import parse_timestamp
-from shared.errors import ConfigError
+from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
 from shared.runner import Engine
 from shared.settings import Settings, load_local_settings
@@ -112,6 +112,79 @@ def _work(engine: Engine, args: argparse.Namespace) -> int:
     return cli_run.work(engine, args)
 
 
+def _bounds(engine: Engine, args: argparse.Namespace) -> Any:
+    """(pipeline, range, notes) of ``--pipeline/--start/--end``, or an exit code after saying why."""
+    from shared.estimate import resolve_range
+
+    try:
+        pipeline = engine.settings.pipeline(args.pipeline)
+    except KeyError:
+        print(
+            f"unknown pipeline {args.pipeline!r}; known: {[p.name for p in engine.settings.pipelines]}", file=sys.stderr
+        )
+        return 2
+    try:
+        start = parse_timestamp(args.start) if args.start else None
+        end = parse_timestamp(args.end) if args.end else None
+        rng, notes = resolve_range(pipeline, engine.clock(), start, end)
+    except ValueError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    return pipeline, rng, notes
+
+
+def _estimate(engine: Engine, args: argparse.Namespace) -> int:
+    """Rows, bytes, queries, time and output size of a backfill; moves nothing, writes nothing."""
+    from shared.estimate import estimate, render_table
+
+    checked = _bounds(engine, args)
+    if isinstance(checked, int):
+        return checked
+    pipeline, rng, notes = checked
+    try:
+        doc = estimate(engine, pipeline, rng, notes=notes).as_dict()
+    except MoverError as exc:
+        print(f"estimate failed: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        _print(doc)
+    else:
+        print(render_table(doc))
+    return 0
+
+
+def _verify(engine: Engine, args: argparse.Namespace) -> int:
+    """0 when every done window in the range is complete, 1 when any is short, over or missing,
+    2 when it could not run (bad arguments, source or ledger unreadable)."""
+    from shared.ops_api import run_verify
+
+    checked = _bounds(engine, args)
+    if isinstance(checked, int):
+        return checked
+    pipeline, rng, notes = checked
+    try:
+        result = run_verify(engine, pipeline, rng, deadline=None, repair=args.repair)
+    except MoverError as exc:  # the source or the ledger cannot be read: nothing was verified
+        print(f"verify failed: {exc}", file=sys.stderr)
+        return 2
+    result.notes[:0] = notes
+    doc = result.as_dict(windows="all" if args.all else "bad")
+    if args.json:
+        _print(doc)
+    else:
+        for w in doc["windows"]:
+            print(f"{w['start']} {w['verdict']:8} ledger={w['ledger_rows']} source={w['source_rows']} {w['detail']}")
+        c = doc["counts"]
+        print(
+            f"verify {pipeline.name}: {doc['checked']} done windows checked: {c['complete']} complete, {c['short']}"
+            f" short, {c['over']} over, {c['missing']} missing; {doc['not_done']} not done"
+            + (f"; queued {doc['repaired']} for replay" if args.repair else "")
+        )
+        for note in doc["notes"]:
+            print(f"note: {note}")
+    return 0 if result.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared", description="insights-mover engine")
     parser.add_argument("--settings", help="a local.settings.json whose Values are loaded into the environment")
@@ -135,6 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     wk.add_argument("--batch", type=int, default=1, help="messages taken at a time")
     wk.add_argument("--max-dequeue", type=int, default=5, help="deliveries before a message goes to the poison queue")
     wk.add_argument("--idle-wait", type=float, default=0.5, help="seconds to wait when the queue is empty")
+    for name, text in (
+        ("estimate", "estimate a backfill (rows, GB, queries, time, output size)"),
+        ("verify", "recount the source for every done window and compare (exit 1 if any is bad)"),
+    ):
+        op = sub.add_parser(name, help=text)
+        op.add_argument("--pipeline", required=True)
+        op.add_argument("--start", help="ISO 8601 UTC; default the pipeline's start")
+        op.add_argument("--end", help="ISO 8601 UTC; default the latest closed window")
+        op.add_argument("--json", action="store_true", help="print one JSON document")
+        if name == "verify":
+            op.add_argument("--repair", action="store_true", help="queue bad windows for replay")
+            op.add_argument("--all", action="store_true", help="list every window, not only bad ones")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -149,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "work": _work}
+    commands |= {"estimate": _estimate, "verify": _verify}
     try:
         return commands[args.command](engine, args)
     finally:

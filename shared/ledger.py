@@ -26,6 +26,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.ledger_marks import Marks, Snapshot
 from shared.ledger_rows import META_KEY, Unreadable, new_entity, read_entities, state_of, translate
+from shared.ledger_unclaimed import Unclaimed
 from shared.model import Window, format_ts, window_key
 from shared.windows import WindowState
 
@@ -54,7 +55,7 @@ class Claim:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-class Ledger(Marks):
+class Ledger(Unclaimed, Marks):
     """Table-backed ledger. Thread-safe (the SDK client is)."""
 
     def __init__(self, service: TableServiceClient, table: str) -> None:
@@ -124,22 +125,6 @@ class Ledger(Marks):
         out = dict(entity)
         out["_etag"] = entity.metadata["etag"]
         return out
-
-    # -- queueing ---------------------------------------------------------------------------
-    def mark_queued(self, pipeline: str, state: WindowState, now: datetime) -> bool:
-        """``queued`` for a window the planner read (ETag): ``False`` when it changed since."""
-        fields = {"PartitionKey": pipeline, "RowKey": state.key, "Status": "queued", "QueuedAt": now, "UpdatedAt": now}
-        if state.status == "running":  # a dead runner's window: its lease is over, the next claim takes it over
-            fields |= {"LeaseUntil": _CLEAR}
-        try:
-            self._table.update_entity(
-                fields, mode=UpdateMode.MERGE, etag=state.etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return False
-        except AzureError as exc:
-            raise translate(exc, "queue") from exc
-        return True
 
     # -- claiming and finishing -------------------------------------------------------------
     def claim(
@@ -280,85 +265,6 @@ class Ledger(Marks):
                 "UpdatedAt": now,
             },
         )
-
-    def fail_unclaimed(self, pipeline: str, window: Window, *, now: datetime, error: str, attempts: int) -> bool:
-        """Mark a window nobody holds ``failed`` with ``attempts`` used up (a poison message); replayable."""
-        for _ in range(5):
-            entity = self._get(pipeline, window.key)
-            if entity is None:
-                return False
-            status = entity.get("Status")
-            until = entity.get("LeaseUntil")
-            if status == "done" or (status == "running" and isinstance(until, datetime) and until > now):
-                return False  # it finished, or someone runs it right now: the ledger knows better
-            try:
-                self._table.update_entity(
-                    {
-                        "PartitionKey": pipeline,
-                        "RowKey": window.key,
-                        "Status": "failed",
-                        "LastError": error[:_MAX_ERROR],
-                        "Attempts": max(int(entity.get("Attempts", 0) or 0), attempts),
-                        "NextAttemptAt": _CLEAR,
-                        "LeaseOwner": "",
-                        "LeaseUntil": _CLEAR,
-                        "QueuedAt": _CLEAR,
-                        "FinishedAt": now,
-                        "UpdatedAt": now,
-                        "Poisoned": True,
-                    },
-                    mode=UpdateMode.MERGE,
-                    etag=entity["_etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return True
-            except ResourceModifiedError:
-                continue
-            except AzureError as exc:
-                raise translate(exc, "fail") from exc
-        return False
-
-    def request_replay(self, pipeline: str, windows: Sequence[Window], now: datetime) -> int:
-        """Queue windows for the next plans: mark them ``pending`` (created if missing).
-
-        A window running right now keeps running; returns how many were queued.
-        """
-        self.ensure()
-        queued = 0
-        for window in windows:
-            for _ in range(5):
-                entity = self._get(pipeline, window.key)
-                try:
-                    if entity is None:
-                        self._table.create_entity(new_entity(pipeline, window, now))
-                    else:
-                        until = entity.get("LeaseUntil")
-                        if entity.get("Status") == "running" and isinstance(until, datetime) and until > now:
-                            break
-                        self._table.update_entity(
-                            {
-                                "PartitionKey": pipeline,
-                                "RowKey": window.key,
-                                "Status": "pending",
-                                "Attempts": 0,
-                                "Takeovers": 0,
-                                "NextAttemptAt": _CLEAR,
-                                "QueuedAt": _CLEAR,
-                                "UpdatedAt": now,
-                            },
-                            mode=UpdateMode.MERGE,
-                            etag=entity["_etag"],
-                            match_condition=MatchConditions.IfNotModified,
-                        )
-                    queued += 1
-                    break
-                except (ResourceExistsError, ResourceModifiedError):
-                    continue
-                except AzureError as exc:
-                    raise translate(exc, "replay") from exc
-        if windows:
-            self.reopen(pipeline, min(w.key for w in windows), now)  # after the windows: see ledger_marks
-        return queued
 
     def checkpoint(self, claim: Claim, *, now: datetime, extra: dict[str, Any]) -> None:
         """Record a paused window's progress and hand it back as ``pending`` for the next run.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -49,9 +49,11 @@ class Marks:
     _table: TableClient
     unreadable: dict[str, list[str]]
 
-    def ensure(self) -> None: ...
+    if TYPE_CHECKING:  # provided by Ledger; declared here for the type checker only
 
-    def _get(self, pipeline: str, key: str) -> dict[str, Any] | None: ...
+        def ensure(self) -> None: ...
+
+        def _get(self, pipeline: str, key: str) -> dict[str, Any] | None: ...
 
     def snapshot(self, pipeline: str, *, since: datetime | None = None) -> Snapshot:
         """Meta row, the not-done windows from the open mark on, and done windows from ``since`` on."""

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -215,14 +216,17 @@ class Engine:
                 continue
             for bad in self.ledger.unreadable.get(pipeline.name, []):
                 report["errors"].setdefault(pipeline.name, f"unreadable ledger entity skipped: {bad}")
-            report["pipelines"].append(
-                pipeline_status(
-                    pipeline,
-                    states,
-                    now,
-                    view=view,
-                    frontier=snap.frontier if snap else None,
-                    open_states=open_states,
-                )
+            entry = pipeline_status(
+                pipeline,
+                states,
+                now,
+                view=view,
+                frontier=snap.frontier if snap else None,
+                open_states=open_states,
             )
+            with contextlib.suppress(MoverError):  # the last verification (shared.verify_record), if any
+                from shared.verify_record import load_verification
+
+                entry["verified"] = load_verification(self.ledger, pipeline.name)
+            report["pipelines"].append(entry)
         return summarize(report)

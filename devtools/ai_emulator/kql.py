@@ -9,7 +9,7 @@ Grammar (everything else is a ``KqlSyntaxError``)::
                | ('take' | 'limit') INT
                | ('order' | 'sort') 'by' key (',' key)*
                | 'count'
-    agg       := [IDENT '='] IDENT '(' ')'            -- only count() is accepted later
+    agg       := [IDENT '='] IDENT '(' [expr] ')'     -- count(), sum/avg/min/max(column) later
     group     := [IDENT '='] expr                     -- column or bin(column, timespan)
     proj      := [IDENT '='] IDENT
     key       := IDENT ['asc' | 'desc'] ['nulls' ('first' | 'last')]

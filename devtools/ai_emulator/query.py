@@ -4,7 +4,9 @@ Two execution paths give the same answers:
 
 * **fast path** — the query is ``T`` followed by ``where`` stages made only of range
   conjuncts on the time column / ``ingestion_time()`` and at most one simple tail
-  (``take``, ``count``, ``summarize count() [by bin(time, span)]``, ``order by time``).
+  (``take``, ``count``, ``summarize count() [by bin(time, span)]``, ``order by time``, or
+  ``summarize`` of ``count()`` / ``sum(_BilledSize)`` [by bin(time, span)] — what a
+  backfill estimate sends).
   Rows are never decoded: the store bisects its sorted tick arrays and the response is
   joined from the pre-serialized row bytes. This is what the mover sends, so it is what
   the benchmark measures.
@@ -23,6 +25,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from .aggregate import KUSTO_EPOCH_OFFSET as _KUSTO_EPOCH_OFFSET
+from .aggregate import AggFn, agg_column, agg_rows, check_agg, fast_aggs, summarize_op
 from .kql import (
     Agg,
     Call,
@@ -42,15 +46,13 @@ from .kql import (
     Where,
     parse,
 )
-from .schema import TableSchema
+from .schema import CLASSIC_TABLES, TableSchema
 from .timeutil import format_ticks, parse_datetime
 
 __all__ = ["OutCol", "Plan", "QueryResult", "RowSource", "Selection", "compile_query", "run"]
 
 _NUMERIC = frozenset({"int", "long", "real"})
 _ORDERED = _NUMERIC | {"datetime", "timespan"}
-# KQL bins datetimes on ticks since 0001-01-01, not since the Unix epoch.
-_KUSTO_EPOCH_OFFSET = 621_355_968_000_000_000
 _MIN = -(2**63)
 _MAX = 2**63 - 1
 
@@ -338,19 +340,6 @@ def _bin_value(value: int | None, span: int) -> int | None:
     return (value + _KUSTO_EPOCH_OFFSET) // span * span - _KUSTO_EPOCH_OFFSET
 
 
-def _summarize_op(keyfns: list[RowFn], naggs: int) -> RowsOp:
-    def run_summarize(rows: list[Row]) -> list[Row]:
-        if not keyfns:
-            return [[len(rows)] * naggs]
-        counts: dict[tuple[Any, ...], int] = {}
-        for r in rows:
-            k = tuple(f(r) for f in keyfns)
-            counts[k] = counts.get(k, 0) + 1
-        return [[*k] + [c] * naggs for k, c in counts.items()]
-
-    return run_summarize
-
-
 # --- plan ------------------------------------------------------------------------------------
 
 
@@ -364,11 +353,12 @@ class Plan:
     ing_lo: int
     ing_hi: int
     columns: list[OutCol]
-    fast: str | None  # None (generic) | "rows" | "take" | "count" | "bin" | "desc"
+    fast: str | None  # None (generic) | "rows" | "take" | "count" | "bin" | "desc" | "aggs"
     fast_arg: int = 0
     filters: list[RowFn] = field(default_factory=list)  # leading where stages, applied while decoding
     ops: list[RowsOp] = field(default_factory=list)
     out_source: bool = False  # generic result rows still map 1:1 to stored row bytes
+    fast_aggs: tuple[str, ...] = ()  # "aggs": per output aggregate, "count" or "billed" (sum of _BilledSize)
 
 
 @dataclass
@@ -431,10 +421,14 @@ def _plan(query: Query, tables: dict[str, TableSchema], now: int, timespan: tupl
         tail.append(stage)
         ops.append(_compile_stage(stage, scope, schema, now))
 
-    fast, fast_arg = (None, 0)
+    fast: str | None = None
+    fast_arg = 0
+    aggs: tuple[str, ...] = ()
     if pure_ranges:
         fast, fast_arg = _fast_tail(tail, schema)
-    return Plan(
+        if fast is None:
+            fast, fast_arg, aggs = fast_aggs(tail, schema)
+    plan = Plan(
         schema,
         ranges.ts_lo,
         ranges.ts_hi,
@@ -447,6 +441,8 @@ def _plan(query: Query, tables: dict[str, TableSchema], now: int, timespan: tupl
         ops,
         scope.source,
     )
+    plan.fast_aggs = aggs
+    return plan
 
 
 def _fast_tail(tail: list[Any], schema: TableSchema) -> tuple[str | None, int]:
@@ -457,7 +453,13 @@ def _fast_tail(tail: list[Any], schema: TableSchema) -> tuple[str | None, int]:
         return "take", first.count
     if len(tail) == 1 and isinstance(first, CountOp):
         return "count", 0
-    if len(tail) == 1 and isinstance(first, Summarize) and len(first.aggs) == 1:
+    if (
+        len(tail) == 1
+        and isinstance(first, Summarize)
+        and len(first.aggs) == 1
+        and first.aggs[0].func == "count"
+        and not first.aggs[0].args
+    ):
         if not first.by:
             return "count", 0
         if len(first.by) == 1:
@@ -517,7 +519,7 @@ def _compile_stage(stage: Any, scope: _Scope, schema: TableSchema, now: int) -> 
         return _order_op(keys)
     if isinstance(stage, CountOp):
         scope.columns, scope.ingest_index, scope.source = [OutCol("Count", "long")], None, False
-        return _summarize_op([], 1)
+        return summarize_op([], [("count", None)])
     assert isinstance(stage, Summarize)
     return _compile_summarize(stage, scope, now)
 
@@ -537,21 +539,25 @@ def _compile_summarize(stage: Summarize, scope: _Scope, now: int) -> RowsOp:
         keyfn, col = _compile_group(group, scope, now)
         keyfns.append(keyfn)
         out.append(col)
+    aggs: list[AggFn] = []
     for agg in stage.aggs:
-        _check_agg(agg)
-        out.append(OutCol(agg.name or "count_", "long"))
+        fn, col = _compile_agg(agg, scope, now)
+        aggs.append((agg.func, fn))
+        out.append(col)
     _check_unique(out, stage.pos)
     scope.columns, scope.ingest_index, scope.source = out, None, False
-    return _summarize_op(keyfns, len(stage.aggs))
+    return summarize_op(keyfns, aggs)
 
 
-def _check_agg(agg: Agg) -> None:
-    if agg.func != "count" or agg.args:
-        raise _sem(
-            f"'summarize' operator: aggregation '{agg.func}' is not supported by the emulator (only count())",
-            agg.pos,
-            agg.func,
-        )
+def _compile_agg(agg: Agg, scope: _Scope, now: int) -> tuple[RowFn | None, OutCol]:
+    """``count()``, or ``sum``/``avg``/``min``/``max`` of one column (rules in :mod:`.aggregate`)."""
+    if agg.func == "count" and not agg.args:
+        return None, OutCol(agg.name or "count_", "long")
+    check_agg(agg)
+    assert isinstance(agg.args[0], ColumnRef)
+    typed = _compile_expr(agg.args[0], scope, now, "summarize")
+    name, kind = agg_column(agg, agg.args[0].name, typed.type)
+    return typed.fn, OutCol(name, kind)
 
 
 def _compile_group(group: Group, scope: _Scope, now: int) -> tuple[RowFn, OutCol]:
@@ -589,6 +595,10 @@ def _compile_group(group: Group, scope: _Scope, now: int) -> tuple[RowFn, OutCol
 
 def run(plan: Plan, store: RowSource, now: int) -> QueryResult:
     """Execute ``plan`` against ``store`` with rows visible at ``now`` (ingestion ≤ now)."""
+    if plan.fast == "aggs":  # classic bytes: their length is the billed size, no workspace conversion
+        classic = CLASSIC_TABLES[plan.schema.classic]
+        sel = store.select(classic, plan.ts_lo, plan.ts_hi, plan.ing_lo, plan.ing_hi, now)
+        return QueryResult(plan.columns, agg_rows(sel.ts, sel.rows, plan.fast_arg, plan.fast_aggs), len(sel.rows))
     sel = store.select(plan.schema, plan.ts_lo, plan.ts_hi, plan.ing_lo, plan.ing_hi, now)
     fast, n = plan.fast, plan.fast_arg
     read = len(sel.rows)

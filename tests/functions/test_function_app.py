@@ -49,8 +49,10 @@ def test_app_indexes_timer_and_http_triggers(functions):
     assert set(functions.timers) == {"mover_tick"}
     timer = functions.timers["mover_tick"]
     assert timer.schedule == "0 */5 * * * *" and timer.run_on_startup is False
-    assert set(functions.http) == {"replay", "status"}
+    assert set(functions.http) == {"replay", "status", "estimate", "verify"}
     assert functions.http["replay"].methods == ("POST",)
+    assert functions.http["estimate"].methods == ("GET",)
+    assert functions.http["verify"].methods == ("GET", "POST")
     assert functions.http["status"].methods == ("GET",)
     assert {f.auth_level for f in functions.http.values()} == {"FUNCTION"}
 

@@ -171,6 +171,17 @@ AGG_CASES = [
     ("summarize-then-where", "requests | summarize count() by name | where count_ > 1",
      [{"name": "name", "type": "string"}, {"name": "count_", "type": "long"}],
      [["GET /a", 3], ["GET /b", 2]]),
+    ("sum-avg-min-max", f"{W} | summarize sum(duration), avg(duration), min(itemCount), max(timestamp), "
+     "sum(itemCount)",
+     [{"name": "sum_duration", "type": "real"}, {"name": "avg_duration", "type": "real"},
+      {"name": "min_itemCount", "type": "int"}, {"name": "max_timestamp", "type": "datetime"},
+      {"name": "sum_itemCount", "type": "long"}],
+     [[270.75, 67.6875, 1, "2026-11-02T10:59:59.9999999Z", 9]]),
+    ("sum-by-name", f"{W} | summarize n = count(), d = sum(duration) by name",
+     [{"name": "name", "type": "string"}, {"name": "n", "type": "long"}, {"name": "d", "type": "real"}],
+     [["GET /a", 1, 10.5], ["GET /b", 2, 257.0], ["POST /c", 1, 3.25]]),
+    ("sum-empty-is-null", "requests | where timestamp > datetime(2030-01-01) | summarize count(), sum(duration)",
+     [{"name": "count_", "type": "long"}, {"name": "sum_duration", "type": "real"}], [[0, None]]),
 ]  # fmt: skip
 
 
@@ -230,7 +241,10 @@ SEMANTIC_ERRORS = [
     ("datetime-vs-number", "requests | where timestamp > 5"),
     ("non-bool-predicate", "requests | where name"),
     ("and-needs-bools", "requests | where name and success == 'True'"),
-    ("unsupported-aggregation", "requests | summarize sum(duration)"),
+    ("unsupported-aggregation", "requests | summarize stdev(duration)"),
+    ("sum-of-string", "requests | summarize sum(name)"),
+    ("sum-of-expression", "requests | summarize sum(duration > 1)"),
+    ("billed-size-not-on-classic-tables", "requests | summarize sum(_BilledSize)"),
     ("bin-on-string", "requests | summarize count() by bin(name, 1h)"),
     ("bin-zero", "requests | summarize count() by bin(timestamp, 0s)"),
     ("bin-on-number-span", "requests | summarize count() by bin(timestamp, 60)"),
@@ -263,6 +277,23 @@ def test_fast_and_generic_paths_agree_on_generated_data() -> None:
         g = emu.query_rows("app", f"requests | where itemCount >= 0 | summarize count() by bin(timestamp, {span})")[1]
         assert f == sorted(g)
         assert sum(c for _, c in f) == emu.expected_count("requests", T10, T10 + timedelta(hours=1))
+
+
+def test_billed_size_is_the_stored_row_size_and_fast_and_generic_sums_agree() -> None:
+    """``_BilledSize`` (workspace tables) is each row's stored JSON size; the fast path that
+    answers ``count(), sum(_BilledSize) by bin`` from stored bytes matches the evaluator."""
+    emu = Emulator(EmulatorConfig(), clock=SettableClock(NOW))
+    emu.generate("requests", T10, T10 + timedelta(hours=1), 2000, seed=3, late_fraction=0.3)
+    rows = emu.query_rows("workspace", "AppRequests | project _BilledSize")[1]
+    stored = [len(orjson.dumps(list(r.values()))) for r in emu.expected("requests", T10, T10 + timedelta(hours=1))]
+    assert sorted(r[0] for r in rows) == sorted(float(n) for n in stored)
+    q = "AppRequests | summarize n = count(), b = sum(_BilledSize) by bin(TimeGenerated, 5m)"
+    fast = emu.query_rows("workspace", q)[1]
+    generic = emu.query_rows("workspace", q.replace("| summarize", "| where _BilledSize > 0 | summarize"))[1]
+    assert fast == sorted(generic) and len(fast) == 12
+    assert sum(n for _, n, _ in fast) == len(stored) and sum(b for _, _, b in fast) == sum(stored)
+    (_, [[n, b]]) = emu.query_rows("workspace", "AppRequests | summarize count(), sum(_BilledSize)")
+    assert (n, b) == (len(stored), sum(stored))
 
 
 def test_bin_is_anchored_at_kusto_epoch_not_unix_epoch() -> None:
