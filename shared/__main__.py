@@ -204,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--every", type=float, help="tick every N seconds instead of the schedule")
     run.add_argument("--workers", type=int, default=0, help="start N worker processes on the work queue")
     run.add_argument("--until-idle", action="store_true", help="exit once nothing is due, queued or running")
+    run.add_argument("--enqueue", action="store_true", help="plan and enqueue only; workers run elsewhere (work)")
     wk = sub.add_parser("work", help="one queue worker process (what the queue-triggered function does)")
     wk.add_argument("--batch", type=int, default=1, help="messages taken at a time")
     wk.add_argument("--max-dequeue", type=int, default=5, help="deliveries before a message goes to the poison queue")
