@@ -13,7 +13,7 @@ help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
 	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
 	@echo "make lint   - ruff + mypy + checkov over infra/"
-	@echo "make fault  - fault suite: kills, throttling, truncation, storage restart; prints FAULTS {...}"
+	@echo "make fault  - fault suite, inline then queue workers: kills, throttling, truncation, storage restart, queue faults; FAULTS {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
 	@echo "make bench-scale - plan cost over a year, queue backfill with 1/2/4 workers, parallel sub-queries; BENCH-SCALE {...}"
 
@@ -55,6 +55,7 @@ lint: deps $(CHECKOV)
 
 fault: deps
 	$(PY) -m devtools.faultsuite
+	$(PY) -m devtools.faultsuite --queue
 
 bench: deps
 	$(PY) -m bench.run

@@ -60,12 +60,16 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.azurite import Azurite
 from devtools.faultsuite_check import PipelineRange, Verdict, verify
+from devtools.faultsuite_queue import QueueChaos
 from devtools.faultsuite_runner import ARM_ENV, FROZEN, MARKER, MISSING
 from shared.errors import MoverError
 from shared.ledger import Ledger
 from shared.model import format_ts
 
-__all__ = ["FULL", "SMALL", "Kill", "SuiteConfig", "SuiteResult", "kill_plan", "main", "run_suite"]
+__all__ = [
+    "FULL", "FULL_QUEUE", "SMALL", "SMALL_QUEUE", "Kill", "SuiteConfig", "SuiteResult", "kill_plan", "main",
+    "run_suite",
+]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_ID = "faultsuite-app"
@@ -113,6 +117,16 @@ class SuiteConfig:
     seed: int = 20261102
     deadline: float = 480.0  # seconds for the backfill; unfinished windows then fail the run
     progress_every: float = 2.0
+    # queue mode (devtools.faultsuite_queue): planners + workers on the work queue, and its faults
+    queue: bool = False
+    planners: int = 2  # planner processes at once
+    duplicates: int = 6  # copies of waiting messages sent
+    stale: int = 8  # messages of done windows sent again (half mid-run, the rest at the end)
+    lost: int = 3  # messages deleted right after they were enqueued
+    poison: int = 1  # windows whose message fails every delivery until the suite lifts it and replays
+    queue_visibility: float = 4.0  # seconds a window may stay queued before its message counts as lost
+    retry_after: int = 1  # seconds a failed message stays invisible
+    max_dequeue: int = 3  # deliveries before the poison queue
 
 
 FULL = SuiteConfig()
@@ -122,6 +136,8 @@ SMALL = SuiteConfig(
     kill_after=(0.5, 3.0), point_timeout=6.0, storage_outage_at=0.5, storage_down=4.0, deadline=240.0,
     progress_every=5.0,
 )  # fmt: skip
+FULL_QUEUE = replace(FULL, queue=True, runners=3, seed=20261202)
+SMALL_QUEUE = replace(SMALL, queue=True, duplicates=4, stale=6, lost=2, seed=20261202)
 
 
 @dataclass(frozen=True)
@@ -183,10 +199,12 @@ class SuiteResult:
     runners: int = 0  # incarnations started
     seconds: float = 0.0
     timed_out: bool = False
+    queue: dict[str, int] = field(default_factory=dict)  # queue mode: faults done to the work queue
+    queue_failures: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[str]:
-        out: list[str] = []
+        out: list[str] = list(self.queue_failures)
         v = self.verdict
         if v.lost or v.duplicated:
             out.append(f"{v.lost} rows lost, {v.duplicated} duplicated")
@@ -213,10 +231,12 @@ class SuiteResult:
 
     def faults_line(self) -> str:
         v = self.verdict
-        figures = {
+        figures: dict[str, Any] = {
             "kills": len(self.kills), "windows": v.windows, "rows_source": v.rows_source, "rows_out": v.rows_out,
             "lost": v.lost, "duplicated": v.duplicated, "throttled": self.throttled, "truncations_split": v.splits,
         }  # fmt: skip
+        if self.config.queue:
+            figures["queue"] = self.queue
         return "FAULTS " + json.dumps(figures)
 
     def details_line(self) -> str:
@@ -362,6 +382,7 @@ class _Suite:
         self.pipelines = [PipelineRange(t, t, start, config.hours) for t in config.tables]
         self.result = SuiteResult(config, Verdict())
         self.slots: list[Runner | None] = [None] * config.runners
+        self.chaos = QueueChaos(config, self.pipelines, workdir, self.rng, self.log) if config.queue else None
 
     def log(self, message: str) -> None:
         self.say(f"[{time.monotonic() - self.began:6.1f}s] {message}")
@@ -383,12 +404,26 @@ class _Suite:
             ledger = Ledger(TableServiceClient.from_connection_string(azurite.connection_string, retry_total=0),
                             LEDGER_TABLE)  # fmt: skip
             env = self._runner_env(azurite.connection_string, url)
+            if self.chaos is not None:
+                self.chaos.connect(azurite.connection_string)
+                env = {**env, **self.chaos.env()}
+                stack.callback(self.chaos.stop_planners, lambda p: _terminate(p, 5.0))
+                self.log(f"queue mode: {cfg.planners} planners, workers in the slots; poison {self.chaos.poison}")
             plan = kill_plan(self.rng, cfg.kills, cfg.kill_after, cfg.nth_max, cfg.freezes)
             self.log(f"kill plan ({cfg.runners} runners): " + ", ".join(map(str, plan)))
             self._drive(plan, env, ledger, azurite, control)
-            self._stop_runners()
             if azurite.proc is None:  # the deadline passed while it was down: the verdict needs it
                 azurite.start()
+            if self.chaos is not None:
+                if not self.result.timed_out:
+                    full = Ledger(TableServiceClient.from_connection_string(azurite.connection_string), LEDGER_TABLE)
+                    self.chaos.finish(full, time.monotonic() + 90)
+                self.chaos.stop_planners(_terminate)
+            self._stop_runners()
+            if self.chaos is not None:
+                self.chaos.count_logs()
+                self.result.queue = dict(self.chaos.counts)
+                self.result.queue_failures = self.chaos.failures()
             logs = [p.read_text(errors="replace") for p in sorted(self.workdir.glob("runner-*.log"))]
             self.result.splits_logged = sum(text.count("partial result") for text in logs)
             self.result.pauses_logged = sum(text.count("; paused, resumes") for text in logs)
@@ -455,9 +490,12 @@ class _Suite:
         log = self.workdir / f"runner-{index:03d}.log"
         arm_file = self.workdir / f"runner-{index:03d}.arm"
         env = {**env, ARM_ENV: str(arm_file)}
+        argv = [sys.executable, "-m", "devtools.faultsuite_runner", "run", "--every", "0.5"]
+        if self.config.queue:  # the slots hold workers; planners run beside them (QueueChaos)
+            argv = QueueChaos.worker_argv(self.config.max_dequeue)
         with log.open("wb") as out:  # the child keeps its own descriptor
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "devtools.faultsuite_runner", "run", "--every", "0.5"],
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                argv,
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
@@ -542,6 +580,10 @@ class _Suite:
             if now >= next_poll and storage_back_at is None:
                 next_poll = now + 0.5
                 counts = self._statuses(ledger)
+                if self.chaos is not None:
+                    self.chaos.keep_planners(env, ROOT)
+                    if counts is not None:
+                        self.chaos.step(counts["done"], total, ledger)
                 if counts is not None:
                     done = counts["done"]
                     if now >= next_progress:
@@ -661,6 +703,7 @@ def run_suite(config: SuiteConfig = FULL, *, workdir: Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.faultsuite", description="fault-injection suite")
     parser.add_argument("--small", action="store_true", help="the smaller run of make test")
+    parser.add_argument("--queue", action="store_true", help="planners + queue workers, and the queue's own faults")
     parser.add_argument("--seed", type=int, help="RNG seed of data, kill plan and emulator faults")
     parser.add_argument("--kills", type=int, help="SIGKILLs of runner processes")
     parser.add_argument("--hours", type=int, help="hourly windows per pipeline")
@@ -670,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = ("seed", "kills", "hours", "runners", "deadline")
     given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    config = replace(SMALL if args.small else FULL, **given)
+    base = (SMALL_QUEUE if args.small else FULL_QUEUE) if args.queue else (SMALL if args.small else FULL)
+    config = replace(base, **given)
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")

@@ -41,12 +41,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ARM_ENV", "FROZEN", "MARKER", "MISSING", "POINTS", "install", "main", "parse"]
+__all__ = ["ARM_ENV", "FROZEN", "MARKER", "MISSING", "POINTS", "POISONED", "install", "install_queue", "main", "parse"]
 
 ARM_ENV = "FAULTSUITE_ARM_FILE"
 MARKER = "FAULTPOINT"
 FROZEN = "FAULTFREEZE"
 MISSING = "FAULTSUITE hook missing:"
+POISONED = "FAULTPOISON"
 POINTS = ("claim", "query", "split", "stage", "precommit", "commit", "premanifest", "manifest", "checkpoint", "renew")
 
 
@@ -153,12 +154,63 @@ def install(arm_file: str) -> None:
     _after(Ledger, "renew", trigger, "renew", of_claim)
 
 
+def install_queue() -> None:
+    """Queue-mode knobs from the environment: shorter timings, and poison windows.
+
+    ``FAULTSUITE_QUEUE_VISIBILITY`` (seconds) stands in for the host's 10 minutes after which a
+    window still ``queued`` counts as having lost its message; ``FAULTSUITE_RETRY_AFTER`` (seconds)
+    for the 30 s a failed message stays invisible. ``FAULTSUITE_POISON_FILE`` names a file of
+    ``<pipeline> <window key>`` lines: while a window is listed, every delivery of its message
+    raises (a handler bug, say), so the queue retries it and finally moves it to the poison queue.
+    """
+    visibility = os.environ.get("FAULTSUITE_QUEUE_VISIBILITY")
+    if visibility:
+        from datetime import timedelta
+
+        import shared.planner
+
+        shared.planner.QUEUE_VISIBILITY = timedelta(seconds=float(visibility))
+    retry = os.environ.get("FAULTSUITE_RETRY_AFTER")
+    if retry:
+        from shared.queue_loop import QueueLoop
+
+        post_init = QueueLoop.__post_init__
+
+        def shorter(self: QueueLoop) -> None:
+            self.retry_after = int(retry)
+            post_init(self)
+
+        QueueLoop.__post_init__ = shorter  # type: ignore[method-assign]
+    poison_file = os.environ.get("FAULTSUITE_POISON_FILE")
+    if poison_file:
+        from shared.runner import Engine
+        from shared.workqueue import BadMessage, WorkMessage
+
+        handle = Engine.handle
+
+        def poisoned(self: Engine, body: bytes | str, *, dequeue_count: int = 1) -> str:
+            try:
+                message = WorkMessage.decode(body)
+                with open(poison_file) as f:
+                    listed = f.read().split("\n")
+            except (BadMessage, OSError):
+                listed = []
+            else:
+                if message.kind == "window" and f"{message.pipeline} {message.window.key}" in listed:
+                    os.write(2, f"\n{POISONED} {message.pipeline} {message.window.key} #{dequeue_count}\n".encode())
+                    raise RuntimeError(f"faultsuite: poison message for {message.pipeline} {message.window.key}")
+            return handle(self, body, dequeue_count=dequeue_count)
+
+        Engine.handle = poisoned  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m devtools.faultsuite_runner run --every 0.5``: the CLI of ``shared``, armed."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the suite asks for stacks of a runner that hangs
     arm_file = os.environ.get(ARM_ENV, "")
     if arm_file:
         install(arm_file)
+    install_queue()
     from shared.__main__ import main as shared_main
 
     return shared_main(sys.argv[1:] if argv is None else argv)
