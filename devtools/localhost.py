@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="wipe .devstack before starting")
     parser.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
     parser.add_argument("--workers", type=int, default=2, help="queue worker processes (0: move windows in-process)")
+    parser.add_argument("--state", type=Path, default=STATE, help="folder for Azurite's data (default .devstack)")
     args = parser.parse_args(argv)
     logging.raiseExceptions = False  # a closed stdout (| tee stopped by Ctrl-C) must not stop the cleanup
 
@@ -70,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("azure", "httpx", "urllib3", "devtools.ai_emulator"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
-    if args.fresh and STATE.exists():
+    if args.fresh and args.state.exists():
         import shutil
 
-        shutil.rmtree(STATE)
-    azurite = Azurite(location=str(STATE / "azurite")).start()
+        shutil.rmtree(args.state)
+    azurite = Azurite(location=str(args.state / "azurite")).start()
     with contextlib.ExitStack() as stack:
         stack.callback(azurite.stop)
         code = _serve(args, azurite, stack)
@@ -158,6 +159,8 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
     stack.callback(host.stop)
     shape = f"planner here + {len(workers)} worker process(es) on queue mover-windows" if workers else "in-process"
     _say(f"function app   {host.url}/api/status  ·  POST {host.url}/api/replay  ·  {host.url}/api/status?format=html")
+    if workers:
+        _say(f"               worker pids {' '.join(str(w.pid) for w in workers)}")
     _say(f"               {shape}; Ctrl-C stops everything.")
 
     stop = threading.Event()
