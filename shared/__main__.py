@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from shared import telemetry
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
@@ -50,6 +51,7 @@ def _engine(args: argparse.Namespace) -> Engine:
     path = Path(args.settings) if args.settings else Path("local.settings.json")
     if args.settings or ("MOVER_PIPELINES" not in env and path.is_file()):
         env = {**load_local_settings(path), **env}  # like func start: the environment wins
+    telemetry.configure(env)
     return Engine(Settings.from_env(env))
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
+from shared import telemetry
 from shared.auth import HeaderProvider
 from shared.errors import ConfigError, DataError, FatalError, MoverError, RetriableError
 from shared.ledger import Claim, LeaseLost, Ledger
@@ -149,6 +150,7 @@ class Engine:
             return self._sinks[pipeline.name]
 
     # -- one window ---------------------------------------------------------------------------
+    @telemetry.traced_window
     def run_window(
         self,
         pipeline: Pipeline,
@@ -248,6 +250,7 @@ class Engine:
             if part is not None and previous is not None:
                 return self._restore_done(pipeline, window, claim, previous, exc, began)
             return self._record_failure(pipeline, window, claim, exc, began)
+        telemetry.source_done(pipeline, moved.summary)
         seconds = time.monotonic() - began
         lag = (self.clock() - window.end).total_seconds()
         quarantined = moved.summary.quarantined
