@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".devstack"
 APP_ID = "local-app"
 TOKEN = "dev-token"  # noqa: S105 - the local emulator's documented dev token, not a secret
+IDENTITY_KEY = "dev-identity-key-not-a-secret-0123456789"  # signs devtools.identity's tokens (local only)
 
 
 def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
@@ -42,7 +43,10 @@ def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
                     "app_id": APP_ID,
                     "endpoint": emulator_url,
                     "query": table,
-                    "auth": {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
+                    # requests authenticates like in Azure: managed identity, via devtools.identity
+                    "auth": {"kind": "managed_identity"}
+                    if table == "requests"
+                    else {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
                 },
                 "window": window,
                 "sink": {"container": "telemetry", "format": fmt},
@@ -77,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"azurite        {azurite.connection_string.split(';BlobEndpoint=')[1].split(';')[0]}")
     history = parse_duration(args.history)
     emulator = Emulator(EmulatorConfig(app_id=APP_ID, token=TOKEN, api_key="dev-key", port=args.emulator_port))
+    emulator.config.token_key = IDENTITY_KEY
     emulator.start()
+    from devtools.identity import IdentityEndpoint
+
+    identity = IdentityEndpoint(IDENTITY_KEY).start()
+    os.environ.update({**identity.env(), "AZURE_TOKEN_CREDENTIALS": "prod"})
+    print(f"identity       {identity.url} (managed identity, as IDENTITY_ENDPOINT on Functions)")
     now = datetime.now(UTC)
     start = align_down(now - history, timedelta(minutes=5))
     for i, table in enumerate(("requests", "dependencies", "traces")):
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     host.stop()
     live.stop()
     emulator.stop()
+    identity.stop()
+    print(f"identity endpoint issued {identity.total_issued} token(s)")
     azurite.stop()
     print("stopped")
     return 0

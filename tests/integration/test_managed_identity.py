@@ -43,9 +43,10 @@ def identity(emulator, monkeypatch) -> Iterator[IdentityEndpoint]:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "prod")  # DefaultAzureCredential: no developer tools
     credential_for.cache_clear()  # credentials read the environment when built
-    emulator.config.token_key = KEY
+    before, emulator.config.token_key = emulator.config.token_key, KEY
     yield endpoint
-    emulator.config.token_key = None
+    emulator.config.token_key = before
+    monkeypatch.undo()
     credential_for.cache_clear()
     endpoint.stop()
 
