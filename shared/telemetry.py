@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -136,6 +137,8 @@ def configure(env: Mapping[str, str]) -> bool:
         try:
             from azure.monitor.opentelemetry import configure_azure_monitor
 
+            if env.get("FUNCTIONS_WORKER_RUNTIME"):  # the distro takes this only from the environment
+                os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
             configure_azure_monitor(**distro_options(env))
         except Exception as exc:  # a broken exporter setup must not stop the mover
             log.warning("telemetry: Azure Monitor not configured: %s: %s", type(exc).__name__, exc)
@@ -159,7 +162,8 @@ def distro_options(env: Mapping[str, str]) -> dict[str, Any]:
 
     Library instrumentations are off (each query and storage call would be a span); those
     named in ``MOVER_TELEMETRY_INSTRUMENTATIONS`` are turned back on. Logs: only the engine's
-    logger (``shared``), not the root (azure-core logs every request). No live metrics or
+    logger (``shared``), not the root (azure-core logs every request), and none inside the
+    Functions host, which already sends the worker's logs to the same connection string. No live metrics or
     performance counters. Every window span is kept (one per window is little) unless
     ``OTEL_TRACES_SAMPLER``/``_ARG`` choose a sampler: the distro's default rate-limited
     sampler would drop spans at random.
