@@ -40,6 +40,12 @@ pipeline = SimpleNamespace(name="req", source=SimpleNamespace(kind="app_insights
 
 def run(engine, pipeline, window):
     httpx.get(os.environ["PROBE_URL"])
+    from azure.storage.blob import BlobClient
+
+    try:  # an Azure SDK call (a storage call of the engine); its answer does not matter here
+        BlobClient.from_blob_url(os.environ["PROBE_URL"] + "/container/blob").get_blob_properties()
+    except Exception:
+        pass
     logging.getLogger("shared.runner").warning("window moved")
     logging.getLogger("azure.core.pipeline").warning("azure-core noise")
     return WindowResult("req", window, "done", rows=7, bytes=70, attempt=1)
@@ -65,6 +71,8 @@ class _Ingestion(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._reply(b"{}")
 
+    do_HEAD = do_GET
+
     def _reply(self, body: bytes) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -88,6 +96,7 @@ def ingestion() -> Iterator[ThreadingHTTPServer]:
 
 def _export(server: ThreadingHTTPServer, **env: str) -> list[dict[str, Any]]:
     port = server.server_address[1]
+    server.envelopes.clear()  # type: ignore[attr-defined]
     full = {
         **os.environ,
         "APPLICATIONINSIGHTS_CONNECTION_STRING": (
@@ -129,6 +138,9 @@ def test_an_instrumentation_can_be_turned_back_on(ingestion):
     envelopes = _export(ingestion, MOVER_TELEMETRY_INSTRUMENTATIONS="httpx")
     names = sorted(d["name"] for d in _items(envelopes, "RemoteDependency"))
     assert names == ["GET /probe", "mover.window"], names
+    envelopes = _export(ingestion, MOVER_TELEMETRY_INSTRUMENTATIONS=" azure_sdk ")
+    names = sorted(d["name"] for d in _items(envelopes, "RemoteDependency"))
+    assert names == ["BlobClient.get_blob_properties", "HEAD /probe/container/blob", "mover.window"], names
 
 
 def test_exporting_into_a_resource_a_pipeline_reads_is_warned_about(ingestion):
