@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: help deps run test unit integration lint fault bench clean
+.PHONY: help deps run test unit integration integration-identity lint fault bench clean
 
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
@@ -46,6 +46,10 @@ unit: deps
 
 integration: deps
 	$(PY) -m pytest -q tests/integration tests/functions
+
+integration-identity: deps  # the integration tests through the local managed-identity endpoint
+	MOVER_TEST_AUTH=managed_identity $(PY) -m pytest -q tests/integration tests/functions
+	MOVER_TEST_AUTH=entra $(PY) -m pytest -q tests/integration tests/functions
 
 lint: deps $(CHECKOV)
 	$(PY) -m ruff check .

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".devstack"
 APP_ID = "local-app"
 TOKEN = "dev-token"  # noqa: S105 - the local emulator's documented dev token, not a secret
+IDENTITY_KEY = "dev-identity-key-not-a-secret-0123456789"  # signs devtools.identity's tokens (local only)
 
 
 def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
@@ -45,7 +46,10 @@ def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
                     "app_id": APP_ID,
                     "endpoint": emulator_url,
                     "query": table,
-                    "auth": {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
+                    # requests authenticates like in Azure: managed identity, via devtools.identity
+                    "auth": {"kind": "managed_identity"}
+                    if table == "requests"
+                    else {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
                 },
                 "window": window,
                 "sink": {"container": "telemetry", "format": fmt},
@@ -98,8 +102,16 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
     _say("               (Azure Storage Explorer: attach to a local emulator with this connection string)")
     history = parse_duration(args.history)
     emulator = Emulator(EmulatorConfig(app_id=APP_ID, token=TOKEN, api_key="dev-key", port=args.emulator_port))
+    emulator.config.token_key = IDENTITY_KEY
     emulator.start()
     stack.callback(emulator.stop)
+    from devtools.identity import IdentityEndpoint
+
+    identity = IdentityEndpoint(IDENTITY_KEY).start()
+    os.environ.update({**identity.env(), "AZURE_TOKEN_CREDENTIALS": "prod"})
+    stack.callback(lambda: _say(f"identity endpoint issued {identity.total_issued} token(s)"))
+    stack.callback(identity.stop)
+    _say(f"identity       {identity.url} (managed identity, as IDENTITY_ENDPOINT on Functions)")
     now = datetime.now(UTC)
     start = align_down(now - history, timedelta(minutes=5))
     for i, table in enumerate(("requests", "dependencies", "traces")):

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from shared import telemetry
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
@@ -49,6 +50,7 @@ def _engine(args: argparse.Namespace) -> Engine:
     path = Path(args.settings) if args.settings else Path("local.settings.json")
     if args.settings or ("MOVER_PIPELINES" not in env and path.is_file()):
         env = {**load_local_settings(path), **env}  # like func start: the environment wins
+    telemetry.configure(env)
     settings = Settings.from_env(env)
     # One-shot commands and a worker-less ``run`` move windows here; a planner with workers, or
     # ``tick --enqueue``, uses the queue like the function app does.

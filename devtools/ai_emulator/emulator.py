@@ -90,6 +90,7 @@ class EmulatorConfig:
     workspace_id: str = "local-workspace"
     api_key: str | None = "dev-key"
     token: str | None = "dev-token"  # noqa: S105 - the documented local dev token
+    token_key: str | None = None  # HS256 key of devtools.identity's tokens; None = JWTs refused
     host: str = "127.0.0.1"
     port: int = 0
     max_rows: int = 500_000
@@ -116,6 +117,7 @@ class EmulatorConfig:
         out = asdict(self)
         out["api_key"] = "***" if self.api_key else None
         out["token"] = "***" if self.token else None
+        out["token_key"] = "***" if self.token_key else None
         return out
 
 

@@ -34,6 +34,7 @@ from .errors import (
 )
 from .kql import KqlError
 from .response import render
+from .tokens import AUDIENCES, check_token, looks_like_jwt
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -178,7 +179,11 @@ class _Handler(BaseHTTPRequestHandler):
                 {"error": {"message": "Internal emulator error", "code": "InternalServerError"}},
             )
 
-    def _authenticate(self) -> str:
+    def _authenticate(self, kind: str) -> str:
+        """The caller's identity (rate limits are per identity) or an ``ApiError``.
+
+        Accepts the dev key, the dev token, and (with ``token_key`` set) JWTs from the local
+        managed-identity endpoint, checked like the service checks Entra tokens (``tokens``)."""
         cfg = self.server.emulator.config
         key = self.headers.get("x-api-key")
         auth = self.headers.get("Authorization")
@@ -191,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
             token = token.strip()
             if scheme.lower() == "bearer" and cfg.token and hmac.compare_digest(token.encode(), cfg.token.encode()):
                 return "bearer:" + token
+            if scheme.lower() == "bearer" and cfg.token_key and looks_like_jwt(token):
+                return "oid:" + check_token(token, cfg.token_key, AUDIENCES[kind])
         raise forbidden()
 
     def _query(self, method: str, kind: str, resource: str, raw_query: str, body: bytes) -> None:
@@ -201,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if method not in ("GET", "POST"):
                 raise method_not_allowed(method)
-            identity = self._authenticate()
+            identity = self._authenticate(kind)
             expected = cfg.app_id if kind == "apps" else cfg.workspace_id
             if resource != expected:
                 what = "application" if kind == "apps" else "workspace"

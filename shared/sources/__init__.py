@@ -33,7 +33,7 @@ def build_source(
         from shared.auth import HeaderProvider
         from shared.sources.query_api import QueryApiSource
 
-        return QueryApiSource(config, http, headers or HeaderProvider(config.auth), sleep=sleep)
+        return QueryApiSource(config, http, headers or HeaderProvider(config.auth), sleep=sleep, pipeline=pipeline)
     from shared.sources.export_blobs import ExportBlobSource
 
     return ExportBlobSource(

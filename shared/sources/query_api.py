@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import httpx
 import orjson
 
+from shared import telemetry
 from shared.auth import HeaderProvider
 from shared.errors import FatalError, RetriableError
 from shared.model import Batch, Window, format_ts
@@ -94,8 +95,10 @@ class QueryApiSource:
         headers: HeaderProvider,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        pipeline: str = "",
     ) -> None:
         self.config = config
+        self.pipeline = pipeline or config.table
         self._http = http
         self._headers = headers
         self._sleep = sleep
@@ -227,6 +230,8 @@ class QueryApiSource:
             return typed(result)
         reason = error_reason(response.content)
         if status == 429 or status >= 500:
+            if status == 429:
+                telemetry.throttled(self.pipeline)
             retry_after = _retry_after(response.headers.get("Retry-After"))
             raise RetriableError(f"query API {status}: {reason}", retry_after=retry_after)
         if status in (401, 403):
