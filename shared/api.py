@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 
-from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
+from shared.params import BadRequest, choice, json_fields, quoted, text, time_range, timestamp, whole_number
+from shared.redact import redact
 from shared.runner import Engine
 from shared.settings import Settings
 
@@ -40,7 +41,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, data: Any) -> Response:
-        return cls(status, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        return cls(status, redact(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()).encode())
 
 
 def engine_from_env(env: Mapping[str, str] | None = None) -> Engine:
@@ -66,41 +67,24 @@ def _bad(status: int, reason: str, **extra: Any) -> Response:
 
 
 def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
-    """``POST /api/replay`` with ``{"pipeline", "start", "end", "mode"?}`` (JSON body or query string)."""
-    if len(body) > _MAX_BODY:
-        return _bad(413, f"request body over {_MAX_BODY} bytes")
-    fields: dict[str, Any]
-    if body.strip():
+    """``POST /api/replay`` with ``{"pipeline", "start", "end", "mode"?}`` (JSON body or query string).
+
+    The whole request is validated (fields, pipeline, range) before anything is written.
+    """
+    try:
+        fields = json_fields(body, params, _REPLAY_FIELDS, max_body=_MAX_BODY)
+        name = text(fields, "pipeline")
+        start, end = timestamp(fields, "start"), timestamp(fields, "end")
+        mode = choice(fields, "mode", ("auto", "inline", "queue"), "auto")
+        assert name is not None and start is not None and end is not None  # required
         try:
-            fields = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _bad(400, 'body is not valid JSON; send {"pipeline": ..., "start": ..., "end": ...}')
-        if not isinstance(fields, dict):
-            return _bad(400, "body must be a JSON object")
-    else:
-        fields = dict(params)
-    unknown = sorted(set(fields) - _REPLAY_FIELDS)
-    if unknown:
-        return _bad(400, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_REPLAY_FIELDS))}")
-    for key in ("pipeline", "start", "end"):
-        value = fields.get(key)
-        if not isinstance(value, str) or not value.strip():
-            return _bad(400, f"'{key}' is required and must be a string")
-        if len(value) > 64:
-            return _bad(400, f"'{key}' is too long")
-    mode = fields.get("mode", "auto")
-    if mode not in ("auto", "inline", "queue"):
-        return _bad(400, "'mode' must be auto, inline or queue")
-    try:
-        pipeline = engine.settings.pipeline(fields["pipeline"])
-    except KeyError:
-        known = [p.name for p in engine.settings.pipelines]
-        return _bad(404, f"unknown pipeline {fields['pipeline'][:64]!r}", pipelines=known)
-    try:
-        start = parse_timestamp(fields["start"])
-        end = parse_timestamp(fields["end"])
-    except ValueError as exc:
-        return _bad(400, f"{exc} (use ISO 8601 UTC, e.g. 2026-11-02T10:00:00Z)")
+            pipeline = engine.settings.pipeline(name)
+        except KeyError:
+            known = [p.name for p in engine.settings.pipelines]
+            return _bad(404, f"unknown pipeline {quoted(name, 64)}", pipelines=known)
+        time_range(pipeline, start, end, engine.clock())
+    except BadRequest as exc:
+        return _bad(exc.status, exc.reason)
     try:
         result = engine.replay(pipeline, start, end, mode=mode, pause_after=INLINE_LIMIT)
     except ValueError as exc:
@@ -125,17 +109,16 @@ def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
 
 def status(engine: Engine, params: Mapping[str, str]) -> Response:
     """``GET /api/status`` (JSON) or with ``?format=html`` the status page."""
-    fmt = params.get("format", "json")
-    if fmt not in ("json", "html"):
-        return _bad(400, "'format' must be json or html")
-    raw_recent = params.get("recent", "20")
-    if not raw_recent.isdigit() or not 1 <= int(raw_recent) <= 500:
-        return _bad(400, "'recent' must be a whole number from 1 to 500")
-    report = engine.status(recent=int(raw_recent))
+    try:
+        fmt = choice(params, "format", ("json", "html"), "json")
+        recent = whole_number(params, "recent", 20, 1, 500)
+    except BadRequest as exc:
+        return _bad(exc.status, exc.reason)
+    report = engine.status(recent=recent)
     if fmt == "html":
         from shared.status import render_html
 
-        return Response(200, render_html(report).encode(), "text/html; charset=utf-8")
+        return Response(200, redact(render_html(report)).encode(), "text/html; charset=utf-8")
     return Response.json(200, report)
 
 

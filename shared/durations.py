@@ -47,4 +47,7 @@ def parse_timestamp(text: str) -> datetime:
         raise ValueError(f"not an ISO 8601 timestamp: {text!r}") from None
     if value.tzinfo is None:
         raise ValueError(f"timestamp needs a UTC offset or Z: {text!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise ValueError(f"timestamp is outside the supported range (years 1-9999 in UTC): {text!r}") from None
