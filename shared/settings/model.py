@@ -82,6 +82,7 @@ class QuerySourceConfig:
     max_rows_per_query: int = 10_000
     timeout_s: float = 180.0
     max_retries: int = 6
+    retention: timedelta = timedelta(days=90)  # how far back the API still holds data (bounds replays)
 
 
 @dataclass(frozen=True)
