@@ -7,10 +7,11 @@ import os
 
 import azure.functions as func
 
-from shared import api
+from shared import api, redact
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("insights_mover")
+redact.install_log_redaction()  # upstream errors may echo the credentials the engine sent
 
 # NCRONTAB with seconds; read when the host indexes the app (app settings are in the environment then).
 SCHEDULE = os.environ.get("MOVER_SCHEDULE", "0 */5 * * * *")

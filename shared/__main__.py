@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from shared import redact
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
@@ -113,6 +114,7 @@ def _run(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    redact.install_log_redaction()
     parser = argparse.ArgumentParser(prog="python -m shared", description="insights-mover engine")
     parser.add_argument("--settings", help="a local.settings.json whose Values are loaded into the environment")
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -34,6 +34,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from shared.errors import FatalError, RetriableError
 from shared.model import Window, window_key
+from shared.redact import redact
 from shared.windows import Status, WindowState
 
 __all__ = ["META_KEY", "Claim", "LeaseLost", "Ledger", "Snapshot"]
@@ -356,7 +357,7 @@ class Ledger:
             claim,
             {
                 "Status": "failed",
-                "LastError": error[:_MAX_ERROR],
+                "LastError": redact(error)[:_MAX_ERROR],
                 "LeaseOwner": "",
                 "LeaseUntil": _CLEAR,
                 "NextAttemptAt": _CLEAR if next_attempt_at is None else next_attempt_at,
