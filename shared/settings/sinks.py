@@ -68,7 +68,9 @@ def path_problems(path: str, *, blob: bool) -> list[str]:
             compression="snappy",
         )
         manifest_name(path.strip("/"), pipeline=sample, table=sample, window=_SAMPLE)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
+        problems.append(f"does not render to a usable blob name: {'; '.join(exc.problems)}")
+    except ValueError as exc:
         problems.append(f"does not render to a usable blob name: {exc}")
     return problems
 
