@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help deps run test unit integration lint fault bench clean
+.PHONY: help deps run test unit integration lint fault fuzz bench clean
 
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
 	@echo "make test   - unit, function and integration tests (starts Azurite itself)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make fault  - fault suite: kills, throttling, truncation, storage restart; prints FAULTS {...}"
+	@echo "make fuzz   - bad-input suite: 300 malformed requests + 200 malformed settings; prints FUZZ {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -44,6 +45,9 @@ lint: deps
 
 fault: deps
 	$(PY) -m devtools.faultsuite
+
+fuzz: deps
+	$(PY) -m devtools.fuzz
 
 bench: deps
 	$(PY) -m bench.run

@@ -16,7 +16,10 @@ def parse_duration(text: str) -> timedelta:
     if not match or text.strip().upper() in ("P", "PT"):
         raise ValueError(f"not an ISO 8601 duration like PT15M, PT1H or P1D: {text!r}")
     parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    try:
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    except OverflowError:
+        raise ValueError(f"duration is too long: {text[:40]!r}") from None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -48,6 +48,8 @@ def _settings(p: Fields) -> Settings:
     state = p.storage("ledger storage (MOVER_STATE_CONNECTION_SETTING)", state_setting)
     pipelines: list[Pipeline] = []
     if doc is not None:
+        if isinstance(doc, dict):
+            p.reject_unknown("MOVER_PIPELINES", doc, {"pipelines", "$schema"})
         items = doc.get("pipelines") if isinstance(doc, dict) else doc
         if not isinstance(items, list) or not items:
             p.fail("MOVER_PIPELINES", 'expected {"pipelines": [ ... ]} with at least one pipeline')
@@ -101,16 +103,19 @@ def schedule(p: Fields) -> str:
 def _load_json(p: Fields, raw: str) -> Any:
     text = raw
     if not raw.lstrip().startswith(("{", "[")):
-        path = Path(raw)
-        if not path.is_file():
-            p.fail("MOVER_PIPELINES", f"not JSON and no such file: {raw!r}")
+        try:
+            text = Path(raw).read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:  # no such file, a name no file can have, not UTF-8
+            reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            p.fail("MOVER_PIPELINES", f"not JSON and not a readable JSON file ({reason}): {raw[:80]!r}")
             return None
-        text = path.read_text(encoding="utf-8")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         p.fail("MOVER_PIPELINES", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
-        return None
+    except RecursionError:
+        p.fail("MOVER_PIPELINES", "invalid JSON: nested too deeply")
+    return None
 
 
 def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:

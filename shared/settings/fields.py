@@ -39,11 +39,10 @@ class Fields:
         raw = self.env.get(name)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.fail(name, f"expected a whole number, got {raw!r}")
+        if not (raw.strip().isascii() and raw.strip().isdigit() and len(raw) <= 18):  # int() would take '١٢'
+            self.fail(name, f"expected a whole number, got {raw[:40]!r}")
             return default
+        value = int(raw)
         if not low <= value <= high:
             self.fail(name, f"must be between {low} and {high}, got {value}")
         return value

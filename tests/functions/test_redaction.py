@@ -11,7 +11,7 @@ from azure.data.tables import TableClient
 
 from shared import api
 from shared.model import Window
-from tests.conftest import TOKEN, T0, H, query_pipeline
+from tests.conftest import T0, TOKEN, H, query_pipeline
 from tests.functions.test_function_app import NOW, get, post
 
 API_KEY = "test-key"  # the session emulator's key (tests/conftest.py)

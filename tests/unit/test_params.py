@@ -123,9 +123,8 @@ def test_time_range_refuses_beyond_the_query_retention_but_not_for_blob_sources(
     start, end = datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 6, 1, 2, tzinfo=UTC)
     text = reason(time_range, p, start, end, NOW)[1]
     oldest = align_up(NOW - timedelta(days=90), timedelta(hours=1))
-    assert f"older than the source's retention (P90D): the oldest window the API still holds starts {oldest:%Y-%m-%dT%H}" in (
-        text
-    )
+    expected = f"the source's retention (P90D): the oldest window the API still holds starts {oldest:%Y-%m-%dT%H}"
+    assert expected in text
     blob = settings_pipeline("diagnostic_settings", start="2025-01-01T00:00:00Z")
     assert time_range(blob, start, end, NOW) == (start, end)
 

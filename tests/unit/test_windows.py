@@ -134,4 +134,5 @@ def test_align_up_at_the_end_of_the_calendar_is_a_value_error():
     last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
     with pytest.raises(ValueError, match="too close to the end of the calendar"):
         align_up(last, timedelta(hours=1))
-    assert align_up(datetime(9999, 12, 31, 23, tzinfo=UTC), timedelta(hours=1)) == datetime(9999, 12, 31, 23, tzinfo=UTC)
+    aligned = datetime(9999, 12, 31, 23, tzinfo=UTC)
+    assert align_up(aligned, timedelta(hours=1)) == aligned
