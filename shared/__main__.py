@@ -24,6 +24,7 @@ from shared import redact
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
+from shared.params import BadRequest, time_range
 from shared.runner import Engine
 from shared.settings import Settings, load_local_settings
 
@@ -76,8 +77,10 @@ def _replay(engine: Engine, args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        result = engine.replay(pipeline, parse_timestamp(args.start), parse_timestamp(args.end), mode=args.mode)
-    except ValueError as exc:
+        start, end = parse_timestamp(args.start), parse_timestamp(args.end)
+        time_range(pipeline, start, end, engine.clock())  # nothing is written for a range without windows
+        result = engine.replay(pipeline, start, end, mode=args.mode)
+    except (ValueError, BadRequest) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     for r in result.results:

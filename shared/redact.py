@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 __all__ = ["REDACTED", "install_log_redaction", "redact", "register", "register_connection_string"]
 
 REDACTED = "[redacted]"
-_MIN_LENGTH = 6  # shorter "secrets" would mangle ordinary words; no real key is this short
+_MIN_LENGTH = 8  # shorter "secrets" would mangle ordinary words; no real key is this short
 _lock = threading.Lock()
 _forms: tuple[str, ...] = ()  # every registered secret in every spelling, longest first
 
