@@ -1,8 +1,9 @@
 """HTTP-facing operations (replay, status) as plain functions: request data in, (status, body) out.
 
 The function app adapts ``HttpRequest`` to these; tests and the local host call the
-same code. Every field of a request is validated here; bad input gets a 4xx with a
-reason, and nothing from a request ever reaches a query except parsed timestamps.
+same code. Every field of a request is validated (with ``shared.params``) before anything
+is written; bad input gets a 4xx with a reason, and nothing from a request ever reaches a
+query except parsed timestamps. Every JSON answer and page is redacted (``shared.redact``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,6 @@ def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
         name = text(fields, "pipeline")
         start, end = timestamp(fields, "start"), timestamp(fields, "end")
         mode = choice(fields, "mode", ("auto", "inline", "queue"), "auto")
-        assert name is not None and start is not None and end is not None  # required
         try:
             pipeline = engine.settings.pipeline(name)
         except KeyError:

@@ -24,6 +24,7 @@ __all__ = [
     "BadRequest",
     "choice",
     "json_fields",
+    "optional_timestamp",
     "quoted",
     "text",
     "time_range",
@@ -80,11 +81,9 @@ def json_fields(body: bytes, params: Mapping[str, str], allowed: Collection[str]
     return dict(fields)
 
 
-def text(fields: Mapping[str, Any], key: str, *, required: bool = True, limit: int = _MAX_TEXT) -> str | None:
-    """A non-empty string field of at most ``limit`` characters."""
+def text(fields: Mapping[str, Any], key: str, *, limit: int = _MAX_TEXT) -> str:
+    """A required, non-empty string field of at most ``limit`` characters."""
     value = fields.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"'{key}' is required and must be a string")
     if len(value) > limit:
@@ -92,15 +91,18 @@ def text(fields: Mapping[str, Any], key: str, *, required: bool = True, limit: i
     return value
 
 
-def timestamp(fields: Mapping[str, Any], key: str, *, required: bool = True) -> datetime | None:
-    """An ISO 8601 timestamp with an offset (``Z``), as aware UTC."""
-    raw = text(fields, key, required=required)
-    if raw is None:
-        return None
+def timestamp(fields: Mapping[str, Any], key: str) -> datetime:
+    """A required ISO 8601 timestamp with an offset (``Z``), as aware UTC."""
+    raw = text(fields, key)
     try:
         return parse_timestamp(raw)
     except ValueError as exc:
         raise BadRequest(f"'{key}': {exc} (use ISO 8601 UTC, e.g. 2026-11-02T10:00:00Z)") from None
+
+
+def optional_timestamp(fields: Mapping[str, Any], key: str) -> datetime | None:
+    """Like ``timestamp``, ``None`` when the field is absent (e.g. status ``from``/``to``)."""
+    return None if fields.get(key) is None else timestamp(fields, key)
 
 
 def whole_number(params: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:

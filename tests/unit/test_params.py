@@ -133,3 +133,11 @@ def test_time_range_widens_to_whole_windows():
     p = settings_pipeline()
     first, last = time_range(p, parse_timestamp("2026-11-02T10:30:00Z"), parse_timestamp("2026-11-02T11:10:00Z"), NOW)
     assert (first, last) == (datetime(2026, 11, 2, 10, tzinfo=UTC), datetime(2026, 11, 2, 12, tzinfo=UTC))
+
+
+def test_optional_timestamp():
+    from shared.params import optional_timestamp
+
+    assert optional_timestamp({}, "from") is None
+    assert optional_timestamp({"from": "2026-11-02T10:00:00+01:00"}, "from") == datetime(2026, 11, 2, 9, tzinfo=UTC)
+    assert "'from': not an ISO 8601" in reason(optional_timestamp, {"from": "soon"}, "from")[1]
