@@ -19,6 +19,7 @@ PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "
 _PLACEHOLDERS = PLACEHOLDERS
 _BLOB_FIELDS = {"kind", "connection_setting", "container", "format", "compression", "path", "row_group_rows"}
 _TABLE_FIELDS = {"kind", "connection_setting", "table"}
+_MAX_BLOB_NAME = 1024
 # Blob names may hold most Unicode, but control characters, '\\' (turned into '/' by some tools)
 # and the URL delimiters '?' and '#' make names that readers cannot list or open reliably.
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\?#]")
@@ -31,7 +32,7 @@ def path_problems(path: str, *, blob: bool) -> list[str]:
     The template is rendered for a sample window with the real renderer, so what passes
     here renders at run time too.
     """
-    from shared.sinks.paths import data_name, manifest_name  # local: the sinks import settings
+    from shared.sinks.paths import manifest_name, render_stem  # local: the sinks import settings
 
     depth, problems = 0, []
     for i, ch in enumerate(path):
@@ -58,16 +59,15 @@ def path_problems(path: str, *, blob: bool) -> list[str]:
         return problems
     try:
         sample = "p" * 63  # the longest pipeline name
-        data_name(
-            path.strip("/"),
-            pipeline=sample,
-            table=sample,
-            window=_SAMPLE,
-            part="late-0001",
-            fmt="parquet",
-            compression="snappy",
-        )
-        manifest_name(path.strip("/"), pipeline=sample, table=sample, window=_SAMPLE)
+        # The longest names a window gets: a late part's checkpoint chunk with a schema continuation.
+        stem = render_stem(path.strip("/"), pipeline=sample, table=sample, window=_SAMPLE, part="late-0001-c0001")
+        manifest = manifest_name(path.strip("/"), pipeline=sample, table=sample, window=_SAMPLE)
+        longest = max(len(stem + "-s0001.jsonl.gz"), len(manifest))
+        if longest > _MAX_BLOB_NAME:
+            problems.append(
+                f"renders blob names of up to {longest} characters (with a {len(sample)}-character pipeline"
+                f" name); blob names may have at most {_MAX_BLOB_NAME}"
+            )
     except ConfigError as exc:
         problems.append(f"does not render to a usable blob name: {'; '.join(exc.problems)}")
     except ValueError as exc:

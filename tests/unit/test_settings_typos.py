@@ -60,7 +60,8 @@ def test_unknown_fields_rejected_everywhere(over, fragment):
         ("{pipeline}/{{window}}", "'{' inside another '{...}' at character 13"),
         ("{pipeline}/{yyyy}", "must contain {window}"),
         ("{pipeline}/{day}/{window}", "unknown placeholder {day}"),
-        ("x" * 1100 + "/{window}", "does not render to a usable blob name: blob name longer than 1024"),
+        ("x" * 1100 + "/{window}", "renders blob names of up to 1148 characters"),
+        ("x" * 980 + "/{window}", "blob names may have at most 1024"),
     ],
     ids=[
         "dotdot",
@@ -75,6 +76,7 @@ def test_unknown_fields_rejected_everywhere(over, fragment):
         "no-window",
         "unknown",
         "too-long",
+        "manifest-too-long",
     ],
 )
 def test_path_templates_checked_by_rendering(path, fragment):
