@@ -8,9 +8,7 @@ from shared.settings import QuerySourceConfig, Settings
 from tests.unit.test_settings import BASE_ENV, env, pipeline, problems
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-GOOD_CONN = (
-    f"DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey={AZURITE_KEY};EndpointSuffix=core.windows.net"
-)
+GOOD_CONN = f"DefaultEndpointsProtocol=https;AccountName=acct1;AccountKey={AZURITE_KEY};EndpointSuffix=core.windows.net"
 
 
 @pytest.mark.parametrize(
