@@ -7,13 +7,14 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: help deps run test unit integration integration-identity lint fault bench clean
+.PHONY: help deps run test unit integration integration-identity lint fault fuzz bench clean
 
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
 	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
 	@echo "make lint   - ruff + mypy + checkov over infra/"
 	@echo "make fault  - fault suite: kills, throttling, truncation, storage restart; prints FAULTS {...}"
+	@echo "make fuzz   - bad-input suite: 300 malformed requests + 200 malformed settings; prints FUZZ {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -58,6 +59,9 @@ lint: deps $(CHECKOV)
 
 fault: deps
 	$(PY) -m devtools.faultsuite
+
+fuzz: deps
+	$(PY) -m devtools.fuzz
 
 bench: deps
 	$(PY) -m bench.run

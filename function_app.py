@@ -11,11 +11,12 @@ import os
 
 import azure.functions as func
 
-from shared import api, ops_api, telemetry
+from shared import api, ops_api, redact, telemetry
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("insights_mover")
 telemetry.configure(os.environ)  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+redact.install_log_redaction()  # upstream errors may echo the credentials the engine sent
 
 # Read when the host indexes the app (app settings are in the environment then).
 SCHEDULE = os.environ.get("MOVER_SCHEDULE", "0 */5 * * * *")  # NCRONTAB with seconds

@@ -19,10 +19,11 @@ from typing import Any
 
 import orjson
 
-from shared import telemetry
+from shared import redact, telemetry
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
+from shared.params import BadRequest, time_range
 from shared.runner import Engine
 from shared.settings import Settings, load_local_settings
 
@@ -85,8 +86,10 @@ def _replay(engine: Engine, args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        result = engine.replay(pipeline, parse_timestamp(args.start), parse_timestamp(args.end), mode=args.mode)
-    except ValueError as exc:
+        start, end = parse_timestamp(args.start), parse_timestamp(args.end)
+        time_range(pipeline, start, end, engine.clock())  # nothing is written for a range without windows
+        result = engine.replay(pipeline, start, end, mode=args.mode)
+    except (ValueError, BadRequest) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     for r in result.results:
@@ -188,6 +191,7 @@ def _verify(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    redact.install_log_redaction()
     parser = argparse.ArgumentParser(prog="python -m shared", description="insights-mover engine")
     parser.add_argument("--settings", help="a local.settings.json whose Values are loaded into the environment")
     parser.add_argument("-v", "--verbose", action="store_true")

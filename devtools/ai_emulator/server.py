@@ -16,7 +16,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import orjson
 
@@ -200,6 +200,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return "oid:" + check_token(token, cfg.token_key, AUDIENCES[kind])
         raise forbidden()
 
+    def _echo_credentials(self) -> ApiError:
+        """A 400 whose text repeats the credentials the client sent (plain and URL-encoded)."""
+        sent = {name: self.headers.get(name, "") for name in ("Authorization", "x-api-key")}
+        text = "; ".join(f"{k}={v}" for k, v in sent.items())
+        encoded = "&".join(f"{k}={quote(v, safe='')}" for k, v in sent.items())
+        inner = {"code": "EchoedRequest", "message": f"upstream rejected ?{encoded}"}
+        return ApiError(400, {"error": {"code": "BadRequest", "message": f"bad request ({text})", "innererror": inner}})
+
     def _query(self, method: str, kind: str, resource: str, raw_query: str, body: bytes) -> None:
         emu = self.server.emulator
         cfg = emu.config
@@ -252,6 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
                 emu.counters.add(resets=1, errors=1)
                 self._abort()
                 return
+            if mode == "echo":
+                raise self._echo_credentials()
         text, timespan = _query_args(method, raw_query, body)
         try:
             result = emu.execute("workspace" if kind == "workspaces" else "app", text, timespan)

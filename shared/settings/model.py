@@ -84,6 +84,7 @@ class QuerySourceConfig:
     timeout_s: float = 180.0
     max_retries: int = 6
     parallel_queries: int | None = None  # sub-queries of one window in flight; None: the whole query budget
+    retention: timedelta = timedelta(days=90)  # how far back the API still holds data (bounds replays)
 
 
 @dataclass(frozen=True)
