@@ -39,7 +39,6 @@ DEFAULTED = {
 
 # MOVER_* literals in the code that name no app setting.
 NOT_SETTINGS = {
-    "MOVER_STATE_CONNECTION": "the label problems with the state connection are reported under",
 }
 
 HOW_TO_ADD = (
