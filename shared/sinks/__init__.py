@@ -12,6 +12,7 @@ from datetime import datetime
 from shared.settings import SinkConfig
 from shared.sinks.base import Sink, SinkWriter
 from shared.sinks.blob import BlobSink, BlobWriter
+from shared.sinks.delta import DeltaSink, DeltaWriter
 from shared.sinks.memory import MemorySink
 from shared.sinks.paths import data_name, manifest_name
 from shared.sinks.table import TableSink, TableWriter
@@ -19,6 +20,8 @@ from shared.sinks.table import TableSink, TableWriter
 __all__ = [
     "BlobSink",
     "BlobWriter",
+    "DeltaSink",
+    "DeltaWriter",
     "MemorySink",
     "Sink",
     "SinkWriter",
@@ -31,7 +34,7 @@ __all__ = [
 
 
 def build_sink(config: SinkConfig, *, pipeline: str, table: str, clock: Callable[[], datetime] | None = None) -> Sink:
-    """The sink for ``config.kind`` (``blob`` or ``table``), with shared per-account clients.
+    """The sink for ``config.kind`` (``blob``, ``table`` or ``delta``), with shared per-account clients.
 
     ``clock`` stamps manifests (``written_at``); default is the system UTC clock.
     Raises ``ConfigError`` when the storage account has no endpoint for that kind.
@@ -40,4 +43,6 @@ def build_sink(config: SinkConfig, *, pipeline: str, table: str, clock: Callable
         return BlobSink(config, pipeline=pipeline, table=table, clock=clock)
     if config.kind == "table":
         return TableSink(config, pipeline=pipeline, table=table, clock=clock)
+    if config.kind == "delta":
+        return DeltaSink(config, pipeline=pipeline, table=table, clock=clock)
     raise ValueError(f"unknown sink kind {config.kind!r}")
