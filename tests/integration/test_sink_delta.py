@@ -78,3 +78,194 @@ def test_windows_land_once_each_and_read_back_typed(emu, make_engine, storage_co
     state = engine.ledger.get("req", Window(T0, T0 + H))
     (manifest,) = [o for o in state.outputs if o["kind"] == "manifest"]
     assert manifest["name"].startswith(f"delta:{container}/req@v")
+
+
+def test_rerun_replay_and_crash_after_commit_never_duplicate(emu, make_engine, storage_conn, unique):
+    container = f"lake-{unique}"
+    engine = make_engine([delta_pipeline("req", TABLE, emu, container)], now=T0 + H + timedelta(minutes=10))
+    p = engine.settings.pipeline("req")
+    w0 = Window(T0, T0 + H)
+    real = engine.ledger.complete
+
+    def die(*args: Any, **kwargs: Any) -> None:  # the runner dies after the Delta commit, before the ledger
+        raise RuntimeError("killed")
+
+    engine.ledger.complete = die  # type: ignore[method-assign]
+    assert engine.run_window(p, w0).outcome == "failed"
+    engine.ledger.complete = real  # type: ignore[method-assign]
+    dt, rows = read_table(storage_conn, container, "req")
+    assert ids(rows) == truth(emu, T0, T0 + H)  # the commit landed: the ledger does not know yet
+    sink = engine.sinks(p)[0]
+    assert sink.landed(w0) is not None  # type: ignore[attr-defined]
+    assert engine.run_window(p, w0, force=True).outcome == "done"  # the window runs again
+    (again,) = engine.replay(p, T0, T0 + H).results  # and once more, replayed
+    assert again.outcome == "done"
+    dt, rows = read_table(storage_conn, container, "req")
+    assert ids(rows) == truth(emu, T0, T0 + H)
+    assert window_commits(dt) == [w0.key] * 3  # one commit per run of the window, each replacing the last
+    assert len(dt.file_uris()) == 1
+    state = engine.ledger.get("req", w0)
+    assert state.status == "done" and state.rows == sum(truth(emu, T0, T0 + H).values())
+
+
+def test_checkpoint_chunks_land_in_one_commit(emu, make_engine, storage_conn, unique):
+    container = f"lake-{unique}"
+    pipeline = delta_pipeline("req", TABLE, emu, container, source={"max_rows_per_query": 8})
+    engine = make_engine([pipeline], now=T0 + H + timedelta(minutes=10))
+    p = engine.settings.pipeline("req")
+    w0 = Window(T0, T0 + H)
+    script = [True]
+    assert engine.run_window(p, w0, pause=lambda: script.pop(0) if script else False).outcome == "paused"
+    assert engine.sinks(p)[0].landed(w0) is None  # type: ignore[attr-defined]  # a chunk is not in the table
+    script = [False, True]
+    assert engine.run_window(p, w0, pause=lambda: script.pop(0) if script else False).outcome == "paused"
+    (last,) = engine.tick().results
+    assert last.outcome == "done"
+    dt, rows = read_table(storage_conn, container, "req")
+    assert ids(rows) == truth(emu, T0, T0 + H)
+    assert window_commits(dt) == [w0.key]
+    assert len(dt.file_uris()) == 3  # main part + chunks c0001, c0002, added together
+
+
+def test_late_part_lands_once_beside_the_window(emu, make_engine, storage_conn, unique):
+    base = datetime(2026, 11, 12, tzinfo=UTC)  # a day no other test touches
+    table = "exceptions"
+    emu.generate(table, base, base + 2 * H, count=40, seed=91)
+    container = f"lake-{unique}"
+    pipeline = delta_pipeline(
+        "exc", table, emu, container, window={"start": "2026-11-12T00:00:00Z", "resweep_lookback": "PT24H"}
+    )
+    engine = make_engine([pipeline], now=base + 2 * H + timedelta(minutes=10))
+    assert [r.outcome for r in engine.tick().results] == ["done"] * 2
+    late = [
+        {"timestamp": base + H + timedelta(minutes=m), "problemId": f"late-{m}", "itemId": f"late-{unique}-{m}"}
+        for m in (1, 2)
+    ]
+    emu.add_rows(table, late, ingested_at=datetime.now(UTC))
+    (result,) = engine.tick().results
+    assert result.outcome == "done"
+    assert engine.tick().results == []  # settled: the sweep does not add the part again
+    dt, rows = read_table(storage_conn, container, "exc")
+    assert ids(rows) == truth(emu, base, base + 2 * H, table)
+    assert {f"late-{unique}-{m}" for m in (1, 2)} <= set(ids(rows))
+    w1 = Window(base + H, base + 2 * H)
+    assert sorted(window_commits(dt)) == sorted([base.strftime("%Y%m%dT%H%M%SZ"), w1.key, w1.key])
+
+
+def duckdb_rows(conn: str, container: str, path: str, sql: str) -> list[tuple[Any, ...]]:
+    """DuckDB over the table's current files: the files the Delta log lists, downloaded (its own
+    ``delta`` extension is a download this offline test cannot make); Hive folders give date/hour."""
+    dt = DeltaTable(f"az://{container}/{path}", storage_options=options(conn))
+    client = BlobServiceClient.from_connection_string(conn).get_container_client(container)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for rel in pa.table(dt.get_add_actions(flatten=True)).column("path").to_pylist():
+            target = Path(tmp, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(client.download_blob(f"{path}/{rel}").readall())
+            files.append(str(target))
+        db = duckdb.connect()
+        db.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet({files!r}, hive_partitioning = true)")
+        return db.execute(sql).fetchall()
+
+
+def test_concurrent_engines_commit_windows_of_one_table(emu, make_engine, storage_conn, unique):
+    """Three worker processes replay different 10-minute windows of one table at once."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    container = f"lake-{unique}"
+    pipeline = delta_pipeline("req", TABLE, emu, container, window={"size": "PT10M"})
+    env = os.environ | {
+        "AzureWebJobsStorage": storage_conn,
+        "TEST_TOKEN": "test-token",
+        "MOVER_PIPELINES": json.dumps({"pipelines": [pipeline]}),
+        "MOVER_LEDGER_TABLE": f"ledger{unique}",
+        "MOVER_QUARANTINE_CONTAINER": f"quarantine-{unique}",
+        "MOVER_REPLAY_INLINE_WINDOWS": "12",
+    }
+    starts = [T0 + i * timedelta(minutes=50) for i in range(3)]
+    procs = [
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "shared", "replay", "--pipeline", "req", "--mode", "inline",
+             "--start", s.strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "--end", (s + timedelta(minutes=50)).strftime("%Y-%m-%dT%H:%M:%SZ")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        for s in starts
+    ]
+    outs = [proc.communicate(timeout=240)[0].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], outs
+    print("conflicts retried:", sum(o.count("commit conflict") for o in outs))
+    end = T0 + timedelta(minutes=150)
+    dt, rows = read_table(storage_conn, container, "req")
+    assert ids(rows) == truth(emu, T0, end)
+    keys = [Window(T0 + i * timedelta(minutes=10), T0 + (i + 1) * timedelta(minutes=10)).key for i in range(15)]
+    assert sorted(window_commits(dt)) == keys  # each window exactly one commit, none lost to a conflict
+    got = duckdb_rows(storage_conn, container, "req", "SELECT count(*), count(DISTINCT itemId), min(hour) FROM t")
+    assert got == [(sum(truth(emu, T0, end).values()), len(truth(emu, T0, end)), 0)]
+
+
+def _sink(conn: str, container: str, **over: Any) -> Any:
+    from shared.settings import SinkConfig
+    from shared.sinks import build_sink
+
+    config = SinkConfig(
+        kind="delta",
+        storage=StorageConfig(setting="AzureWebJobsStorage", conn_string=conn),
+        container=container,
+        path="{pipeline}",
+        format="parquet",
+        compression="snappy",
+        **over,
+    )
+    return build_sink(config, pipeline="app", table="requests")
+
+
+def _write(sink: Any, window: Window, columns: tuple[Any, ...], rows: list[list[Any]]) -> Any:
+    from shared.model import Batch
+
+    writer = sink.open(window)
+    writer.write(Batch("requests", columns, rows))
+    return sink.write_manifest(window, writer.commit(), {})
+
+
+def test_threads_schema_evolution_and_type_change(storage_conn, unique):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.errors import FatalError
+    from shared.model import Column
+
+    container = f"lake-{unique}"
+    base = (Column("timestamp", "datetime"), Column("itemId", "string"), Column("count", "long"))
+    windows = [Window(T0 + i * timedelta(minutes=5), T0 + (i + 1) * timedelta(minutes=5)) for i in range(8)]
+
+    def move(i: int) -> Any:  # each thread its own sink, like separate workers
+        w = windows[i]
+        rows = [[(w.start + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%SZ"), f"{w.key}-{s}", s] for s in range(5)]
+        return _write(_sink(storage_conn, container), w, base, rows)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(move, range(8)))
+        list(pool.map(move, range(0, 8, 2)))  # reruns of half the windows, concurrently again
+    sink = _sink(storage_conn, container)
+    extra = (*base, Column("region", "string"), Column("small", "int"))
+    w = windows[0]
+    _write(sink, w, extra, [["2026-11-02T00:00:01Z", "evolved", 1, "eu", 7]])
+    dt, rows = read_table(storage_conn, container, "app")
+    assert sorted(r["itemId"] for r in rows) == sorted(["evolved"] + [f"{x.key}-{s}" for x in windows[1:] for s in range(5)])
+    schema = pa.schema(dt.schema().to_arrow())
+    assert schema.field("region").type == pa.string() and schema.field("small").type == pa.int32()
+    assert {r["region"] for r in rows if r["itemId"] != "evolved"} == {None}  # older rows: null in the new column
+    assert Counter(window_commits(dt)) == Counter([x.key for x in windows] + [windows[i].key for i in range(0, 8, 2)] + [w.key])
+    changed = (*base[:2], Column("count", "string"))
+    version = dt.version()
+    with pytest.raises(FatalError, match=r"column 'count' is int64 but window .* has it as string"):
+        _write(sink, windows[1], changed, [["2026-11-02T00:05:01Z", "changed", "many"]])
+    fresh = _sink(storage_conn, container)  # a writer that has not seen the table yet: caught at the commit
+    fresh.table_schema = lambda: None
+    with pytest.raises(FatalError, match=r"column 'count' is int64 but window .* has it as string"):
+        _write(fresh, windows[1], changed, [["2026-11-02T00:05:01Z", "changed", "many"]])
+    assert DeltaTable(f"az://{container}/app", storage_options=options(storage_conn)).version() == version
