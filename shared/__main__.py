@@ -112,6 +112,23 @@ def _run(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
+def _delta_maintenance(engine: Engine, args: argparse.Namespace) -> int:
+    """Compact closed days and vacuum every Delta sink (what the optional maintenance timer runs)."""
+    from shared.sinks.delta_maintenance import maintain_pipeline
+
+    failed = 0
+    for pipeline in engine.settings.pipelines:
+        if args.pipeline and pipeline.name != args.pipeline:
+            continue
+        try:
+            for done in maintain_pipeline(pipeline, now=datetime.now(UTC)):
+                print(orjson.dumps(done.to_json()).decode())
+        except MoverError as exc:
+            print(f"{pipeline.name}: maintenance failed: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared", description="insights-mover engine")
     parser.add_argument("--settings", help="a local.settings.json whose Values are loaded into the environment")
@@ -128,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = sub.add_parser("run", help="local scheduler loop")
     run.add_argument("--schedule", help="NCRONTAB; default MOVER_SCHEDULE")
     run.add_argument("--every", type=float, help="tick every N seconds instead of the schedule")
+    dm = sub.add_parser("delta-maintenance", help="compact closed days and vacuum the Delta sinks' tables")
+    dm.add_argument("--pipeline", help="only this pipeline")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -141,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run}
+    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "delta-maintenance": _delta_maintenance}
     try:
         return commands[args.command](engine, args)
     finally:

@@ -23,6 +23,7 @@ from deltalake import DeltaTable
 from devtools.azurite import ACCOUNT, KEY
 from shared.model import Window
 from shared.settings import StorageConfig
+from shared.sinks.delta_maintenance import maintain_pipeline
 from shared.sinks.delta_table import storage_options
 from tests.conftest import T0, H, expected_rows, query_pipeline
 
@@ -110,7 +111,9 @@ def test_rerun_replay_and_crash_after_commit_never_duplicate(emu, make_engine, s
 
 def test_checkpoint_chunks_land_in_one_commit(emu, make_engine, storage_conn, unique):
     container = f"lake-{unique}"
-    pipeline = delta_pipeline("req", TABLE, emu, container, source={"max_rows_per_query": 8})
+    pipeline = delta_pipeline(
+        "req", TABLE, emu, container, source={"max_rows_per_query": 8}, sink={"vacuum_retention": "PT0S"}
+    )
     engine = make_engine([pipeline], now=T0 + H + timedelta(minutes=10))
     p = engine.settings.pipeline("req")
     w0 = Window(T0, T0 + H)
@@ -125,6 +128,16 @@ def test_checkpoint_chunks_land_in_one_commit(emu, make_engine, storage_conn, un
     assert ids(rows) == truth(emu, T0, T0 + H)
     assert window_commits(dt) == [w0.key]
     assert len(dt.file_uris()) == 3  # main part + chunks c0001, c0002, added together
+    # Maintenance: the closed day's window becomes one file; vacuum (retention 0) deletes the three.
+    (done,) = maintain_pipeline(p, now=T0 + timedelta(days=3))
+    assert (done.compacted_windows, done.files_removed, done.vacuumed) == (1, 3, 3)
+    dt, rows = read_table(storage_conn, container, "req")
+    assert ids(rows) == truth(emu, T0, T0 + H) and len(dt.file_uris()) == 1
+    assert [h.get("mover.maintenance") for h in dt.history(3)] == ["vacuum", "vacuum", "optimize"]
+    assert window_commits(dt) == [w0.key]  # maintenance commits are not window commits
+    assert engine.replay(p, T0, T0 + H).results[0].outcome == "done"  # a replay after compaction: still once
+    dt, rows = read_table(storage_conn, container, "req")
+    assert ids(rows) == truth(emu, T0, T0 + H) and len(dt.file_uris()) == 1
 
 
 def test_late_part_lands_once_beside_the_window(emu, make_engine, storage_conn, unique):
@@ -269,3 +282,39 @@ def test_threads_schema_evolution_and_type_change(storage_conn, unique):
     with pytest.raises(FatalError, match=r"column 'count' is int64 but window .* has it as string"):
         _write(fresh, windows[1], changed, [["2026-11-02T00:05:01Z", "changed", "many"]])
     assert DeltaTable(f"az://{container}/app", storage_options=options(storage_conn)).version() == version
+
+
+def test_cli_runs_delta_maintenance(storage_conn, unique, monkeypatch, capsys):
+    import json
+
+    from shared.__main__ import main
+
+    container = f"lake-{unique}"
+    sink = _sink(storage_conn, container)
+    from shared.model import Column
+
+    columns = (Column("timestamp", "datetime"), Column("itemId", "string"))
+    w = Window(T0, T0 + H)
+    for part in ("", "late-0001"):  # two files of one window
+        writer = sink.open(w, part=part)
+        from shared.model import Batch
+
+        writer.write(Batch("requests", columns, [["2026-11-02T00:00:01Z", f"id-{part}"]]))
+        outputs = writer.commit()
+        kept = [] if not part else first
+        first = outputs
+        sink.write_manifest(w, kept + outputs, {})
+    pipeline = {
+        "name": "app",
+        "source": {"kind": "app_insights", "app_id": "a", "query": "requests", "auth": {"kind": "token", "setting": "T"}},
+        "window": {"size": "PT1H", "start": "2026-11-02T00:00:00Z"},
+        "sink": {"kind": "delta", "container": container, "vacuum_retention": None},
+    }
+    monkeypatch.setenv("AzureWebJobsStorage", storage_conn)
+    monkeypatch.setenv("T", "token")
+    monkeypatch.setenv("MOVER_PIPELINES", json.dumps({"pipelines": [pipeline]}))
+    assert main(["delta-maintenance"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["compacted_windows"], report["files_removed"], report["vacuumed"]) == (1, 2, 0)
+    dt, rows = read_table(storage_conn, container, "app")
+    assert sorted(r["itemId"] for r in rows) == ["id-", "id-late-0001"] and len(dt.file_uris()) == 1
