@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "delta-maintenance": _delta_maintenance}
+    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run}
+    commands["delta-maintenance"] = _delta_maintenance
     try:
         return commands[args.command](engine, args)
     finally:

@@ -77,7 +77,7 @@ def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
         )
     path = raw.get("path", "{pipeline}")
     if not isinstance(path, str) or not path.strip("/"):
-        p.fail(where, "'path' must be the table's folder, e.g. \"{pipeline}\" or \"lake/{pipeline}\"")
+        p.fail(where, '\'path\' must be the table\'s folder, e.g. "{pipeline}" or "lake/{pipeline}"')
         path = "{pipeline}"
     for unknown in sorted(set(re.findall(r"{([^{}]*)}", path)) - {"pipeline", "table"}):
         p.fail(where, f"'path' has unknown placeholder {{{unknown}}}; a table path allows {{pipeline}} and {{table}}")

@@ -247,7 +247,7 @@ class DeltaWriter:
 
 
 def _kql_type(fld: pa.Field) -> str:
-    meta = fld.metadata or {}
+    meta: dict[bytes, bytes] = fld.metadata or {}
     return meta.get(b"kql_type", b"string").decode()
 
 
@@ -395,7 +395,12 @@ class DeltaSink:
         with self._lock:
             self._schema = None
         log.info(
-            "%s window %s: version %s (+%d -%d files)", self.uri, window.key, result.version, result.added, result.removed
+            "%s window %s: version %s (+%d -%d files)",
+            self.uri,
+            window.key,
+            result.version,
+            result.added,
+            result.removed,
         )
         return OutputFile(
             name=f"delta:{self.config.container}/{self.root}@v{result.version}",

@@ -113,7 +113,7 @@ def _compact_window(sink: DeltaSink, key: str, actions: list[dict[str, Any]]) ->
     schema = pa.schema(dt.schema().to_arrow())
     parts = list(dt.metadata().partition_columns)
     columns = pa.schema([f for f in schema if f.name not in parts])
-    values = {c: str(actions[0][f"partition.{c}"]) for c in parts}
+    values: dict[str, str | None] = {c: str(actions[0][f"partition.{c}"]) for c in parts}
     folder = "/".join(f"{k}={v}" for k, v in values.items())
     rel = f"{folder}/{key}_{int(time.time())}_compact_000.parquet"
     out = _File(sink.container, f"{sink.root}/{rel}", rel, sink.config)
@@ -140,7 +140,9 @@ def _compact_window(sink: DeltaSink, key: str, actions: list[dict[str, Any]]) ->
             "append",
             schema,
             partition_by=parts,
-            commit_properties=CommitProperties(custom_metadata={"mover.maintenance": "optimize", "mover.compacted": key}),
+            commit_properties=CommitProperties(
+                custom_metadata={"mover.maintenance": "optimize", "mover.compacted": key}
+            ),
         )
     except (CommitFailedError, DeltaError) as exc:  # a window commit won: its files replace these anyway
         raise RetriableError(f"compacting window {key} of {sink.uri}: {exc}") from exc

@@ -119,7 +119,9 @@ def storage_options(config: StorageConfig) -> dict[str, str]:
         if os.environ.get("IDENTITY_ENDPOINT"):  # App Service / Functions managed identity
             options["msi_endpoint"] = os.environ["IDENTITY_ENDPOINT"]
         return options
-    raise ConfigError(f"{config.setting}: no blob endpoint (set a connection string or {config.setting}__blobServiceUri)")
+    raise ConfigError(
+        f"{config.setting}: no blob endpoint (set a connection string or {config.setting}__blobServiceUri)"
+    )
 
 
 def partition_columns(partition_by: str, window: Window) -> tuple[pa.Field, ...]:
@@ -129,7 +131,7 @@ def partition_columns(partition_by: str, window: Window) -> tuple[pa.Field, ...]
     return PARTITIONS[partition_by]
 
 
-def partition_values(fields: Sequence[pa.Field], window: Window) -> dict[str, str]:
+def partition_values(fields: Sequence[pa.Field], window: Window) -> dict[str, str | None]:
     """The window's partition values as the log writes them (window start, UTC)."""
     start = window.start.astimezone(UTC)
     values = {"date": start.date().isoformat(), "hour": str(start.hour)}
@@ -307,7 +309,7 @@ def commit_window(
         actions: list[AddAction | RemoveAction] = [
             AddAction(f.path, f.size, part_values, now, True, f.stats) for f in adds
         ]
-        actions += [RemoveAction(path, True, now, current[path], part_values) for path in removes]
+        actions += [RemoveAction(path, True, now, current[path], dict(part_values)) for path in removes]
         try:
             dt.create_write_transaction(
                 actions,
@@ -319,7 +321,7 @@ def commit_window(
                 ),
             )
         except CommitFailedError as exc:
-            delay = min(2.0, 0.05 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)  # noqa: S311
+            delay = min(2.0, 0.05 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
             log.info("%s window %s: commit conflict (%s); retrying in %.2fs", uri, window.key, exc, delay)
             time.sleep(delay)
             continue

@@ -20,7 +20,6 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from deltalake import DeltaTable
 
-from devtools.azurite import ACCOUNT, KEY
 from shared.model import Window
 from shared.settings import StorageConfig
 from shared.sinks.delta_maintenance import maintain_pipeline
@@ -201,11 +200,24 @@ def test_concurrent_engines_commit_windows_of_one_table(emu, make_engine, storag
     }
     starts = [T0 + i * timedelta(minutes=50) for i in range(3)]
     procs = [
-        subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "shared", "replay", "--pipeline", "req", "--mode", "inline",
-             "--start", s.strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "--end", (s + timedelta(minutes=50)).strftime("%Y-%m-%dT%H:%M:%SZ")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shared",
+                "replay",
+                "--pipeline",
+                "req",
+                "--mode",
+                "inline",
+                "--start",
+                s.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "--end",
+                (s + timedelta(minutes=50)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         for s in starts
     ]
@@ -268,11 +280,15 @@ def test_threads_schema_evolution_and_type_change(storage_conn, unique):
     w = windows[0]
     _write(sink, w, extra, [["2026-11-02T00:00:01Z", "evolved", 1, "eu", 7]])
     dt, rows = read_table(storage_conn, container, "app")
-    assert sorted(r["itemId"] for r in rows) == sorted(["evolved"] + [f"{x.key}-{s}" for x in windows[1:] for s in range(5)])
+    assert sorted(r["itemId"] for r in rows) == sorted(
+        ["evolved"] + [f"{x.key}-{s}" for x in windows[1:] for s in range(5)]
+    )
     schema = pa.schema(dt.schema().to_arrow())
     assert schema.field("region").type == pa.string() and schema.field("small").type == pa.int32()
     assert {r["region"] for r in rows if r["itemId"] != "evolved"} == {None}  # older rows: null in the new column
-    assert Counter(window_commits(dt)) == Counter([x.key for x in windows] + [windows[i].key for i in range(0, 8, 2)] + [w.key])
+    assert Counter(window_commits(dt)) == Counter(
+        [x.key for x in windows] + [windows[i].key for i in range(0, 8, 2)] + [w.key]
+    )
     changed = (*base[:2], Column("count", "string"))
     version = dt.version()
     with pytest.raises(FatalError, match=r"column 'count' is int64 but window .* has it as string"):
@@ -288,25 +304,26 @@ def test_cli_runs_delta_maintenance(storage_conn, unique, monkeypatch, capsys):
     import json
 
     from shared.__main__ import main
+    from shared.model import Batch, Column
 
     container = f"lake-{unique}"
     sink = _sink(storage_conn, container)
-    from shared.model import Column
-
     columns = (Column("timestamp", "datetime"), Column("itemId", "string"))
     w = Window(T0, T0 + H)
-    for part in ("", "late-0001"):  # two files of one window
+    kept: list[Any] = []
+    for part in ("", "late-0001"):  # two files of one window: the main part, then a late part beside it
         writer = sink.open(w, part=part)
-        from shared.model import Batch
-
         writer.write(Batch("requests", columns, [["2026-11-02T00:00:01Z", f"id-{part}"]]))
-        outputs = writer.commit()
-        kept = [] if not part else first
-        first = outputs
-        sink.write_manifest(w, kept + outputs, {})
+        kept += writer.commit()
+        sink.write_manifest(w, kept, {})
     pipeline = {
         "name": "app",
-        "source": {"kind": "app_insights", "app_id": "a", "query": "requests", "auth": {"kind": "token", "setting": "T"}},
+        "source": {
+            "kind": "app_insights",
+            "app_id": "a",
+            "query": "requests",
+            "auth": {"kind": "token", "setting": "T"},
+        },
         "window": {"size": "PT1H", "start": "2026-11-02T00:00:00Z"},
         "sink": {"kind": "delta", "container": container, "vacuum_retention": None},
     }
