@@ -35,6 +35,7 @@ from shared.sinks.delta_table import (
     APP_PREFIX,
     StagedFile,
     commit_window,
+    compacted_files,
     file_stats,
     load_table,
     partition_columns,
@@ -251,6 +252,10 @@ def _kql_type(fld: pa.Field) -> str:
     return meta.get(b"kql_type", b"string").decode()
 
 
+class _Gone(FatalError):
+    """A file named by the ledger is no longer stored (vacuumed)."""
+
+
 class DeltaSink:
     """``Sink`` for ``kind: "delta"``: one table at ``az://<container>/<path>``."""
 
@@ -340,6 +345,8 @@ class DeltaSink:
         with self._lock:
             known = self._staged.get(out.name)
         if known is not None:
+            if not self._exists(out.name):  # written here earlier, since compacted and vacuumed
+                raise _Gone(out.name)
             return known
         prefix = f"{self.root}/"
         if not out.name.startswith(prefix):
@@ -349,6 +356,36 @@ class DeltaSink:
         staged = StagedFile(out.name[len(prefix) :], out.bytes, meta.num_rows, schema, file_stats(meta, schema))
         self.remember(out.name, staged)
         return staged
+
+    def _files_of(self, window: Window, outputs: list[OutputFile]) -> list[StagedFile]:
+        """The window's files to commit. Files of an earlier run that maintenance compacted and
+        vacuumed (a late part arriving after compaction) are represented by the compacted file."""
+        files, gone = [], []
+        for out in outputs:
+            try:
+                files.append(self._staged_file(out))
+            except _Gone:
+                gone.append(out.name)
+        if gone:
+            dt = load_table(self.uri, self.options)
+            compacted = [] if dt is None else compacted_files(dt, window.key)
+            if not compacted:
+                raise FatalError(
+                    f"{self.uri}: file(s) {', '.join(gone)} of window {window} are gone; replay the window"
+                )
+            known = {f.path for f in files}
+            files += [
+                self._staged_file(OutputFile(f"{self.root}/{path}", rows=0, bytes=size))
+                for path, size in compacted
+                if path not in known
+            ]
+        return files
+
+    def _exists(self, name: str) -> bool:
+        try:
+            return bool(self.container.get_blob_client(name).exists())
+        except AzureError as exc:
+            raise translate(exc, f"checking {name}") from exc
 
     def _footer(self, name: str, size: int) -> pq.FileMetaData:
         """A stored file's Parquet footer, read with one or two ranged downloads."""
@@ -360,7 +397,7 @@ class DeltaSink:
             if need > len(tail):
                 tail = blob.download_blob(offset=size - need, length=need).readall()
         except ResourceNotFoundError as exc:
-            raise FatalError(f"{self.uri}: file {name} is gone; replay the window") from exc
+            raise _Gone(name) from exc
         except AzureError as exc:
             raise translate(exc, f"reading the footer of {name}") from exc
         return pq.read_metadata(pa.BufferReader(tail))
@@ -370,7 +407,7 @@ class DeltaSink:
 
         Returns an ``OutputFile`` naming the table version (``delta:<container>/<path>@v<n>``).
         """
-        files = [self._staged_file(o) for o in outputs if o.extra.get("kind", "data") == "data"]
+        files = self._files_of(window, [o for o in outputs if o.extra.get("kind", "data") == "data"])
         with self._lock:
             stamp = self._stamps.pop(window.key, None)
         if stamp is None:

@@ -42,6 +42,7 @@ __all__ = [
     "PARTITIONS",
     "StagedFile",
     "commit_window",
+    "compacted_files",
     "file_stats",
     "load_table",
     "partition_columns",
@@ -329,6 +330,11 @@ def commit_window(
             raise RetriableError(f"committing window {window} to {uri}: {exc}") from exc
         return Commit(_landed_version(dt, app_id, stamp), len(adds), len(removes))
     raise RetriableError(f"committing window {window} to {uri}: still conflicting after {_MAX_ATTEMPTS} attempts")
+
+
+def compacted_files(dt: DeltaTable, key: str) -> list[tuple[str, int]]:
+    """The window's files that maintenance wrote (``<key>_…_compact_…``): (path, size)."""
+    return [(p, n) for p, n in _window_files(dt, f"{key}_").items() if "_compact_" in p.rsplit("/", 1)[-1]]
 
 
 def _window_files(dt: DeltaTable, prefix: str) -> dict[str, int]:

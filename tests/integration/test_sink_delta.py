@@ -134,7 +134,21 @@ def test_checkpoint_chunks_land_in_one_commit(emu, make_engine, storage_conn, un
     assert ids(rows) == truth(emu, T0, T0 + H) and len(dt.file_uris()) == 1
     assert [h.get("mover.maintenance") for h in dt.history(3)] == ["vacuum", "vacuum", "optimize"]
     assert window_commits(dt) == [w0.key]  # maintenance commits are not window commits
-    assert engine.replay(p, T0, T0 + H).results[0].outcome == "done"  # a replay after compaction: still once
+    # A late part after compaction and vacuum: the ledger's files are gone, the compacted file stands for them.
+    from shared.model import Batch, Column, OutputFile
+
+    sink = engine.sinks(p)[0]
+    kept = [
+        OutputFile(o["name"], o["rows"], o["bytes"])
+        for o in engine.ledger.get("req", w0).outputs
+        if o["kind"] == "data"
+    ]
+    writer = sink.open(w0, part="late-0001")
+    writer.write(Batch(TABLE, (Column("timestamp", "datetime"), Column("itemId", "string")), [[None, "late-1"]]))
+    sink.write_manifest(w0, kept + writer.commit(), {})
+    dt, rows = read_table(storage_conn, container, "req")
+    assert ids(rows) == truth(emu, T0, T0 + H) + Counter(["late-1"])
+    assert engine.replay(p, T0, T0 + H).results[0].outcome == "done"  # a replay after compaction: exactly the source
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, T0 + H) and len(dt.file_uris()) == 1
 
