@@ -12,6 +12,7 @@ docs/sinks.md for why the commit sits there and what the app transaction tells.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,20 +23,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import DataError, FatalError
 from shared.model import Batch, OutputFile, Window
 from shared.settings import SinkConfig
 from shared.sinks._azure import ensure_once, translate
-from shared.sinks.blob import BLOCK_SIZE, BlockStager
+from shared.sinks.delta_files import (
+    SEGMENTS_KEY,
+    DataFile,
+    FileGone,
+    Segment,
+    compact_name,
+    copy_rows,
+    read_footer,
+    segments_of,
+)
 from shared.sinks.delta_table import (
     APP_PREFIX,
     StagedFile,
     commit_window,
-    compacted_files,
     file_stats,
     load_table,
     partition_columns,
@@ -49,95 +57,6 @@ __all__ = ["DeltaSink", "DeltaWriter"]
 log = logging.getLogger(__name__)
 
 _SCHEMA_TTL = 60.0  # seconds a loaded table schema is trusted for early type checks
-_FOOTER_READ = 64 * 1024
-
-
-class _Stream:
-    """The binary-file face pyarrow's writer needs, over a block stager."""
-
-    closed = False
-
-    def __init__(self, stager: BlockStager) -> None:
-        self._stager = stager
-        self._pos = 0
-
-    def write(self, data: bytes) -> int:
-        self._stager.write(bytes(data))
-        self._pos += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def flush(self) -> None:
-        """The stager uploads whole blocks on its own."""
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class _File:
-    """One Parquet data file being written: schema fixed at its first row group."""
-
-    def __init__(self, container: ContainerClient, name: str, rel: str, config: SinkConfig) -> None:
-        self.name, self.rel = name, rel
-        self.blob = container.get_blob_client(name)
-        self.stager = BlockStager(self.blob, block_size=BLOCK_SIZE)
-        self._config = config
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-        self._writer: pq.ParquetWriter | None = None
-        self.schema: pa.Schema | None = None
-        self.rows = 0
-
-    def fits(self, table: pa.Table) -> bool:
-        if self.schema is None:
-            known = {t.schema.field(n).name: t.schema.field(n).type for t in self._pending for n in t.column_names}
-            return all(known.get(f.name, f.type) == f.type for f in table.schema)
-        return all(f.name in self.schema.names and self.schema.field(f.name).type == f.type for f in table.schema)
-
-    def write(self, table: pa.Table) -> None:
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        self.rows += table.num_rows
-        if self._pending_rows >= self._config.row_group_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        if self.schema is None:
-            self.schema = pa.unify_schemas([t.schema for t in self._pending])
-            self._writer = pq.ParquetWriter(
-                pa.PythonFile(_Stream(self.stager), mode="w"), self.schema, compression=self._config.compression
-            )
-        tables = [_conform(t, self.schema) for t in self._pending]
-        self._pending, self._pending_rows = [], 0
-        assert self._writer is not None
-        self._writer.write_table(pa.concat_tables(tables), row_group_size=self._config.row_group_rows)
-
-    def finish(self) -> pq.FileMetaData:
-        self._flush()
-        assert self._writer is not None
-        self._writer.close()
-        self.stager.finish()
-        try:
-            self.blob.commit_block_list(
-                [BlobBlock(block_id=i) for i in self.stager.block_ids],
-                content_settings=ContentSettings(content_type="application/vnd.apache.parquet"),
-            )
-        except AzureError as exc:
-            raise translate(exc, f"committing {self.name}") from exc
-        meta: pq.FileMetaData = self._writer.writer.metadata
-        return meta
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    arrays = []
-    for fld in schema:
-        index = table.schema.get_field_index(fld.name)
-        arrays.append(pa.nulls(table.num_rows, fld.type) if index < 0 else table.column(index))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class DeltaWriter:
@@ -151,7 +70,7 @@ class DeltaWriter:
         self.window = window
         self.part = part
         self._run = uuid.uuid4().hex[:12]
-        self._files: list[_File] = []
+        self._files: list[DataFile] = []
         self._state = "open"
         self._table_schema = sink.table_schema()
 
@@ -196,11 +115,11 @@ class DeltaWriter:
             )
         return table
 
-    def _new_file(self) -> _File:
+    def _new_file(self) -> DataFile:
         sink = self._sink
         folder = "/".join(f"{k}={v}" for k, v in partition_values(sink.partitions_of(self.window), self.window).items())
         rel = f"{folder}/{self.window.key}_{self._run}_{self.part or 'main'}_{len(self._files):03d}.parquet"
-        file = _File(sink.container, f"{sink.root}/{rel}", rel, sink.config)
+        file = DataFile(sink.container, f"{sink.root}/{rel}", rel, sink.config)
         if self._files:
             self._files[-1].finish()
             log.info("%s part %r: columns changed; continuing in %s", self.window, self.part, rel)
@@ -244,16 +163,12 @@ class DeltaWriter:
             return
         self._state = "aborted"
         for file in self._files:
-            file.stager.cancel()
+            file.cancel()
 
 
 def _kql_type(fld: pa.Field) -> str:
     meta: dict[bytes, bytes] = fld.metadata or {}
     return meta.get(b"kql_type", b"string").decode()
-
-
-class _Gone(FatalError):
-    """A file named by the ledger is no longer stored (vacuumed)."""
 
 
 class DeltaSink:
@@ -285,6 +200,7 @@ class DeltaSink:
         self._lock = threading.Lock()
         self._staged: OrderedDict[str, StagedFile] = OrderedDict()
         self._stamps: dict[str, int] = {}
+        self._segments: dict[str, list[Segment]] = {}
         self._last_stamp = 0
         self._schema: tuple[float, pa.Schema | None] | None = None
 
@@ -342,44 +258,21 @@ class DeltaSink:
         log.debug("%s: %s is superseded by the window's commit", self.uri, name)
 
     def _staged_file(self, out: OutputFile) -> StagedFile:
+        """What the commit needs about one output; ``FileGone`` if it is no longer stored."""
         with self._lock:
             known = self._staged.get(out.name)
         if known is not None:
             if not self._exists(out.name):  # written here earlier, since compacted and vacuumed
-                raise _Gone(out.name)
+                raise FileGone(f"{out.name} is no longer stored")
             return known
         prefix = f"{self.root}/"
         if not out.name.startswith(prefix):
             raise FatalError(f"{out.name!r} is not a file of Delta table {self.uri}")
-        meta = self._footer(out.name, out.bytes)
+        meta = read_footer(self.container, out.name, out.bytes)
         schema = meta.schema.to_arrow_schema()
         staged = StagedFile(out.name[len(prefix) :], out.bytes, meta.num_rows, schema, file_stats(meta, schema))
         self.remember(out.name, staged)
         return staged
-
-    def _files_of(self, window: Window, outputs: list[OutputFile]) -> list[StagedFile]:
-        """The window's files to commit. Files of an earlier run that maintenance compacted and
-        vacuumed (a late part arriving after compaction) are represented by the compacted file."""
-        files, gone = [], []
-        for out in outputs:
-            try:
-                files.append(self._staged_file(out))
-            except _Gone:
-                gone.append(out.name)
-        if gone:
-            dt = load_table(self.uri, self.options)
-            compacted = [] if dt is None else compacted_files(dt, window.key)
-            if not compacted:
-                raise FatalError(
-                    f"{self.uri}: file(s) {', '.join(gone)} of window {window} are gone; replay the window"
-                )
-            known = {f.path for f in files}
-            files += [
-                self._staged_file(OutputFile(f"{self.root}/{path}", rows=0, bytes=size))
-                for path, size in compacted
-                if path not in known
-            ]
-        return files
 
     def _exists(self, name: str) -> bool:
         try:
@@ -387,27 +280,57 @@ class DeltaSink:
         except AzureError as exc:
             raise translate(exc, f"checking {name}") from exc
 
-    def _footer(self, name: str, size: int) -> pq.FileMetaData:
-        """A stored file's Parquet footer, read with one or two ranged downloads."""
-        blob = self.container.get_blob_client(name)
+    def _files_of(self, outputs: list[OutputFile]) -> tuple[list[StagedFile], set[str]]:
+        """The outputs as staged files, and the (table-relative) names of those no longer stored:
+        maintenance merged them into a compacted file and vacuum deleted them."""
+        files, gone = [], set()
+        for out in outputs:
+            try:
+                files.append(self._staged_file(out))
+            except FileGone:
+                gone.add(out.name.removeprefix(f"{self.root}/"))
+        return files, gone
+
+    def segments(self, rel: str, size: int) -> list[Segment]:
+        """Which windows' rows a (compacted) file holds, from its footer (files never change)."""
+        with self._lock:
+            known = self._segments.get(rel)
+        if known is None:
+            known = segments_of(rel, read_footer(self.container, f"{self.root}/{rel}", size))
+            with self._lock:
+                self._segments[rel] = known
+        return known
+
+    def rewrite(self, rel: str, size: int, drop: set[str], columns: pa.Schema) -> StagedFile | None:
+        """A compacted file without the segments of original files ``drop`` (``None``: nothing left)."""
+        segments = self.segments(rel, size)
+        keep = [s for s in segments if s.file not in drop]
+        if not keep:
+            return None
+        ranges, offset = [], 0
+        for seg in segments:
+            if seg.file in drop:
+                ranges.append((offset, offset + seg.rows))
+            offset += seg.rows
+        new_rel = compact_name(rel.rsplit("/", 1)[0], keep, self._stamp())
+        out = DataFile(self.container, f"{self.root}/{new_rel}", new_rel, self.config)
         try:
-            length = min(size, _FOOTER_READ)
-            tail = blob.download_blob(offset=size - length, length=length).readall()
-            need = int.from_bytes(tail[-8:-4], "little") + 8
-            if need > len(tail):
-                tail = blob.download_blob(offset=size - need, length=need).readall()
-        except ResourceNotFoundError as exc:
-            raise _Gone(name) from exc
-        except AzureError as exc:
-            raise translate(exc, f"reading the footer of {name}") from exc
-        return pq.read_metadata(pa.BufferReader(tail))
+            copy_rows(self.container, f"{self.root}/{rel}", out, columns, ranges)
+            meta = out.finish({SEGMENTS_KEY: json.dumps([s.__dict__ for s in keep]).encode()})
+        except BaseException:
+            out.cancel()
+            raise
+        assert out.schema is not None
+        with self._lock:
+            self._segments[new_rel] = keep
+        return StagedFile(new_rel, out.stager.size, out.rows, out.schema, file_stats(meta, out.schema))
 
     def write_manifest(self, window: Window, outputs: list[OutputFile], info: dict[str, Any]) -> OutputFile:
         """The window's Delta commit: exactly ``outputs`` become the window's rows (see the module doc).
 
         Returns an ``OutputFile`` naming the table version (``delta:<container>/<path>@v<n>``).
         """
-        files = self._files_of(window, [o for o in outputs if o.extra.get("kind", "data") == "data"])
+        files, gone = self._files_of([o for o in outputs if o.extra.get("kind", "data") == "data"])
         with self._lock:
             stamp = self._stamps.pop(window.key, None)
         if stamp is None:
@@ -419,6 +342,8 @@ class DeltaSink:
             window=window,
             parts=self.partitions_of(window),
             files=files,
+            gone=gone,
+            merged=self,
             app_id=app_id,
             stamp=stamp,
             metadata={
@@ -426,7 +351,6 @@ class DeltaSink:
                 "mover.stamp": stamp,
                 "mover.pipeline": self.pipeline,
                 "mover.window": window.key,
-                "mover.rows": sum(f.rows for f in files),
             },
         )
         with self._lock:
@@ -441,7 +365,7 @@ class DeltaSink:
         )
         return OutputFile(
             name=f"delta:{self.config.container}/{self.root}@v{result.version}",
-            rows=sum(f.rows for f in files),
+            rows=result.rows,
             bytes=sum(f.size for f in files),
             extra={"kind": "manifest", "version": result.version, "stamp": stamp},
         )

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -35,14 +35,16 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 from shared.errors import ConfigError, FatalError, RetriableError
 from shared.model import Window
 from shared.settings import StorageConfig
+from shared.sinks.delta_files import Segment, covers
 
 __all__ = [
     "APP_PREFIX",
     "EMULATOR_KEY",
     "PARTITIONS",
+    "Commit",
+    "Merged",
     "StagedFile",
     "commit_window",
-    "compacted_files",
     "file_stats",
     "load_table",
     "partition_columns",
@@ -254,7 +256,16 @@ class Commit:
     version: int | None
     added: int
     removed: int
+    rows: int  # the window's rows in the table after the commit
     already: bool = False
+
+
+class Merged(Protocol):
+    """File-level help the commit needs for compacted files (the sink's blob I/O)."""
+
+    def segments(self, rel: str, size: int) -> list[Segment]: ...
+
+    def rewrite(self, rel: str, size: int, drop: set[str], columns: pa.Schema) -> StagedFile | None: ...
 
 
 def commit_window(
@@ -264,23 +275,28 @@ def commit_window(
     window: Window,
     parts: Sequence[pa.Field],
     files: Sequence[StagedFile],
+    gone: set[str],
+    merged: Merged,
     app_id: str,
     stamp: int,
     metadata: Mapping[str, Any],
 ) -> Commit:
-    """One atomic commit that makes ``files`` exactly the window's rows in the table.
+    """One atomic commit that makes ``files`` (and ``gone``) exactly the window's rows in the table.
 
-    Adds the files not yet in the log, removes the window's other files, sets the app
-    transaction ``app_id`` to ``stamp``. A newer stamp already recorded means a later run
+    Adds the files not yet in the log, removes the window's other files, takes the window's
+    other rows out of compacted files (rewriting them), sets the app transaction ``app_id`` to
+    ``stamp``. ``gone`` are earlier files of the window no longer stored: they must live on
+    in a compacted file, else ``FatalError``. A newer stamp already recorded means a later run
     of this window committed: ``RetriableError`` (this run lost its lease), nothing written.
     """
     part_values = partition_values(parts, window)
+    folder = "/".join(f"{k}={v}" for k, v in part_values.items())
     prefix = f"{window.key}_"
     for attempt in range(_MAX_ATTEMPTS):
         dt = load_table(uri, options)
         if dt is None:
             if not files:
-                return Commit(None, 0, 0)
+                return Commit(None, 0, 0, 0)
             _create(uri, options, pa.unify_schemas([f.schema for f in files]), parts)
             continue
         columns = list(dt.metadata().partition_columns)
@@ -292,7 +308,8 @@ def commit_window(
         seen = dt.transaction_version(app_id)
         if seen is not None and seen > stamp:
             raise RetriableError(f"{uri}: a later run of window {window} committed it already (lease lost?)")
-        added = new_fields(_arrow_schema(dt), files, window)
+        table_schema = _arrow_schema(dt)
+        added = new_fields(table_schema, files, window)
         if added:
             try:
                 dt.alter.add_columns(_fields_of(pa.schema(added)))
@@ -300,23 +317,45 @@ def commit_window(
             except (DeltaError, CommitFailedError) as exc:
                 log.info("%s: adding columns raced (%s); retrying", uri, exc)
             continue
-        current = _window_files(dt, prefix)
-        wanted = {f.path for f in files}
-        adds = [f for f in files if f.path not in current]
+        snapshot = _files(dt)
+        current = {p: n for p, n in snapshot.items() if p.rsplit("/", 1)[-1].startswith(prefix)}
+        wanted = {f.path for f in files} | gone
+        in_merged: set[str] = set()
+        merged_rows = 0
+        swaps: list[tuple[str, int, StagedFile | None]] = []
+        data_columns = pa.schema([f for f in table_schema if f.name not in columns])
+        for path, size in snapshot.items():
+            if not (path.startswith(f"{folder}/") and covers(path, window.key)):
+                continue
+            mine = [s for s in merged.segments(path, size) if s.key == window.key]
+            in_merged |= {s.file for s in mine if s.file in wanted}
+            merged_rows += sum(s.rows for s in mine if s.file in wanted)
+            drop = {s.file for s in mine if s.file not in wanted}
+            if drop:
+                swaps.append((path, size, merged.rewrite(path, size, drop, data_columns)))
+        missing = gone - in_merged - set(current)
+        if missing:
+            raise FatalError(f"{uri}: file(s) {', '.join(sorted(missing))} of window {window} are gone; replay it")
+        adds = [f for f in files if f.path not in current and f.path not in in_merged]
         removes = [path for path in current if path not in wanted]
-        if seen == stamp and not adds and not removes:
-            return Commit(dt.version(), 0, 0, already=True)  # a duplicate delivery of a landed commit
+        rows = sum(f.rows for f in files if f.path not in in_merged) + merged_rows
+        if seen == stamp and not adds and not removes and not swaps:
+            return Commit(dt.version(), 0, 0, rows, already=True)  # a duplicate delivery of a landed commit
         now = int(time.time() * 1000)
         actions: list[AddAction | RemoveAction] = [
             AddAction(f.path, f.size, part_values, now, True, f.stats) for f in adds
         ]
         actions += [RemoveAction(path, True, now, current[path], dict(part_values)) for path in removes]
+        for path, size, replacement in swaps:
+            actions.append(RemoveAction(path, True, now, size, dict(part_values)))
+            if replacement is not None:
+                actions.append(AddAction(replacement.path, replacement.size, part_values, now, True, replacement.stats))
         try:
             dt.create_write_transaction(
                 actions,
                 "append",
-                _arrow_schema(dt),
-                partition_by=[f.name for f in parts],
+                table_schema,
+                partition_by=columns,
                 commit_properties=CommitProperties(
                     custom_metadata=dict(metadata), app_transactions=[Transaction(app_id, stamp)]
                 ),
@@ -328,25 +367,14 @@ def commit_window(
             continue
         except (DeltaError, OSError) as exc:
             raise RetriableError(f"committing window {window} to {uri}: {exc}") from exc
-        return Commit(_landed_version(dt, app_id, stamp), len(adds), len(removes))
+        return Commit(_landed_version(dt, app_id, stamp), len(adds) + len(swaps), len(removes) + len(swaps), rows)
     raise RetriableError(f"committing window {window} to {uri}: still conflicting after {_MAX_ATTEMPTS} attempts")
 
 
-def compacted_files(dt: DeltaTable, key: str) -> list[tuple[str, int]]:
-    """The window's files that maintenance wrote (``<key>_…_compact_…``): (path, size)."""
-    return [(p, n) for p, n in _window_files(dt, f"{key}_").items() if "_compact_" in p.rsplit("/", 1)[-1]]
-
-
-def _window_files(dt: DeltaTable, prefix: str) -> dict[str, int]:
-    """The window's files in the snapshot (path → size), found by their name."""
-    actions = pa.table(dt.get_add_actions(flatten=True))
-    out: dict[str, int] = {}
-    names = actions.column_names
-    for row in actions.select([c for c in names if c in ("path", "size_bytes")]).to_pylist():
-        path = str(row["path"])
-        if path.rsplit("/", 1)[-1].startswith(prefix):
-            out[path] = int(row["size_bytes"])
-    return out
+def _files(dt: DeltaTable) -> dict[str, int]:
+    """Every file of the snapshot: path → size."""
+    actions = pa.table(dt.get_add_actions(flatten=True)).select(["path", "size_bytes"])
+    return {str(r["path"]): int(r["size_bytes"]) for r in actions.to_pylist()}
 
 
 def _landed_version(dt: DeltaTable, app_id: str, stamp: int) -> int | None:

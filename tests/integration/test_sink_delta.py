@@ -21,7 +21,7 @@ from azure.storage.blob import BlobServiceClient
 from deltalake import DeltaTable
 
 from shared.model import Window
-from shared.settings import StorageConfig
+from shared.settings import Settings, StorageConfig
 from shared.sinks.delta_maintenance import maintain_pipeline
 from shared.sinks.delta_table import storage_options
 from tests.conftest import T0, H, expected_rows, query_pipeline
@@ -129,7 +129,7 @@ def test_checkpoint_chunks_land_in_one_commit(emu, make_engine, storage_conn, un
     assert len(dt.file_uris()) == 3  # main part + chunks c0001, c0002, added together
     # Maintenance: the closed day's window becomes one file; vacuum (retention 0) deletes the three.
     (done,) = maintain_pipeline(p, now=T0 + timedelta(days=3))
-    assert (done.compacted_windows, done.files_removed, done.vacuumed) == (1, 3, 3)
+    assert (done.compacted_partitions, done.files_removed, done.vacuumed) == (1, 3, 3)
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, T0 + H) and len(dt.file_uris()) == 1
     assert [h.get("mover.maintenance") for h in dt.history(3)] == ["vacuum", "vacuum", "optimize"]
@@ -346,6 +346,63 @@ def test_cli_runs_delta_maintenance(storage_conn, unique, monkeypatch, capsys):
     monkeypatch.setenv("MOVER_PIPELINES", json.dumps({"pipelines": [pipeline]}))
     assert main(["delta-maintenance"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (report["compacted_windows"], report["files_removed"], report["vacuumed"]) == (1, 2, 0)
+    assert (report["compacted_partitions"], report["files_removed"], report["vacuumed"]) == (1, 2, 0)
     dt, rows = read_table(storage_conn, container, "app")
     assert sorted(r["itemId"] for r in rows) == ["id-", "id-late-0001"] and len(dt.file_uris()) == 1
+
+
+def test_compaction_merges_windows_and_reruns_still_replace_exactly_their_rows(storage_conn, unique):
+    import json
+
+    from shared.model import Batch, Column
+
+    container = f"lake-{unique}"
+    raw = {"kind": "delta", "container": container, "vacuum_retention": "PT0S"}
+    doc = {
+        "name": "app",
+        "source": {
+            "kind": "app_insights",
+            "app_id": "a",
+            "query": "requests",
+            "auth": {"kind": "token", "setting": "T"},
+        },
+        "window": {"size": "PT10M", "start": "2026-11-02T00:00:00Z"},
+        "sink": raw,
+    }
+    settings = Settings.from_env(
+        {"AzureWebJobsStorage": storage_conn, "T": "t", "MOVER_PIPELINES": json.dumps({"pipelines": [doc]})}
+    )
+    pipeline = settings.pipeline("app")
+    sink = _sink(storage_conn, container, vacuum_retention=None)
+    columns = (Column("timestamp", "datetime"), Column("itemId", "string"), Column("n", "long"))
+    windows = [Window(T0 + i * timedelta(minutes=10), T0 + (i + 1) * timedelta(minutes=10)) for i in range(6)]
+    ledger: dict[str, list[Any]] = {}  # what the ledger would hold per window
+
+    def run(w: Window, ids_: list[str], part: str = "", kept: list[Any] | None = None) -> None:
+        writer = sink.open(w, part=part)
+        writer.write(Batch("requests", columns, [[w.start.strftime("%Y-%m-%dT%H:%M:%SZ"), i, 1] for i in ids_]))
+        outputs = (kept or []) + writer.commit()
+        sink.write_manifest(w, outputs, {})
+        ledger[w.key] = outputs
+
+    for i, w in enumerate(windows):
+        run(w, [f"{i}-a", f"{i}-b", f"{i}-c"])
+    run(windows[2], ["2-late1"], part="late-0001", kept=ledger[windows[2].key])
+    expected = Counter({f"{i}-{c}": 1 for i in range(6) for c in "abc"} | {"2-late1": 1})
+    (done,) = maintain_pipeline(pipeline, now=T0 + timedelta(days=3))
+    assert (done.compacted_partitions, done.files_removed, done.vacuumed) == (1, 7, 7)
+    dt, rows = read_table(storage_conn, container, "app")
+    assert ids(rows) == expected and len(dt.file_uris()) == 1  # six windows, one file
+    run(windows[3], ["3-x"])  # a rerun of a merged window: its rows leave the merged file
+    expected = expected - Counter(["3-a", "3-b", "3-c"]) + Counter(["3-x"])
+    dt, rows = read_table(storage_conn, container, "app")
+    assert ids(rows) == expected and len(dt.file_uris()) == 2
+    run(windows[2], ["2-late2"], part="late-0002", kept=ledger[windows[2].key])  # kept files were vacuumed
+    expected += Counter(["2-late2"])
+    dt, rows = read_table(storage_conn, container, "app")
+    assert ids(rows) == expected
+    run(windows[2], ["2-z"])  # a full replay of window 2: everything it had is replaced
+    expected = Counter({k: v for k, v in expected.items() if not k.startswith("2-")}) + Counter(["2-z"])
+    dt, rows = read_table(storage_conn, container, "app")
+    assert ids(rows) == expected
+    assert duckdb_rows(storage_conn, container, "app", "SELECT count(*) FROM t") == [(sum(expected.values()),)]
