@@ -199,7 +199,7 @@ class DeltaSink:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._staged: OrderedDict[str, StagedFile] = OrderedDict()
-        self._stamps: dict[str, int] = {}
+        self._stamps: OrderedDict[str, int] = OrderedDict()  # window key → run stamp (paused runs linger)
         self._segments: dict[str, list[Segment]] = {}
         self._last_stamp = 0
         self._schema: tuple[float, pa.Schema | None] | None = None
@@ -246,6 +246,8 @@ class DeltaSink:
         with self._lock:
             if not part or window.key not in self._stamps:
                 self._stamps[window.key] = stamp
+                while len(self._stamps) > 4096:
+                    self._stamps.popitem(last=False)
         return DeltaWriter(self, window, part)
 
     def output_name(self, window: Window, part: str = "") -> str:
@@ -364,7 +366,8 @@ class DeltaSink:
             result.removed,
         )
         return OutputFile(
-            name=f"delta:{self.config.container}/{self.root}@v{result.version}",
+            name=f"delta:{self.config.container}/{self.root}@"
+            + ("empty" if result.version is None else f"v{result.version}"),
             rows=result.rows,
             bytes=sum(f.size for f in files),
             extra={"kind": "manifest", "version": result.version, "stamp": stamp},

@@ -378,8 +378,11 @@ def _files(dt: DeltaTable) -> dict[str, int]:
 
 
 def _landed_version(dt: DeltaTable, app_id: str, stamp: int) -> int | None:
-    """The version this commit produced: the newest one whose app transaction is ours."""
-    for entry in dt.history(20):
-        if entry.get("mover.stamp") == stamp and entry.get("mover.app") == app_id:
-            return int(entry["version"])
+    """The version this commit produced: found by its ``commitInfo`` among the newest entries
+    (a few log reads; more only when other writers committed right after it)."""
+    dt.update_incremental()  # history's version numbers count from the loaded snapshot
+    for limit in (5, 50):
+        for entry in dt.history(limit):
+            if entry.get("mover.stamp") == stamp and entry.get("mover.app") == app_id:
+                return int(entry["version"])
     return None

@@ -406,3 +406,23 @@ def test_compaction_merges_windows_and_reruns_still_replace_exactly_their_rows(s
     dt, rows = read_table(storage_conn, container, "app")
     assert ids(rows) == expected
     assert duckdb_rows(storage_conn, container, "app", "SELECT count(*) FROM t") == [(sum(expected.values()),)]
+
+
+def test_empty_windows_commit_nothing_or_clear_the_window(storage_conn, unique):
+    from shared.model import Column
+
+    container = f"lake-{unique}"
+    sink = _sink(storage_conn, container)
+    columns = (Column("timestamp", "datetime"), Column("itemId", "string"))
+    w0, w1 = Window(T0, T0 + H), Window(T0 + H, T0 + 2 * H)
+    manifest = sink.write_manifest(w0, sink.open(w0).commit(), {})
+    assert manifest.name == f"delta:{container}/app@empty" and manifest.rows == 0  # no table for no rows
+    assert sink.landed(w0) is None
+    _write(sink, w0, columns, [["2026-11-02T00:00:01Z", "a"]])
+    _write(sink, w1, columns, [["2026-11-02T01:00:01Z", "b"]])
+    manifest = sink.write_manifest(w0, sink.open(w0).commit(), {})  # the source has nothing for w0 now
+    dt, rows = read_table(storage_conn, container, "app")
+    assert [r["itemId"] for r in rows] == ["b"]
+    assert manifest.name == f"delta:{container}/app@v{dt.version()}" and manifest.rows == 0
+    assert window_commits(dt) == [w0.key, w1.key, w0.key]
+    assert sink.landed(w0) == dt.history(1)[0]["mover.stamp"]
