@@ -127,6 +127,7 @@ class DataFile:
         self._writer: pq.ParquetWriter | None = None
         self.schema: pa.Schema | None = None
         self.rows = 0
+        self._meta: pq.FileMetaData | None = None
 
     def fits(self, table: pa.Table) -> bool:
         if self.schema is None:
@@ -155,7 +156,9 @@ class DataFile:
         self._writer.write_table(pa.concat_tables(tables), row_group_size=self._config.row_group_rows)
 
     def finish(self, metadata: dict[bytes, bytes] | None = None) -> pq.FileMetaData:
-        """Write the footer (with ``metadata``), commit the blob; returns the footer."""
+        """Write the footer (with ``metadata``), commit the blob; returns the footer (once)."""
+        if self._meta is not None:
+            return self._meta
         self._flush()
         assert self._writer is not None
         if metadata:
@@ -169,8 +172,8 @@ class DataFile:
             )
         except AzureError as exc:
             raise translate(exc, f"committing {self.name}") from exc
-        meta: pq.FileMetaData = self._writer.writer.metadata
-        return meta
+        self._meta = self._writer.writer.metadata
+        return self._meta
 
     def cancel(self) -> None:
         self.stager.cancel()

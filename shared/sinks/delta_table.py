@@ -297,7 +297,7 @@ def commit_window(
         if dt is None:
             if not files:
                 return Commit(None, 0, 0, 0)
-            _create(uri, options, pa.unify_schemas([f.schema for f in files]), parts)
+            _create(uri, options, pa.schema(new_fields(pa.schema([]), files, window)), parts)
             continue
         columns = list(dt.metadata().partition_columns)
         if columns != [f.name for f in parts]:

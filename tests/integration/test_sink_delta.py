@@ -426,3 +426,30 @@ def test_empty_windows_commit_nothing_or_clear_the_window(storage_conn, unique):
     assert manifest.name == f"delta:{container}/app@v{dt.version()}" and manifest.rows == 0
     assert window_commits(dt) == [w0.key, w1.key, w0.key]
     assert sink.landed(w0) == dt.history(1)[0]["mover.stamp"]
+
+
+def test_columns_changing_inside_a_window_continue_in_a_second_file_of_the_same_commit(storage_conn, unique):
+    from shared.errors import FatalError
+    from shared.model import Batch, Column
+
+    container = f"lake-{unique}"
+    sink = _sink(storage_conn, container, row_group_rows=1000)
+    w = Window(T0, T0 + H)
+    first = (Column("timestamp", "datetime"), Column("itemId", "string"))
+    later = (*first, Column("region", "string"))
+    writer = sink.open(w)
+    writer.write(Batch("requests", first, [["2026-11-02T00:00:01Z", f"a{i}"] for i in range(1500)]))
+    writer.write(Batch("requests", later, [["2026-11-02T00:00:02Z", f"b{i}", "eu"] for i in range(10)]))
+    outputs = writer.commit()
+    assert len(outputs) == 2  # the first file's schema was fixed at its first row group
+    manifest = sink.write_manifest(w, outputs, {})
+    dt, rows = read_table(storage_conn, container, "app")
+    assert manifest.rows == len(rows) == 1510 and window_commits(dt) == [w.key]
+    assert sum(r["region"] == "eu" for r in rows) == 10
+    w1 = Window(T0 + H, T0 + 2 * H)
+    other = _sink(storage_conn, f"lake2-{unique}", row_group_rows=1000)
+    writer = other.open(w1)
+    writer.write(Batch("requests", (Column("n", "long"),), [[i] for i in range(1000)]))
+    writer.write(Batch("requests", (Column("n", "string"),), [["x"]]))
+    with pytest.raises(FatalError, match=r"column 'n' is int64 but window .* has it as string"):
+        other.write_manifest(w1, writer.commit(), {})
