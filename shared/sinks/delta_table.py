@@ -199,6 +199,8 @@ def load_table(uri: str, options: Mapping[str, str]) -> DeltaTable | None:
     except TableNotFoundError:
         return None
     except (DeltaError, OSError) as exc:
+        if "ContainerNotFound" in str(exc):  # no container yet: no table yet
+            return None
         raise RetriableError(f"loading Delta table {uri}: {exc}") from exc
 
 
