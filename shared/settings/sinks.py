@@ -68,6 +68,8 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
 def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
     """``{"kind": "delta", "container": …, "path": "{pipeline}", "partition_by": "date_hour",
     "optimize": true, "vacuum_retention": "P7D"}``: one Delta table per pipeline."""
+    known = {"kind", "container", "path", "partition_by", "connection_setting", "compression", "row_group_rows"}
+    p.reject_unknown(where, raw, known | {"optimize", "vacuum_retention"})
     storage = p.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
     container = raw.get("container")
     if not isinstance(container, str) or not _CONTAINER.match(container):

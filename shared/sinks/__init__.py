@@ -12,7 +12,6 @@ from datetime import datetime
 from shared.settings import SinkConfig
 from shared.sinks.base import Sink, SinkWriter
 from shared.sinks.blob import BlobSink, BlobWriter
-from shared.sinks.delta import DeltaSink, DeltaWriter
 from shared.sinks.memory import MemorySink
 from shared.sinks.paths import data_name, manifest_name
 from shared.sinks.table import TableSink, TableWriter
@@ -20,8 +19,6 @@ from shared.sinks.table import TableSink, TableWriter
 __all__ = [
     "BlobSink",
     "BlobWriter",
-    "DeltaSink",
-    "DeltaWriter",
     "MemorySink",
     "Sink",
     "SinkWriter",
@@ -44,5 +41,7 @@ def build_sink(config: SinkConfig, *, pipeline: str, table: str, clock: Callable
     if config.kind == "table":
         return TableSink(config, pipeline=pipeline, table=table, clock=clock)
     if config.kind == "delta":
+        from shared.sinks.delta import DeltaSink  # imported on use: deltalake is a large native library
+
         return DeltaSink(config, pipeline=pipeline, table=table, clock=clock)
     raise ValueError(f"unknown sink kind {config.kind!r}")

@@ -76,3 +76,20 @@ def test_storage_options_from_connection_strings_and_identity(monkeypatch):
     assert os.environ["AZURITE_BLOB_STORAGE_URL"] == "http://127.0.0.1:1234"
     identity = StorageConfig("S", blob_uri="https://acct.blob.core.windows.net", client_id="cid")
     assert storage_options(identity) == {"account_name": "acct", "client_id": "cid"}
+
+
+def test_delta_sink_rejects_unknown_fields():
+    assert "unknown field 'format'" in problems(
+        env(pipeline(sink={"kind": "delta", "container": "lake", "format": "csv"}))
+    )
+
+
+def test_delta_is_imported_only_when_used():
+    import subprocess
+    import sys
+
+    code = "import sys, shared.sinks, shared.runner; print('deltalake' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
