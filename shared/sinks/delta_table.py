@@ -359,7 +359,7 @@ def commit_window(
                 table_schema,
                 partition_by=columns,
                 commit_properties=CommitProperties(
-                    custom_metadata=dict(metadata), app_transactions=[Transaction(app_id, stamp)]
+                    custom_metadata={**metadata, "mover.rows": rows}, app_transactions=[Transaction(app_id, stamp)]
                 ),
             )
         except CommitFailedError as exc:

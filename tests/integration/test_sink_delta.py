@@ -71,6 +71,7 @@ def test_windows_land_once_each_and_read_back_typed(emu, make_engine, storage_co
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, T0 + 3 * H)
     assert sorted(window_commits(dt)) == [Window(T0 + i * H, T0 + (i + 1) * H).key for i in range(3)]
+    assert sum(h["mover.rows"] for h in dt.history() if "mover.window" in h) == len(rows)
     schema = pa.schema(dt.schema().to_arrow())
     assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert dt.metadata().partition_columns == ["date", "hour"]
