@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,23 @@ def _verify(engine: Engine, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _delta_maintenance(engine: Engine, args: argparse.Namespace) -> int:
+    """Compact closed days and vacuum every Delta sink (what the optional maintenance timer runs)."""
+    from shared.sinks.delta_maintenance import maintain_pipeline
+
+    failed = 0
+    for pipeline in engine.settings.pipelines:
+        if args.pipeline and pipeline.name != args.pipeline:
+            continue
+        try:
+            for done in maintain_pipeline(pipeline, now=datetime.now(UTC)):
+                print(orjson.dumps(done.to_json()).decode())
+        except MoverError as exc:
+            print(f"{pipeline.name}: maintenance failed: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     redact.install_log_redaction()
     parser = argparse.ArgumentParser(prog="python -m shared", description="insights-mover engine")
@@ -226,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "verify":
             op.add_argument("--repair", action="store_true", help="queue bad windows for replay")
             op.add_argument("--all", action="store_true", help="list every window, not only bad ones")
+    dm = sub.add_parser("delta-maintenance", help="compact closed days and vacuum the Delta sinks' tables")
+    dm.add_argument("--pipeline", help="only this pipeline")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -241,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "work": _work}
     commands |= {"estimate": _estimate, "verify": _verify}
+    commands["delta-maintenance"] = _delta_maintenance
     try:
         return commands[args.command](engine, args)
     finally:

@@ -118,13 +118,18 @@ SourceConfig = QuerySourceConfig | ExportSourceConfig
 class SinkConfig:
     """Where and how a window's rows land."""
 
-    kind: Literal["blob", "table"]
+    kind: Literal["blob", "table", "delta"]
     storage: StorageConfig
     container: str
     path: str = DEFAULT_PATH
     format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     compression: str = "gzip"
     row_group_rows: int = 25_000
+    # delta only: partition columns ("" = date_hour for windows under a day, else date),
+    # and what the maintenance timer does (compact closed days; vacuum past a retention).
+    partition_by: Literal["", "date", "date_hour"] = ""
+    optimize: bool = True
+    vacuum_retention: timedelta | None = timedelta(days=7)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from shared.settings.fields import TABLE_NAME as _TABLE_NAME
 from shared.settings.fields import Fields
 from shared.settings.model import DEFAULT_PATH, SinkConfig
 
-__all__ = ["PLACEHOLDERS", "path_problems", "sink"]
+__all__ = ["PLACEHOLDERS", "delta_sink", "path_problems", "sink"]
 
 PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "window", "window_end", "part"})
 _PLACEHOLDERS = PLACEHOLDERS
@@ -80,8 +80,10 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
         p.fail(where, 'must be an object like {"kind": "blob", "container": "telemetry"}')
         return None
     kind = raw.get("kind", "blob")
+    if kind == "delta":
+        return delta_sink(p, where, raw)
     if kind not in ("blob", "table"):
-        p.fail(where, f"unknown kind {kind!r}; use blob or table")
+        p.fail(where, f"unknown kind {kind!r}; use blob, table or delta")
         return None
     p.reject_unknown(where, raw, _BLOB_FIELDS if kind == "blob" else _TABLE_FIELDS)
     storage = p.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")), (kind,))
@@ -117,4 +119,54 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
         format=fmt if fmt in ("jsonl", "csv", "parquet") else "jsonl",
         compression=str(compression),
         row_group_rows=rg,
+    )
+
+
+def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
+    """``{"kind": "delta", "container": …, "path": "{pipeline}", "partition_by": "date_hour",
+    "optimize": true, "vacuum_retention": "P7D"}``: one Delta table per pipeline."""
+    known = {"kind", "container", "path", "partition_by", "connection_setting", "compression", "row_group_rows"}
+    p.reject_unknown(where, raw, known | {"optimize", "vacuum_retention"})
+    storage = p.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
+    container = raw.get("container")
+    if not isinstance(container, str) or not _CONTAINER.match(container):
+        p.fail(
+            where,
+            f"'container' must be a valid blob container name (3-63 lowercase letters, digits, '-'); got {container!r}",
+        )
+    path = raw.get("path", "{pipeline}")
+    if not isinstance(path, str) or not path.strip("/"):
+        p.fail(where, '\'path\' must be the table\'s folder, e.g. "{pipeline}" or "lake/{pipeline}"')
+        path = "{pipeline}"
+    for unknown in sorted(set(re.findall(r"{([^{}]*)}", path)) - {"pipeline", "table"}):
+        p.fail(where, f"'path' has unknown placeholder {{{unknown}}}; a table path allows {{pipeline}} and {{table}}")
+    partition_by = raw.get("partition_by", "")
+    if partition_by not in ("", "date", "date_hour"):
+        p.fail(where, f"'partition_by' must be date or date_hour; got {partition_by!r}")
+        partition_by = ""
+    optimize = raw.get("optimize", True)
+    if not isinstance(optimize, bool):
+        p.fail(where, "'optimize' must be true or false")
+        optimize = True
+    retention = None
+    if raw.get("vacuum_retention", "P7D") is not None:
+        retention = p.duration_field(where, raw, "vacuum_retention", "P7D")
+    compression = raw.get("compression", "snappy")
+    if compression not in ("snappy", "zstd"):
+        p.fail(where, f"'compression' for delta must be snappy or zstd; got {compression!r}")
+        compression = "snappy"
+    rg = p.whole(where, raw, "row_group_rows", 100_000, 1_000, 1_000_000)
+    if not isinstance(container, str):
+        return None
+    return SinkConfig(
+        kind="delta",
+        storage=storage,
+        container=container,
+        path=path.strip("/"),
+        format="parquet",
+        compression=str(compression),
+        row_group_rows=rg,
+        partition_by=partition_by,
+        optimize=optimize,
+        vacuum_retention=retention,
     )
