@@ -51,6 +51,7 @@ class AuthConfig:
     scope: str
     client_id: str | None = None
     secret: str | None = field(default=None, repr=False)
+    setting: str | None = None  # the app setting holding the secret (names the identity; not secret)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class QuerySourceConfig:
     max_rows_per_query: int = 10_000
     timeout_s: float = 180.0
     max_retries: int = 6
+    max_concurrent_queries: int = 5  # shared by every pipeline with this identity + endpoint (shared/budget.py)
+    max_requests_per_30s: int = 180
 
 
 @dataclass(frozen=True)

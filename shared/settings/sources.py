@@ -72,6 +72,8 @@ def query_source(
         p.fail(where, "'timeout_seconds' must be a number from 1 to 600")
         timeout = 180
     retries = p.whole(where, raw, "max_retries", 6, 0, 20)
+    max_concurrent = p.whole(where, raw, "max_concurrent_queries", 5, 1, 50)
+    max_requests = p.whole(where, raw, "max_requests_per_30s", 180, 1, 10_000)
     if auth_config is None or not isinstance(resource_id, str):
         return None
     return QuerySourceConfig(
@@ -85,6 +87,8 @@ def query_source(
         max_rows_per_query=max_rows,
         timeout_s=float(timeout),
         max_retries=retries,
+        max_concurrent_queries=max_concurrent,
+        max_requests_per_30s=max_requests,
     )
 
 
@@ -116,7 +120,7 @@ def auth(p: Fields, where: str, kind: str, raw: Any) -> AuthConfig | None:
                 f"app setting {setting!r} is not set (it should hold the {_SECRET_NAME[akind]})",
             )
             return None
-        return AuthConfig(kind=akind, scope=scope, secret=secret)
+        return AuthConfig(kind=akind, scope=scope, secret=secret, setting=setting)
     p.fail(where, f"unknown kind {akind!r}; use entra, managed_identity, api_key or token")
     return None
 

@@ -1,0 +1,349 @@
+"""One query budget per identity and endpoint, shared by every instance and thread (Azure Table Storage).
+
+The query API allows an identity 5 concurrent queries and about 200 requests per 30 s; a scaled-out
+app must stay under that as a whole, so the budget lives in the state account, not in a process.
+
+Why Table entities with ETags and an expiry, not blob leases:
+
+- **One read, one atomic write per grant.** A partition holds the slot entities and the rate
+  entity; one query reads them all, one entity-group transaction takes a slot *and* records the
+  request in the rate log (both if-match, so a racing instance gets 412 and reads again). With
+  blob leases, finding a free slot costs a try per leased blob and the rate needs a second
+  conditional write anyway — more calls and no atomicity between slot and rate.
+- **A crashed holder frees its slot in seconds, by our choice.** A slot's expiry is ``ttl``
+  (default 15 s) ahead and renewed every ``ttl/3`` while the query runs; a blob lease is at least
+  15 s, renewable, with the same heartbeat. The price: expiry compares the holders' clocks
+  (NTP-synced Azure hosts differ by far less than the ``ttl - ttl/3`` margin).
+
+Per query: 1 partition read + 1 transaction to acquire, 1 write to release, + 1 write per
+``ttl/3`` of a longer query; more only under contention (a 412 re-reads, a full budget polls with
+jittered backoff up to ``max_wait``, then raises ``BudgetTimeout`` so the window retries later).
+A 429's ``Retry-After`` is shared through the rate entity (``pause``) so every instance waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.budget_state import (
+    RATE_ROW,
+    Grant,
+    Limits,
+    RateView,
+    SlotView,
+    Snapshot,
+    Wait,
+    decide,
+    pack_times,
+    slot_row,
+    unpack_times,
+)
+from shared.errors import RetriableError
+
+__all__ = ["Budget", "BudgetCounts", "BudgetTimeout", "Hold", "Limits"]
+
+log = logging.getLogger(__name__)
+_IF_MATCH: dict[str, Any] = {"mode": UpdateMode.REPLACE, "match_condition": MatchConditions.IfNotModified}
+# Times are stored as Double milliseconds (exact below 2**53): a Python int above 2**31 is not an Edm.Int64.
+
+
+class BudgetTimeout(RetriableError):
+    """No query slot (or rate) came free within ``max_wait``: give the window back, try it later."""
+
+
+@dataclass
+class BudgetCounts:
+    """Storage calls and outcomes of one budget object (this process): the cost of sharing."""
+
+    acquired: int = 0
+    reads: int = 0  # partition queries
+    grants: int = 0  # transactions that took a slot
+    conflicts: int = 0  # transactions lost to another instance (412/409): read again
+    releases: int = 0
+    renewals: int = 0
+    pauses: int = 0
+    lost: int = 0  # a renewal found the slot taken (expired under us)
+    timeouts: int = 0
+    waited_s: float = 0.0
+
+    @property
+    def storage_ops(self) -> int:
+        return self.reads + self.grants + self.conflicts + self.releases + self.renewals + self.pauses
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["storage_ops"] = self.storage_ops
+        out["ops_per_query"] = round(self.storage_ops / self.acquired, 2) if self.acquired else None
+        return out
+
+
+@dataclass
+class Hold:
+    """A slot held by this process: renewed in the background until released."""
+
+    slot: int
+    etag: str
+    granted_at: float  # seconds (the budget's clock) recorded in the shared rate log
+    waited: float
+    lost: bool = False
+    _stop: threading.Event | None = None
+    _renewer: threading.Thread | None = None
+
+
+class Budget:
+    """A distributed semaphore (``max_concurrent`` slots) and rate limiter (``max_requests`` per ``period``).
+
+    Thread-safe; one per (table, key) per process is enough (see ``shared.budget_registry``).
+    ``clock`` (epoch seconds) and ``sleep`` are injectable for tests; production uses wall time.
+    """
+
+    def __init__(
+        self,
+        table: TableClient,
+        key: str,
+        limits: Limits,
+        *,
+        ttl: float = 15.0,
+        max_wait: float = 120.0,
+        poll: tuple[float, float] = (0.05, 1.0),
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        holder: str | None = None,
+    ) -> None:
+        self.table = table
+        self.key = key
+        self.limits = limits
+        self.ttl = ttl
+        self.max_wait = max_wait
+        self._poll = poll
+        self._clock = clock
+        self._sleep = sleep
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+        self._counts = BudgetCounts()
+        self._table_ready = False
+
+    def __repr__(self) -> str:
+        return f"Budget(table={self.table.table_name!r}, key={self.key!r}, limits={self.limits})"
+
+    def counts(self) -> BudgetCounts:
+        with self._lock:
+            return BudgetCounts(**{f.name: getattr(self._counts, f.name) for f in fields(BudgetCounts)})
+
+    def _count(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self._counts, name, getattr(self._counts, name) + delta)
+
+    @contextmanager
+    def slot(self) -> Iterator[Hold]:
+        """Hold one slot (and one request of the rate) for the body; released on any exit."""
+        hold = self.acquire()
+        try:
+            yield hold
+        finally:
+            self.release(hold)
+
+    # -- acquire ------------------------------------------------------------------------------
+    def acquire(self) -> Hold:
+        """Wait (bounded) for a slot and the rate. Raises ``BudgetTimeout`` after ``max_wait``,
+        ``RetriableError`` when storage fails."""
+        started = self._clock()
+        delay = self._poll[0]
+        while True:
+            now_ms = _ms(self._clock())
+            snap = self._read()
+            decision = decide(snap, now_ms, self.limits, self._rng)
+            if isinstance(decision, Grant):
+                etag = self._grant(decision, snap.rate, now_ms)
+                if etag is not None:
+                    waited = self._clock() - started
+                    self._count(acquired=1, waited_s=waited)
+                    return self._start(Hold(decision.slot, etag, now_ms / 1000, waited))
+                pause = self._rng.uniform(0, self._poll[0])  # lost a race: look again soon
+            else:
+                pause = self._pause_for(decision, delay)
+                delay = min(self._poll[1], delay * 2)
+            if self._clock() + pause - started > self.max_wait:
+                self._count(timeouts=1)
+                raise BudgetTimeout(
+                    f"query budget {self.key}: no slot within {self.max_wait:.0f}s"
+                    f" ({self.limits.max_concurrent} concurrent, {self.limits.max_requests} per"
+                    f" {self.limits.period:.0f}s across the app; last wait: {_reason(decision)})",
+                    retry_after=min(60.0, self.max_wait),
+                )
+            self._sleep(pause)
+
+    def _pause_for(self, wait: Wait, delay: float) -> float:
+        jittered = self._rng.uniform(delay / 2, delay)
+        if wait.ms is None:
+            return jittered
+        return max(wait.ms / 1000, 0.001) + self._rng.uniform(0, self._poll[0])
+
+    def _read(self) -> Snapshot:
+        slots: dict[int, SlotView] = {}
+        rate = RateView()
+        try:
+            entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.key}))
+        except ResourceNotFoundError:
+            self._ensure_table()
+            entities = []
+        except AzureError as exc:
+            raise RetriableError(f"query budget storage read failed: {exc}") from exc
+        finally:
+            self._count(reads=1)
+        for e in entities:
+            row, etag = str(e["RowKey"]), str(e.metadata["etag"])
+            if row == RATE_ROW:
+                base = int(e.get("base", 0))
+                rate = RateView(unpack_times(e.get("log"), base), int(e.get("paused_until", 0)), etag)
+            elif row.startswith("slot-") and row[5:].isdigit():
+                slots[int(row[5:])] = SlotView(int(e.get("expires", 0)), str(e.get("holder", "")), etag)
+        return Snapshot(slots, rate)
+
+    def _ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        try:
+            self.table.create_table()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise RetriableError(f"query budget table {self.table.table_name}: {exc}") from exc
+        self._table_ready = True
+
+    def _grant(self, grant: Grant, rate_view: RateView, now_ms: int) -> str | None:
+        """One transaction: take the slot and log the request. Returns the slot's new etag, or
+        ``None`` when another instance changed either entity first."""
+        slot = {
+            "PartitionKey": self.key,
+            "RowKey": slot_row(grant.slot),
+            "holder": self.holder,
+            "expires": float(now_ms + round(self.ttl * 1000)),
+            "granted": float(now_ms),
+        }
+        rate = {
+            "PartitionKey": self.key,
+            "RowKey": RATE_ROW,
+            "base": float(grant.base),
+            "log": pack_times(grant.times, grant.base),
+            "paused_until": float(rate_view.paused_until),
+        }
+        ops: list[Any] = [_op(slot, grant.slot_etag), _op(rate, rate_view.etag)]
+        try:
+            result = self.table.submit_transaction(ops)
+        except TableTransactionError as exc:
+            if exc.status_code in (409, 412):
+                self._count(conflicts=1)
+                return None
+            raise RetriableError(f"query budget grant failed: {exc.message}") from exc
+        except AzureError as exc:
+            raise RetriableError(f"query budget grant failed: {exc}") from exc
+        self._count(grants=1)
+        return str(result[0]["etag"])
+
+    # -- hold: renew, release -----------------------------------------------------------------
+    def _start(self, hold: Hold) -> Hold:
+        hold._stop = threading.Event()
+        hold._renewer = threading.Thread(target=self._renew_loop, args=(hold,), name="budget-renew", daemon=True)
+        hold._renewer.start()
+        return hold
+
+    def _renew_loop(self, hold: Hold) -> None:
+        assert hold._stop is not None
+        while not hold._stop.wait(self.ttl / 3):
+            if not self._write_slot(hold, expires=_ms(self._clock()) + round(self.ttl * 1000), what="renewals"):
+                return
+
+    def release(self, hold: Hold) -> None:
+        """Free the slot now (the rate's request stays counted). Never raises: a failed release
+        only leaves the slot to expire after ``ttl``."""
+        if hold._stop is not None:
+            hold._stop.set()
+        if hold._renewer is not None:
+            hold._renewer.join()
+        if not hold.lost:
+            self._write_slot(hold, expires=0, what="releases")
+
+    def _write_slot(self, hold: Hold, *, expires: int, what: str) -> bool:
+        entity = {"PartitionKey": self.key, "RowKey": slot_row(hold.slot), "holder": self.holder, "expires": float(expires)}
+        try:
+            meta = self.table.update_entity(entity, etag=hold.etag, **_IF_MATCH)
+        except HttpResponseError as exc:
+            self._count(**{what: 1})
+            if exc.status_code == 412:
+                hold.lost = True
+                self._count(lost=1)
+                log.warning("query budget %s: slot %d expired while held (taken by another query)", self.key, hold.slot)
+                return False
+            log.warning("query budget %s: %s of slot %d failed: %s", self.key, what, hold.slot, exc.message)
+            return what == "renewals"  # keep trying to renew; a failed release just expires
+        except AzureError as exc:
+            self._count(**{what: 1})
+            log.warning("query budget %s: %s of slot %d failed: %s", self.key, what, hold.slot, exc)
+            return what == "renewals"
+        self._count(**{what: 1})
+        hold.etag = str(meta["etag"])
+        return True
+
+    # -- 429 ------------------------------------------------------------------------------------
+    def pause(self, seconds: float) -> None:
+        """The service said 429 + Retry-After: no instance starts a query for ``seconds``.
+        Best effort (the caller still waits itself); never raises."""
+        until = _ms(self._clock() + min(seconds, 300.0))
+        for _ in range(3):
+            try:
+                snap = self._read()
+            except RetriableError as exc:
+                log.warning("query budget %s: could not share a pause: %s", self.key, exc)
+                return
+            if snap.rate.paused_until >= until:
+                return
+            entity = {
+                "PartitionKey": self.key,
+                "RowKey": RATE_ROW,
+                "base": float(snap.rate.times[0] if snap.rate.times else 0),
+                "log": pack_times(snap.rate.times, snap.rate.times[0] if snap.rate.times else 0),
+                "paused_until": float(until),
+            }
+            try:
+                self.table.submit_transaction([_op(entity, snap.rate.etag)])
+                self._count(pauses=1)
+                return
+            except TableTransactionError as exc:
+                self._count(pauses=1)
+                if exc.status_code not in (409, 412):
+                    log.warning("query budget %s: could not share a pause: %s", self.key, exc.message)
+                    return
+            except AzureError as exc:
+                log.warning("query budget %s: could not share a pause: %s", self.key, exc)
+                return
+
+
+def _op(entity: dict[str, Any], etag: str | None) -> tuple[Any, ...]:
+    if etag is None:
+        return ("create", entity)
+    return ("update", entity, {**_IF_MATCH, "etag": etag})
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000 + 0.999)  # round up: a logged start never looks older than it was
+
+
+def _reason(wait: Grant | Wait) -> str:
+    return wait.reason if isinstance(wait, Wait) else "lost races to other instances"
