@@ -5,20 +5,22 @@ app must stay under that as a whole, so the budget lives in the state account, n
 
 Why Table entities with ETags and an expiry, not blob leases:
 
-- **One read, one atomic write per grant.** A partition holds the slot entities and the rate
-  entity; one query reads them all, one entity-group transaction takes a slot *and* records the
-  request in the rate log (both if-match, so a racing instance gets 412 and reads again). With
-  blob leases, finding a free slot costs a try per leased blob and the rate needs a second
-  conditional write anyway — more calls and no atomicity between slot and rate.
+- **One read, one conditional write per grant.** A partition holds one entity per slot; each
+  carries its holder, its expiry and the start times of the requests made on it, and the rate is
+  split over the slots (``max_requests / max_concurrent`` each, so the sum never passes the limit).
+  One query reads the partition, one if-match update takes a slot *and* logs the request (a racing
+  instance gets 412 and reads again); instances contend only when they pick the same slot. With
+  blob leases, finding a free slot costs a try per leased blob and the rate needs its own
+  conditional write anyway — more calls, and no atomicity between slot and rate.
 - **A crashed holder frees its slot in seconds, by our choice.** A slot's expiry is ``ttl``
   (default 15 s) ahead and renewed every ``ttl/3`` while the query runs; a blob lease is at least
   15 s, renewable, with the same heartbeat. The price: expiry compares the holders' clocks
   (NTP-synced Azure hosts differ by far less than the ``ttl - ttl/3`` margin).
 
-Per query: 1 partition read + 1 transaction to acquire, 1 write to release, + 1 write per
+Per query: 1 partition read + 1 write to acquire, 1 write to release, + 1 write per
 ``ttl/3`` of a longer query; more only under contention (a 412 re-reads, a full budget polls with
 jittered backoff up to ``max_wait``, then raises ``BudgetTimeout`` so the window retries later).
-A 429's ``Retry-After`` is shared through the rate entity (``pause``) so every instance waits.
+A 429's ``Retry-After`` is shared through the ``pause`` entity so every instance waits.
 """
 
 from __future__ import annotations
@@ -36,14 +38,19 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, UpdateMode
 
 from shared.budget_state import (
-    RATE_ROW,
+    PAUSE_ROW,
     Grant,
     Limits,
-    RateView,
     SlotView,
     Snapshot,
     Wait,
@@ -57,7 +64,7 @@ from shared.errors import RetriableError
 __all__ = ["Budget", "BudgetCounts", "BudgetTimeout", "Hold", "Limits"]
 
 log = logging.getLogger(__name__)
-_IF_MATCH: dict[str, Any] = {"mode": UpdateMode.REPLACE, "match_condition": MatchConditions.IfNotModified}
+_IF_MATCH: dict[str, Any] = {"mode": UpdateMode.MERGE, "match_condition": MatchConditions.IfNotModified}
 # Times are stored as Double milliseconds (exact below 2**53): a Python int above 2**31 is not an Edm.Int64.
 
 
@@ -71,8 +78,8 @@ class BudgetCounts:
 
     acquired: int = 0
     reads: int = 0  # partition queries
-    grants: int = 0  # transactions that took a slot
-    conflicts: int = 0  # transactions lost to another instance (412/409): read again
+    grants: int = 0  # writes that took a slot
+    conflicts: int = 0  # grants lost to another instance (412/409): read again
     releases: int = 0
     renewals: int = 0
     pauses: int = 0
@@ -167,10 +174,9 @@ class Budget:
         delay = self._poll[0]
         while True:
             now_ms = _ms(self._clock())
-            snap = self._read()
-            decision = decide(snap, now_ms, self.limits, self._rng)
+            decision = decide(self._read(), now_ms, self.limits, self._rng)
             if isinstance(decision, Grant):
-                etag = self._grant(decision, snap.rate, now_ms)
+                etag = self._grant(decision, now_ms)
                 if etag is not None:
                     waited = self._clock() - started
                     self._count(acquired=1, waited_s=waited)
@@ -196,8 +202,6 @@ class Budget:
         return max(wait.ms / 1000, 0.001) + self._rng.uniform(0, self._poll[0])
 
     def _read(self) -> Snapshot:
-        slots: dict[int, SlotView] = {}
-        rate = RateView()
         try:
             entities = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": self.key}))
         except ResourceNotFoundError:
@@ -207,14 +211,16 @@ class Budget:
             raise RetriableError(f"query budget storage read failed: {exc}") from exc
         finally:
             self._count(reads=1)
+        slots: dict[int, SlotView] = {}
+        paused_until, pause_etag = 0, None
         for e in entities:
             row, etag = str(e["RowKey"]), str(e.metadata["etag"])
-            if row == RATE_ROW:
-                base = int(e.get("base", 0))
-                rate = RateView(unpack_times(e.get("log"), base), int(e.get("paused_until", 0)), etag)
+            if row == PAUSE_ROW:
+                paused_until, pause_etag = int(e.get("until", 0)), etag
             elif row.startswith("slot-") and row[5:].isdigit():
-                slots[int(row[5:])] = SlotView(int(e.get("expires", 0)), str(e.get("holder", "")), etag)
-        return Snapshot(slots, rate)
+                times = unpack_times(e.get("log"), int(e.get("base", 0)))
+                slots[int(row[5:])] = SlotView(int(e.get("expires", 0)), str(e.get("holder", "")), times, etag)
+        return Snapshot(slots, paused_until, pause_etag)
 
     def _ensure_table(self) -> None:
         if self._table_ready:
@@ -227,27 +233,26 @@ class Budget:
             raise RetriableError(f"query budget table {self.table.table_name}: {exc}") from exc
         self._table_ready = True
 
-    def _grant(self, grant: Grant, rate_view: RateView, now_ms: int) -> str | None:
-        """One transaction: take the slot and log the request. Returns the slot's new etag, or
-        ``None`` when another instance changed either entity first."""
-        slot = {
+    def _grant(self, grant: Grant, now_ms: int) -> str | None:
+        """Take the slot and log the request in one conditional write. Returns the new etag, or
+        ``None`` when another instance changed the slot first."""
+        entity = {
             "PartitionKey": self.key,
             "RowKey": slot_row(grant.slot),
             "holder": self.holder,
             "expires": float(now_ms + round(self.ttl * 1000)),
-            "granted": float(now_ms),
-        }
-        rate = {
-            "PartitionKey": self.key,
-            "RowKey": RATE_ROW,
             "base": float(grant.base),
             "log": pack_times(grant.times, grant.base),
-            "paused_until": float(rate_view.paused_until),
         }
-        ops: list[Any] = [_op(slot, grant.slot_etag), _op(rate, rate_view.etag)]
         try:
-            result = self.table.submit_transaction(ops)
-        except TableTransactionError as exc:
+            if grant.etag is None:
+                meta = self.table.create_entity(entity)
+            else:
+                meta = self.table.update_entity(entity, etag=grant.etag, **_IF_MATCH)
+        except (ResourceExistsError, ResourceModifiedError):
+            self._count(conflicts=1)
+            return None
+        except HttpResponseError as exc:
             if exc.status_code in (409, 412):
                 self._count(conflicts=1)
                 return None
@@ -255,7 +260,7 @@ class Budget:
         except AzureError as exc:
             raise RetriableError(f"query budget grant failed: {exc}") from exc
         self._count(grants=1)
-        return str(result[0]["etag"])
+        return str(meta["etag"])
 
     # -- hold: renew, release -----------------------------------------------------------------
     def _start(self, hold: Hold) -> Hold:
@@ -281,7 +286,12 @@ class Budget:
             self._write_slot(hold, expires=0, what="releases")
 
     def _write_slot(self, hold: Hold, *, expires: int, what: str) -> bool:
-        entity = {"PartitionKey": self.key, "RowKey": slot_row(hold.slot), "holder": self.holder, "expires": float(expires)}
+        entity = {
+            "PartitionKey": self.key,
+            "RowKey": slot_row(hold.slot),
+            "holder": self.holder,
+            "expires": float(expires),
+        }
         try:
             meta = self.table.update_entity(entity, etag=hold.etag, **_IF_MATCH)
         except HttpResponseError as exc:
@@ -304,41 +314,25 @@ class Budget:
     # -- 429 ------------------------------------------------------------------------------------
     def pause(self, seconds: float) -> None:
         """The service said 429 + Retry-After: no instance starts a query for ``seconds``.
-        Best effort (the caller still waits itself); never raises."""
+        Best effort (the caller still waits itself; a grant already read may still go); never raises."""
         until = _ms(self._clock() + min(seconds, 300.0))
+        entity = {"PartitionKey": self.key, "RowKey": PAUSE_ROW, "until": float(until)}
         for _ in range(3):
             try:
                 snap = self._read()
-            except RetriableError as exc:
-                log.warning("query budget %s: could not share a pause: %s", self.key, exc)
-                return
-            if snap.rate.paused_until >= until:
-                return
-            entity = {
-                "PartitionKey": self.key,
-                "RowKey": RATE_ROW,
-                "base": float(snap.rate.times[0] if snap.rate.times else 0),
-                "log": pack_times(snap.rate.times, snap.rate.times[0] if snap.rate.times else 0),
-                "paused_until": float(until),
-            }
-            try:
-                self.table.submit_transaction([_op(entity, snap.rate.etag)])
-                self._count(pauses=1)
-                return
-            except TableTransactionError as exc:
-                self._count(pauses=1)
-                if exc.status_code not in (409, 412):
-                    log.warning("query budget %s: could not share a pause: %s", self.key, exc.message)
+                if snap.paused_until >= until:
                     return
-            except AzureError as exc:
+                self._count(pauses=1)
+                if snap.pause_etag is None:
+                    self.table.create_entity(entity)
+                else:
+                    self.table.update_entity(entity, etag=snap.pause_etag, **_IF_MATCH)
+                return
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # another instance paused at the same time: read theirs
+            except (AzureError, RetriableError) as exc:
                 log.warning("query budget %s: could not share a pause: %s", self.key, exc)
                 return
-
-
-def _op(entity: dict[str, Any], etag: str | None) -> tuple[Any, ...]:
-    if etag is None:
-        return ("create", entity)
-    return ("update", entity, {**_IF_MATCH, "etag": etag})
 
 
 def _ms(seconds: float) -> int:

@@ -1,9 +1,9 @@
 """The query budget's decisions, apart from storage (pure): who may start a query now, and when to look again.
 
-A budget partition holds one entity per concurrency slot (``slot-000`` …: who holds it and until
-when) and one ``rate`` entity (the start times of recent requests, packed, and a pause set by a
-429). ``decide`` reads a snapshot of that partition and either grants a slot plus one request of
-the rate, or says how long to wait. Times are integer milliseconds since the epoch.
+A budget partition holds one entity per concurrency slot (``slot-000`` …: who holds it, until
+when, and the start times of the recent requests made on it, packed) and a ``pause`` entity (set
+by a 429). ``decide`` reads a snapshot of that partition and either grants a slot with rate left,
+or says how long to wait. Times are integer milliseconds since the epoch.
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ import struct
 from dataclasses import dataclass, field
 
 __all__ = [
-    "RATE_ROW",
+    "PAUSE_ROW",
     "Grant",
     "Limits",
-    "RateView",
     "SlotView",
     "Snapshot",
     "Wait",
     "budget_key",
     "decide",
     "pack_times",
+    "quota",
     "slot_row",
     "unpack_times",
 ]
 
-RATE_ROW = "rate"
+PAUSE_ROW = "pause"
 _OFFSET = struct.Struct("<I")
 
 
@@ -67,60 +67,71 @@ def unpack_times(data: bytes | None, base: int) -> list[int]:
 
 @dataclass(frozen=True)
 class SlotView:
-    expires: int
+    expires: int = 0
     holder: str = ""
+    times: list[int] = field(default_factory=list)  # starts of requests made on this slot
     etag: str | None = None  # None: the entity does not exist yet (created on first grant)
-
-
-@dataclass(frozen=True)
-class RateView:
-    times: list[int] = field(default_factory=list)
-    paused_until: int = 0
-    etag: str | None = None
 
 
 @dataclass(frozen=True)
 class Snapshot:
     slots: dict[int, SlotView]
-    rate: RateView
+    paused_until: int = 0
+    pause_etag: str | None = None
 
 
 @dataclass(frozen=True)
 class Grant:
-    """Take ``slot`` (if-match its ``etag``, or create it) and write ``times`` (if-match the rate's etag)."""
+    """Take ``slot`` (if-match its ``etag``, or create it), its request log becoming ``times``."""
 
     slot: int
-    slot_etag: str | None
+    etag: str | None
     times: list[int]
     base: int
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing free now. ``ms``: when the rate or a pause frees up (known); ``None``: a slot — poll."""
+    """Nothing free now. ``ms``: when a pause or the rate frees up (known); ``None``: a slot — poll."""
 
     reason: str
     ms: int | None = None
 
 
-def decide(snap: Snapshot, now: int, limits: Limits, rng: random.Random) -> Grant | Wait:
-    """Grant a free slot and one request of the rate, or say why not.
+def quota(limits: Limits, slot: int) -> int:
+    """Slot ``slot``'s share of the rate: the shares sum to ``max_requests``."""
+    share, extra = divmod(limits.max_requests, limits.max_concurrent)
+    return share + (1 if slot < extra else 0)
 
-    Rate: a request may start at ``now`` only while fewer than ``max_requests`` started in
-    ``[now - period, now]`` (both ends counted), so no closed span of ``period`` ever holds more.
-    A free slot is a missing entity or one whose holder's expiry has passed; among several, a
-    random one, so instances that read the same snapshot rarely race for the same entity.
+
+def decide(snap: Snapshot, now: int, limits: Limits, rng: random.Random) -> Grant | Wait:
+    """Grant a free slot that has rate left, or say why not and for how long.
+
+    The rate is split over the slots: slot ``i`` may start a request at ``now`` only while fewer
+    than ``quota(i)`` started on it in ``[now - period, now]`` (both ends counted). No closed span
+    of ``period`` holds more than ``quota(i)`` starts on slot ``i``, so never more than
+    ``max_requests`` in all — and taking a slot writes that one entity only, so instances contend
+    only when they pick the same slot. A free slot is a missing entity or one whose holder's
+    expiry has passed; among the usable ones a random one, so racing instances rarely collide.
     """
-    if snap.rate.paused_until > now:
-        return Wait("throttled", snap.rate.paused_until - now)
+    if snap.paused_until > now:
+        return Wait("throttled", snap.paused_until - now)
     period = round(limits.period * 1000)
-    recent = [t for t in snap.rate.times if t >= now - period]
-    if len(recent) >= limits.max_requests:
-        oldest_blocking = recent[len(recent) - limits.max_requests]
-        return Wait("rate", oldest_blocking + period - now + 1)
-    free = [i for i in range(limits.max_concurrent) if i not in snap.slots or snap.slots[i].expires <= now]
-    if not free:
-        return Wait("slots")
-    slot = rng.choice(free)
-    view = snap.slots.get(slot)
-    return Grant(slot, view.etag if view else None, [*recent, now], now - period)
+    usable: list[tuple[int, list[int]]] = []
+    refill: list[int] = []
+    for i in range(limits.max_concurrent):
+        view = snap.slots.get(i, SlotView())
+        if view.expires > now:
+            continue
+        recent = [t for t in view.times if t >= now - period]
+        share = quota(limits, i)
+        if len(recent) < share:
+            usable.append((i, recent))
+        elif share:
+            refill.append(recent[len(recent) - share] + period - now + 1)
+    if usable:
+        slot, recent = rng.choice(usable)
+        return Grant(slot, snap.slots.get(slot, SlotView()).etag, [*recent, now], now - period)
+    if refill:
+        return Wait("rate", min(refill))
+    return Wait("slots")

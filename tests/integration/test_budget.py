@@ -27,7 +27,9 @@ def new_budget(conn: str, table: str, key: str, limits: Limits, **kw: Any) -> Bu
     return Budget(client, key, limits, **kw)
 
 
-def worker(conn: str, table: str, key: str, limits: Limits, mode: str, n: int, ttl: float = 15.0) -> subprocess.Popen[str]:
+def worker(
+    conn: str, table: str, key: str, limits: Limits, mode: str, n: int, ttl: float = 15.0
+) -> subprocess.Popen[str]:
     args = [conn, table, key, str(limits.max_concurrent), str(limits.max_requests), str(limits.period), mode, str(n)]
     return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.budget_worker", *args, str(ttl)],
