@@ -34,13 +34,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -107,8 +106,42 @@ class Hold:
     granted_at: float  # seconds (the budget's clock) recorded in the shared rate log
     waited: float
     lost: bool = False
-    _stop: threading.Event | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
     _renewer: threading.Thread | None = None
+
+    def keep(self, renew: Callable[[Hold], bool], every: float) -> Hold:
+        """Call ``renew`` every ``every`` seconds in the background until ``let_go`` or it returns False."""
+
+        def loop() -> None:
+            while not self._stop.wait(every) and renew(self):
+                pass
+
+        self._renewer = threading.Thread(target=loop, name="budget-renew", daemon=True)
+        self._renewer.start()
+        return self
+
+    def let_go(self) -> None:
+        """Stop renewing (waits for a renewal in progress, so the release writes last)."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+
+
+class _Tally:
+    """Thread-safe ``BudgetCounts``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = BudgetCounts()
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self._counts, name, getattr(self._counts, name) + delta)
+
+    def snapshot(self) -> BudgetCounts:
+        with self._lock:
+            return replace(self._counts)
 
 
 class Budget:
@@ -141,21 +174,16 @@ class Budget:
         self._sleep = sleep
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._rng = random.Random()
-        self._lock = threading.Lock()
-        self._counts = BudgetCounts()
+        self._tally = _Tally()
+        self._count = self._tally.add
         self._table_ready = False
+        self._own = threading.local()  # the pause this thread set: its caller waits it out already
 
     def __repr__(self) -> str:
         return f"Budget(table={self.table.table_name!r}, key={self.key!r}, limits={self.limits})"
 
     def counts(self) -> BudgetCounts:
-        with self._lock:
-            return BudgetCounts(**{f.name: getattr(self._counts, f.name) for f in fields(BudgetCounts)})
-
-    def _count(self, **deltas: float) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self._counts, name, getattr(self._counts, name) + delta)
+        return self._tally.snapshot()
 
     @contextmanager
     def slot(self) -> Iterator[Hold]:
@@ -174,13 +202,16 @@ class Budget:
         delay = self._poll[0]
         while True:
             now_ms = _ms(self._clock())
-            decision = decide(self._read(), now_ms, self.limits, self._rng)
+            snap = self._read()
+            if snap.paused_until <= getattr(self._own, "pause", 0):
+                snap = replace(snap, paused_until=0)
+            decision = decide(snap, now_ms, self.limits, self._rng)
             if isinstance(decision, Grant):
                 etag = self._grant(decision, now_ms)
                 if etag is not None:
                     waited = self._clock() - started
                     self._count(acquired=1, waited_s=waited)
-                    return self._start(Hold(decision.slot, etag, now_ms / 1000, waited))
+                    return Hold(decision.slot, etag, now_ms / 1000, waited).keep(self._renew, self.ttl / 3)
                 pause = self._rng.uniform(0, self._poll[0])  # lost a race: look again soon
             else:
                 pause = self._pause_for(decision, delay)
@@ -249,39 +280,22 @@ class Budget:
                 meta = self.table.create_entity(entity)
             else:
                 meta = self.table.update_entity(entity, etag=grant.etag, **_IF_MATCH)
-        except (ResourceExistsError, ResourceModifiedError):
+        except (ResourceExistsError, ResourceModifiedError):  # 409 / 412: another instance was first
             self._count(conflicts=1)
             return None
-        except HttpResponseError as exc:
-            if exc.status_code in (409, 412):
-                self._count(conflicts=1)
-                return None
-            raise RetriableError(f"query budget grant failed: {exc.message}") from exc
         except AzureError as exc:
             raise RetriableError(f"query budget grant failed: {exc}") from exc
         self._count(grants=1)
         return str(meta["etag"])
 
     # -- hold: renew, release -----------------------------------------------------------------
-    def _start(self, hold: Hold) -> Hold:
-        hold._stop = threading.Event()
-        hold._renewer = threading.Thread(target=self._renew_loop, args=(hold,), name="budget-renew", daemon=True)
-        hold._renewer.start()
-        return hold
-
-    def _renew_loop(self, hold: Hold) -> None:
-        assert hold._stop is not None
-        while not hold._stop.wait(self.ttl / 3):
-            if not self._write_slot(hold, expires=_ms(self._clock()) + round(self.ttl * 1000), what="renewals"):
-                return
+    def _renew(self, hold: Hold) -> bool:
+        return self._write_slot(hold, expires=_ms(self._clock()) + round(self.ttl * 1000), what="renewals")
 
     def release(self, hold: Hold) -> None:
         """Free the slot now (the rate's request stays counted). Never raises: a failed release
         only leaves the slot to expire after ``ttl``."""
-        if hold._stop is not None:
-            hold._stop.set()
-        if hold._renewer is not None:
-            hold._renewer.join()
+        hold.let_go()
         if not hold.lost:
             self._write_slot(hold, expires=0, what="releases")
 
@@ -292,30 +306,28 @@ class Budget:
             "holder": self.holder,
             "expires": float(expires),
         }
+        self._count(**{what: 1})
         try:
             meta = self.table.update_entity(entity, etag=hold.etag, **_IF_MATCH)
-        except HttpResponseError as exc:
-            self._count(**{what: 1})
-            if exc.status_code == 412:
-                hold.lost = True
-                self._count(lost=1)
-                log.warning("query budget %s: slot %d expired while held (taken by another query)", self.key, hold.slot)
-                return False
-            log.warning("query budget %s: %s of slot %d failed: %s", self.key, what, hold.slot, exc.message)
-            return what == "renewals"  # keep trying to renew; a failed release just expires
+        except ResourceModifiedError:
+            hold.lost = True
+            self._count(lost=1)
+            log.warning("query budget %s: slot %d expired while held (taken by another query)", self.key, hold.slot)
+            return False
         except AzureError as exc:
-            self._count(**{what: 1})
             log.warning("query budget %s: %s of slot %d failed: %s", self.key, what, hold.slot, exc)
-            return what == "renewals"
-        self._count(**{what: 1})
+            return what == "renewals"  # keep trying to renew; a failed release just expires
         hold.etag = str(meta["etag"])
         return True
 
     # -- 429 ------------------------------------------------------------------------------------
     def pause(self, seconds: float) -> None:
-        """The service said 429 + Retry-After: no instance starts a query for ``seconds``.
-        Best effort (the caller still waits itself; a grant already read may still go); never raises."""
+        """The service said 429 + Retry-After: no other query starts for ``seconds``, here or elsewhere.
+
+        The calling thread is exempt: it waits the ``Retry-After`` out in its own retry (and a test's
+        injected sleep stays in charge). Best effort (a grant already read may still go); never raises."""
         until = _ms(self._clock() + min(seconds, 300.0))
+        self._own.pause = until
         entity = {"PartitionKey": self.key, "RowKey": PAUSE_ROW, "until": float(until)}
         for _ in range(3):
             try:

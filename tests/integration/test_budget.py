@@ -174,9 +174,31 @@ def test_a_pause_from_a_429_holds_every_instance(storage_conn, unique):
         pass
     a.pause(20.0)
     start = fake.now
+    with a.slot() as own:  # the thread that was told waits in its own retry, not here again
+        assert own.granted_at < start + 1.0
     with b.slot() as hold:
         assert hold.granted_at >= start + 20.0
     assert hold.waited >= 20.0
+
+
+def test_a_holder_whose_slot_expired_finds_it_lost_and_leaves_the_new_holder_alone(storage_conn, unique):
+    late, early = FakeTime(), FakeTime()
+    late.now = early.now + 700  # the stalled holder's expiry (ttl 600 s, never renewed) has passed
+    limits = Limits(max_concurrent=1, max_requests=10_000)
+    stalled = new_budget(storage_conn, f"budget{unique}", "k8", limits, clock=early.clock, ttl=600)
+    other = new_budget(
+        storage_conn, f"budget{unique}", "k8", limits, clock=late.clock, sleep=late.sleep, ttl=600, max_wait=5
+    )
+    old = stalled.acquire()
+    new = other.acquire()  # the expired slot is free to take
+    stalled.release(old)
+    assert old.lost and stalled.counts().lost == 1
+    with pytest.raises(BudgetTimeout):
+        other.acquire()  # the stalled release did not free the new holder's slot
+    other.release(new)
+    assert not new.lost
+    with other.slot():
+        pass
 
 
 def test_storage_ops_and_latency_per_query(storage_conn, unique):
