@@ -6,13 +6,19 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
+from azure.data.tables import TableServiceClient
 
 from devtools.ai_emulator import Emulator, EmulatorConfig
+from shared.auth import HeaderProvider
+from shared.budget import Budget, BudgetTimeout
 from shared.budget_registry import budget_for, key_of, limits_for
 from shared.budget_state import Limits
 from shared.model import Window
 from shared.runner import Engine
+from shared.settings import QuerySourceConfig
+from shared.sources.query_api import QueryApiSource
 from tests.conftest import APP_ID, T0, TOKEN, H, expected_rows, query_pipeline, read_jsonl_gz
 
 TABLES = ("requests", "dependencies", "traces")
@@ -101,3 +107,23 @@ def test_pipelines_sharing_an_identity_use_the_smallest_limits(make_engine, capp
     assert limits_for(c, settings) == Limits(5, 180)  # type: ignore[arg-type]
     assert budget_for(a, settings) is budget_for(b, settings)  # type: ignore[arg-type]
     assert TOKEN not in key_of(a) and "TEST_TOKEN" not in key_of(a)  # type: ignore[arg-type]
+
+
+def test_no_slot_within_max_wait_gives_the_window_back_without_retrying(make_engine, capped, storage_conn, unique):
+    """A full budget ends in one BudgetTimeout (the window retries later), not max_retries more waits."""
+    config = make_engine([query_pipeline("r", "requests", capped, f"c-{unique}")]).settings.pipelines[0].source
+    assert isinstance(config, QuerySourceConfig)
+    table = TableServiceClient.from_connection_string(storage_conn).get_table_client(f"budget{unique}")
+    limits = Limits(max_concurrent=1, max_requests=100)
+    holder = Budget(table, key_of(config), limits)
+    held = holder.acquire()
+    budget = Budget(table, key_of(config), limits, max_wait=0.5, poll=(0.02, 0.1))
+    with httpx.Client() as http:
+        source = QueryApiSource(config, http, HeaderProvider(config.auth), budget=budget)
+        before = capped.stats.requests
+        with pytest.raises(BudgetTimeout, match="no slot within"):
+            source.count(Window(T0, T0 + H))
+        assert capped.stats.requests == before  # nothing reached the service
+        assert source.stats.retries == 0 and budget.counts().timeouts == 1
+        holder.release(held)
+        assert source.count(Window(T0, T0 + H)) == len(expected_rows(capped, "requests", T0, T0 + H))
