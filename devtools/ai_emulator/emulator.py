@@ -128,6 +128,8 @@ class EmulatorStats:
     requests: int = 0  # query requests (apps + workspaces routes), whatever the outcome
     queries: int = 0  # queries executed (200, complete or partial)
     throttled: int = 0  # 429s: rate limit, concurrency and injected
+    throttled_rate: int = 0  # of which: over rate_limit per rate_window (per identity)
+    throttled_concurrency: int = 0  # of which: over max_concurrent in flight
     partials: int = 0  # HTTP 200 PartialError results
     errors: int = 0  # non-2xx query responses (429 included) and resets
     bad_requests: int = 0  # 400s

@@ -223,8 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise not_found(f"The {what} '{resource}' could not be found")
             retry = emu.limiter.check(identity, cfg.rate_limit, cfg.rate_window)
             if retry is not None:
+                counters.add(throttled_rate=1)
                 raise throttled(retry)
             if not emu.gate.try_enter(cfg.max_concurrent):
+                counters.add(throttled_concurrency=1)
                 raise throttled(cfg.concurrency_retry_after)
             try:
                 self._run_query(method, kind, raw_query, body)

@@ -51,6 +51,7 @@ class AuthConfig:
     scope: str
     client_id: str | None = None
     secret: str | None = field(default=None, repr=False)
+    setting: str | None = None  # the app setting holding the secret (names the identity; not secret)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class QuerySourceConfig:
     max_retries: int = 6
     parallel_queries: int | None = None  # sub-queries of one window in flight; None: the whole query budget
     retention: timedelta = timedelta(days=90)  # how far back the API still holds data (bounds replays)
+    max_concurrent_queries: int = 5  # shared by every pipeline with this identity + endpoint (shared/budget.py)
+    max_requests_per_30s: int = 180
 
 
 @dataclass(frozen=True)

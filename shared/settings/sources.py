@@ -34,6 +34,8 @@ _QUERY_FIELDS = {
     "max_retries",
     "retention",
     "parallel_queries",
+    "max_concurrent_queries",
+    "max_requests_per_30s",
 }
 # How far back the query API still returns data by default: Application Insights keeps 90 days,
 # a Log Analytics workspace 30 (both up to 730 days interactively, set per app/workspace/table).
@@ -101,6 +103,8 @@ def query_source(
     retention = p.duration_field(where, raw, "retention", _RETENTION[kind])
     if not timedelta(days=1) <= retention <= timedelta(days=4383):
         p.fail(where, f"'retention' must be from P1D to P4383D (12 years); got {raw.get('retention')}")
+    max_concurrent = p.whole(where, raw, "max_concurrent_queries", 5, 1, 50)
+    max_requests = p.whole(where, raw, "max_requests_per_30s", 180, 1, 10_000)
     if auth_config is None or not isinstance(resource_id, str):
         return None
     return QuerySourceConfig(
@@ -116,6 +120,8 @@ def query_source(
         max_retries=retries,
         parallel_queries=parallel,
         retention=retention,
+        max_concurrent_queries=max_concurrent,
+        max_requests_per_30s=max_requests,
     )
 
 
@@ -150,7 +156,7 @@ def auth(p: Fields, where: str, kind: str, raw: Any) -> AuthConfig | None:
             )
             return None
         register(secret)
-        return AuthConfig(kind=akind, scope=scope, secret=secret)
+        return AuthConfig(kind=akind, scope=scope, secret=secret, setting=setting)
     p.fail(where, f"unknown kind {akind!r}; use entra, managed_identity, api_key or token")
     return None
 

@@ -34,7 +34,7 @@ DEFAULTED = {
     "MOVER_REPLAY_MAX_WINDOWS": "a month of hourly windows per replay request is the documented default",
     "MOVER_REPLAY_INLINE_WINDOWS": "6 inline windows keep an HTTP replay well under the 230 s response limit",
     "MOVER_TELEMETRY_INSTRUMENTATIONS": "off: per-call httpx/storage spans would flood the app's own telemetry",
-    "MOVER_DELTA_MAINTENANCE_SCHEDULE": "Delta compaction/vacuum is opt-in (docs/sinks.md); set it via extraAppSettings",
+    "MOVER_DELTA_MAINTENANCE_SCHEDULE": "Delta compaction/vacuum is opt-in (docs/sinks.md): extraAppSettings",
     "MOVER_VERIFY_SCHEDULE": "the daily verify is opt-in; set it through extraAppSettings (docs/operations.md)",
 }
 
