@@ -7,13 +7,14 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: help deps run test unit integration lint fault bench bench-scale clean
+.PHONY: help deps run test unit integration integration-identity lint fault fuzz bench bench-scale clean
 
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
 	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
 	@echo "make lint   - ruff + mypy + checkov over infra/"
 	@echo "make fault  - fault suite, inline then queue workers: kills, throttling, truncation, storage restart, queue faults; FAULTS {...}"
+	@echo "make fuzz   - bad-input suite: 300 malformed requests + 200 malformed settings; prints FUZZ {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
 	@echo "make bench-scale - plan cost over a year, queue backfill with 1/2/4 workers, parallel sub-queries; BENCH-SCALE {...}"
 
@@ -48,6 +49,10 @@ unit: deps
 integration: deps
 	$(PY) -m pytest -q tests/integration tests/functions
 
+integration-identity: deps  # the integration tests through the local managed-identity endpoint
+	MOVER_TEST_AUTH=managed_identity $(PY) -m pytest -q tests/integration tests/functions
+	MOVER_TEST_AUTH=entra $(PY) -m pytest -q tests/integration tests/functions
+
 lint: deps $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
@@ -56,6 +61,9 @@ lint: deps $(CHECKOV)
 fault: deps
 	$(PY) -m devtools.faultsuite
 	$(PY) -m devtools.faultsuite --queue
+
+fuzz: deps
+	$(PY) -m devtools.fuzz
 
 bench: deps
 	$(PY) -m bench.run

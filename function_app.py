@@ -11,10 +11,12 @@ import os
 
 import azure.functions as func
 
-from shared import api, ops_api
+from shared import api, ops_api, redact, telemetry
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("insights_mover")
+telemetry.configure(os.environ)  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+redact.install_log_redaction()  # upstream errors may echo the credentials the engine sent
 
 # Read when the host indexes the app (app settings are in the environment then).
 SCHEDULE = os.environ.get("MOVER_SCHEDULE", "0 */5 * * * *")  # NCRONTAB with seconds
@@ -96,3 +98,23 @@ if VERIFY_SCHEDULE:
             log.info(
                 "verify %s: %s", entry.get("pipeline"), entry.get("counts", entry.get("error") or entry.get("skipped"))
             )
+
+
+# Delta table maintenance (compaction of closed days, vacuum): off unless a schedule is set.
+DELTA_MAINTENANCE_SCHEDULE = os.environ.get("MOVER_DELTA_MAINTENANCE_SCHEDULE", "")
+
+if DELTA_MAINTENANCE_SCHEDULE:
+
+    @app.timer_trigger(schedule=DELTA_MAINTENANCE_SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
+    def mover_delta_maintenance(timer: func.TimerRequest) -> None:
+        """Compact each closed day's multi-file windows and vacuum past the retention, per Delta sink."""
+        from datetime import UTC, datetime
+
+        from shared.sinks.delta_maintenance import maintain_pipeline
+
+        for pipeline in api.engine_from_env().settings.pipelines:
+            try:
+                for done in maintain_pipeline(pipeline, now=datetime.now(UTC)):
+                    log.info("delta maintenance: %s", done.to_json())
+            except Exception:
+                log.exception("delta maintenance of %s failed", pipeline.name)

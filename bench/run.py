@@ -43,7 +43,8 @@ def _ledger_point(text: str) -> tuple[int, int]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows seeded into the hour (default 1,000,000)")
-    p.add_argument("--formats", default="jsonl,parquet", help="pipeline formats to measure (default jsonl,parquet)")
+    p.add_argument("--formats", default="jsonl,parquet,delta",
+                   help="pipeline formats to measure (default jsonl,parquet,delta; delta = the Delta table sink)")
     p.add_argument("--repeat", type=int, default=1, help="run every throughput scenario N times, keep the best")
     p.add_argument("--max-rows-per-query", type=int, default=0, help="override the source setting (0 = its default)")
     p.add_argument("--ledger", type=_ledger_point, action="append", metavar="PxW",
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                     Path(args.profile).mkdir(parents=True, exist_ok=True)
                     extra["profile"] = str(Path(args.profile) / f"{fmt}-{round_}.prof")
                 result = scenario("pipeline" if fmt != "limit" else "limit", **extra)
-                kind = fmt if fmt != "limit" else "jsonl"
+                kind = {"limit": "jsonl", "delta": "parquet"}.get(fmt, fmt)
                 counted = count_outputs(azurite.connection_string, result["container"], kind)
                 result["counted_rows"] = counted.rows
                 result["blobs"] = counted.blobs

@@ -41,6 +41,7 @@ __all__ = ["FunctionIndex", "HttpFunction", "LocalHost", "QueueFunction", "Timer
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
+_MAX_REQUEST = 100 * 1024 * 1024  # the Functions host's request size limit
 
 
 @dataclass(frozen=True)
@@ -181,13 +182,22 @@ class LocalHost:
                 if self.command not in fn.methods:
                     self._send(405, b'{"error": "method not allowed"}', "application/json")
                     return
-                length = int(self.headers.get("Content-Length") or 0)
+                raw_length = (self.headers.get("Content-Length") or "0").strip()
+                if not (raw_length.isascii() and raw_length.isdigit()):
+                    self.close_connection = True  # the body's end is unknown: this connection is done
+                    self._send(400, b'{"error": "bad Content-Length"}', "application/json")
+                    return
+                if int(raw_length) > _MAX_REQUEST:
+                    self.close_connection = True
+                    self._send(413, b'{"error": "request body over 100 MB"}', "application/json")
+                    return
+                length = int(raw_length)
                 body = self.rfile.read(length) if length else b""
                 request = func.HttpRequest(
                     method=self.command,
                     url=f"http://{self.headers.get('Host', 'localhost')}{self.path}",
                     headers=dict(self.headers.items()),
-                    params=dict(parse_qsl(parts.query)),
+                    params=dict(parse_qsl(parts.query, keep_blank_values=True)),
                     route_params={},
                     body=body,
                 )
@@ -203,6 +213,7 @@ class LocalHost:
 
             do_GET = _serve
             do_POST = _serve
+            do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve  # 405 from the route, as the host answers
 
         return Handler
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".devstack"
 APP_ID = "local-app"
 TOKEN = "dev-token"  # noqa: S105 - the local emulator's documented dev token, not a secret
+IDENTITY_KEY = "dev-identity-key-not-a-secret-0123456789"  # signs devtools.identity's tokens (local only)
 
 
 def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
@@ -45,7 +46,10 @@ def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
                     "app_id": APP_ID,
                     "endpoint": emulator_url,
                     "query": table,
-                    "auth": {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
+                    # requests authenticates like in Azure: managed identity, via devtools.identity
+                    "auth": {"kind": "managed_identity"}
+                    if table == "requests"
+                    else {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
                 },
                 "window": window,
                 "sink": {"container": "telemetry", "format": fmt},
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="wipe .devstack before starting")
     parser.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
     parser.add_argument("--workers", type=int, default=2, help="queue worker processes (0: move windows in-process)")
+    parser.add_argument("--state", type=Path, default=STATE, help="folder for Azurite's data (default .devstack)")
     args = parser.parse_args(argv)
     logging.raiseExceptions = False  # a closed stdout (| tee stopped by Ctrl-C) must not stop the cleanup
 
@@ -70,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("azure", "httpx", "urllib3", "devtools.ai_emulator"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
-    if args.fresh and STATE.exists():
+    if args.fresh and args.state.exists():
         import shutil
 
-        shutil.rmtree(STATE)
-    azurite = Azurite(location=str(STATE / "azurite")).start()
+        shutil.rmtree(args.state)
+    azurite = Azurite(location=str(args.state / "azurite")).start()
     with contextlib.ExitStack() as stack:
         stack.callback(azurite.stop)
         code = _serve(args, azurite, stack)
@@ -97,8 +102,16 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
     _say("               (Azure Storage Explorer: attach to a local emulator with this connection string)")
     history = parse_duration(args.history)
     emulator = Emulator(EmulatorConfig(app_id=APP_ID, token=TOKEN, api_key="dev-key", port=args.emulator_port))
+    emulator.config.token_key = IDENTITY_KEY
     emulator.start()
     stack.callback(emulator.stop)
+    from devtools.identity import IdentityEndpoint
+
+    identity = IdentityEndpoint(IDENTITY_KEY).start()
+    os.environ.update({**identity.env(), "AZURE_TOKEN_CREDENTIALS": "prod"})
+    stack.callback(lambda: _say(f"identity endpoint issued {identity.total_issued} token(s)"))
+    stack.callback(identity.stop)
+    _say(f"identity       {identity.url} (managed identity, as IDENTITY_ENDPOINT on Functions)")
     now = datetime.now(UTC)
     start = align_down(now - history, timedelta(minutes=5))
     for i, table in enumerate(("requests", "dependencies", "traces")):
@@ -158,6 +171,8 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
     stack.callback(host.stop)
     shape = f"planner here + {len(workers)} worker process(es) on queue mover-windows" if workers else "in-process"
     _say(f"function app   {host.url}/api/status  ·  POST {host.url}/api/replay  ·  {host.url}/api/status?format=html")
+    if workers:
+        _say(f"               worker pids {' '.join(str(w.pid) for w in workers)}")
     _say(f"               {shape}; Ctrl-C stops everything.")
 
     stop = threading.Event()

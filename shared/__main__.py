@@ -13,15 +13,17 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from shared import redact, telemetry
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
+from shared.params import BadRequest, time_range
 from shared.runner import Engine
 from shared.settings import Settings, load_local_settings
 
@@ -49,6 +51,7 @@ def _engine(args: argparse.Namespace) -> Engine:
     path = Path(args.settings) if args.settings else Path("local.settings.json")
     if args.settings or ("MOVER_PIPELINES" not in env and path.is_file()):
         env = {**load_local_settings(path), **env}  # like func start: the environment wins
+    telemetry.configure(env)
     settings = Settings.from_env(env)
     # One-shot commands and a worker-less ``run`` move windows here; a planner with workers, or
     # ``tick --enqueue``, uses the queue like the function app does.
@@ -83,8 +86,10 @@ def _replay(engine: Engine, args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        result = engine.replay(pipeline, parse_timestamp(args.start), parse_timestamp(args.end), mode=args.mode)
-    except ValueError as exc:
+        start, end = parse_timestamp(args.start), parse_timestamp(args.end)
+        time_range(pipeline, start, end, engine.clock())  # nothing is written for a range without windows
+        result = engine.replay(pipeline, start, end, mode=args.mode)
+    except (ValueError, BadRequest) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     for r in result.results:
@@ -185,7 +190,25 @@ def _verify(engine: Engine, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _delta_maintenance(engine: Engine, args: argparse.Namespace) -> int:
+    """Compact closed days and vacuum every Delta sink (what the optional maintenance timer runs)."""
+    from shared.sinks.delta_maintenance import maintain_pipeline
+
+    failed = 0
+    for pipeline in engine.settings.pipelines:
+        if args.pipeline and pipeline.name != args.pipeline:
+            continue
+        try:
+            for done in maintain_pipeline(pipeline, now=datetime.now(UTC)):
+                print(orjson.dumps(done.to_json()).decode())
+        except MoverError as exc:
+            print(f"{pipeline.name}: maintenance failed: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    redact.install_log_redaction()
     parser = argparse.ArgumentParser(prog="python -m shared", description="insights-mover engine")
     parser.add_argument("--settings", help="a local.settings.json whose Values are loaded into the environment")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -221,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "verify":
             op.add_argument("--repair", action="store_true", help="queue bad windows for replay")
             op.add_argument("--all", action="store_true", help="list every window, not only bad ones")
+    dm = sub.add_parser("delta-maintenance", help="compact closed days and vacuum the Delta sinks' tables")
+    dm.add_argument("--pipeline", help="only this pipeline")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -236,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "work": _work}
     commands |= {"estimate": _estimate, "verify": _verify}
+    commands["delta-maintenance"] = _delta_maintenance
     try:
         return commands[args.command](engine, args)
     finally:

@@ -1,8 +1,9 @@
 """HTTP-facing operations (replay, status) as plain functions: request data in, (status, body) out.
 
 The function app adapts ``HttpRequest`` to these; tests and the local host call the
-same code. Every field of a request is validated here; bad input gets a 4xx with a
-reason, and nothing from a request ever reaches a query except parsed timestamps.
+same code. Every field of a request is validated (with ``shared.params``) before anything
+is written; bad input gets a 4xx with a reason, and nothing from a request ever reaches a
+query except parsed timestamps. Every JSON answer and page is redacted (``shared.redact``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import orjson
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
+from shared.params import BadRequest, choice, json_fields, quoted, text, time_range, timestamp, whole_number
+from shared.redact import redact
 from shared.runner import Engine
 from shared.settings import Settings
 
@@ -42,7 +45,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, data: Any) -> Response:
-        return cls(status, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        return cls(status, redact(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()).encode())
 
 
 def engine_from_env(env: Mapping[str, str] | None = None) -> Engine:
@@ -68,41 +71,23 @@ def _bad(status: int, reason: str, **extra: Any) -> Response:
 
 
 def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
-    """``POST /api/replay`` with ``{"pipeline", "start", "end", "mode"?}`` (JSON body or query string)."""
-    if len(body) > _MAX_BODY:
-        return _bad(413, f"request body over {_MAX_BODY} bytes")
-    fields: dict[str, Any]
-    if body.strip():
+    """``POST /api/replay`` with ``{"pipeline", "start", "end", "mode"?}`` (JSON body or query string).
+
+    The whole request is validated (fields, pipeline, range) before anything is written.
+    """
+    try:
+        fields = json_fields(body, params, _REPLAY_FIELDS, max_body=_MAX_BODY)
+        name = text(fields, "pipeline")
+        start, end = timestamp(fields, "start"), timestamp(fields, "end")
+        mode = choice(fields, "mode", ("auto", "inline", "queue"), "auto")
         try:
-            fields = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _bad(400, 'body is not valid JSON; send {"pipeline": ..., "start": ..., "end": ...}')
-        if not isinstance(fields, dict):
-            return _bad(400, "body must be a JSON object")
-    else:
-        fields = dict(params)
-    unknown = sorted(set(fields) - _REPLAY_FIELDS)
-    if unknown:
-        return _bad(400, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_REPLAY_FIELDS))}")
-    for key in ("pipeline", "start", "end"):
-        value = fields.get(key)
-        if not isinstance(value, str) or not value.strip():
-            return _bad(400, f"'{key}' is required and must be a string")
-        if len(value) > 64:
-            return _bad(400, f"'{key}' is too long")
-    mode = fields.get("mode", "auto")
-    if mode not in ("auto", "inline", "queue"):
-        return _bad(400, "'mode' must be auto, inline or queue")
-    try:
-        pipeline = engine.settings.pipeline(fields["pipeline"])
-    except KeyError:
-        known = [p.name for p in engine.settings.pipelines]
-        return _bad(404, f"unknown pipeline {fields['pipeline'][:64]!r}", pipelines=known)
-    try:
-        start = parse_timestamp(fields["start"])
-        end = parse_timestamp(fields["end"])
-    except ValueError as exc:
-        return _bad(400, f"{exc} (use ISO 8601 UTC, e.g. 2026-11-02T10:00:00Z)")
+            pipeline = engine.settings.pipeline(name)
+        except KeyError:
+            known = [p.name for p in engine.settings.pipelines]
+            return _bad(404, f"unknown pipeline {quoted(name, 64)}", pipelines=known)
+        time_range(pipeline, start, end, engine.clock())
+    except BadRequest as exc:
+        return _bad(exc.status, exc.reason)
     try:
         result = engine.replay(pipeline, start, end, mode=mode, pause_after=INLINE_LIMIT)
     except ValueError as exc:
@@ -133,12 +118,11 @@ def status(engine: Engine, params: Mapping[str, str]) -> Response:
     """
     from shared.status import STATUSES, StatusView
 
-    fmt = params.get("format", "json")
-    if fmt not in ("json", "html"):
-        return _bad(400, "'format' must be json or html")
-    raw_recent = params.get("recent", "20")
-    if not raw_recent.isdigit() or not 1 <= int(raw_recent) <= 500:
-        return _bad(400, "'recent' must be a whole number from 1 to 500")
+    try:
+        fmt = choice(params, "format", ("json", "html"), "json")
+        recent = whole_number(params, "recent", 20, 1, 500)
+    except BadRequest as exc:
+        return _bad(exc.status, exc.reason)
     bounds: dict[str, datetime | None] = {}
     for key in ("from", "to"):
         raw = params.get(key, "").strip()
@@ -154,12 +138,12 @@ def status(engine: Engine, params: Mapping[str, str]) -> Response:
     wanted = frozenset(s.strip() for s in params.get("status", "").split(",") if s.strip())
     if wanted - set(STATUSES):
         return _bad(400, f"'status' takes a comma-separated list of {', '.join(STATUSES)}")
-    report = engine.status(view=StatusView(since, until, wanted, int(raw_recent)))
+    report = engine.status(view=StatusView(since, until, wanted, recent))
     if fmt == "html":
         from shared.status_page import render_html
 
         shown = {k: params[k][:64] for k in ("from", "to", "status") if params.get(k)}
-        return Response(200, render_html(report, shown).encode(), "text/html; charset=utf-8")
+        return Response(200, redact(render_html(report, shown)).encode(), "text/html; charset=utf-8")
     return Response.json(200, report)
 
 

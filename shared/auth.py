@@ -11,6 +11,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
 from shared.errors import FatalError
+from shared.redact import register
 from shared.settings import AuthConfig
 
 __all__ = ["HeaderProvider", "credential_for"]
@@ -34,6 +35,7 @@ class HeaderProvider:
 
     def __init__(self, config: AuthConfig, credential: TokenCredential | None = None) -> None:
         self._config = config
+        register(config.secret)
         self._credential = credential
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -59,4 +61,5 @@ class HeaderProvider:
                 except ClientAuthenticationError as exc:
                     raise FatalError(f"could not get a token for {cfg.scope}: {exc.message}") from exc
                 self._token, self._expires = token.token, float(token.expires_on)
+                register(token.token)  # upstream errors may echo it: keep it out of logs and the ledger
             return {"Authorization": f"Bearer {self._token}"}

@@ -16,7 +16,10 @@ def parse_duration(text: str) -> timedelta:
     if not match or text.strip().upper() in ("P", "PT"):
         raise ValueError(f"not an ISO 8601 duration like PT15M, PT1H or P1D: {text!r}")
     parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    try:
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    except OverflowError:
+        raise ValueError(f"duration is too long: {text[:40]!r}") from None
 
 
 def format_duration(delta: timedelta) -> str:
@@ -47,4 +50,7 @@ def parse_timestamp(text: str) -> datetime:
         raise ValueError(f"not an ISO 8601 timestamp: {text!r}") from None
     if value.tzinfo is None:
         raise ValueError(f"timestamp needs a UTC offset or Z: {text!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise ValueError(f"timestamp is outside the supported range (years 1-9999 in UTC): {text!r}") from None

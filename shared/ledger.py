@@ -28,6 +28,7 @@ from shared.ledger_marks import Marks, Snapshot
 from shared.ledger_rows import META_KEY, Unreadable, new_entity, read_entities, state_of, translate
 from shared.ledger_unclaimed import Unclaimed
 from shared.model import Window, format_ts, window_key
+from shared.redact import redact
 from shared.windows import WindowState
 
 __all__ = ["META_KEY", "Claim", "LeaseLost", "Ledger", "Snapshot"]
@@ -256,7 +257,7 @@ class Ledger(Unclaimed, Marks):
             claim,
             {
                 "Status": "failed",
-                "LastError": error[:_MAX_ERROR],
+                "LastError": redact(error)[:_MAX_ERROR],
                 "LeaseOwner": "",
                 "LeaseUntil": _CLEAR,
                 "QueuedAt": _CLEAR,

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from shared import telemetry
 from shared.auth import HeaderProvider
 from shared.errors import MoverError
 from shared.ledger import Ledger
@@ -106,6 +107,7 @@ class Engine:
             return self._sinks[pipeline.name]
 
     # -- one window ---------------------------------------------------------------------------
+    @telemetry.traced_window
     def run_window(
         self,
         pipeline: Pipeline,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from shared import telemetry
 from shared.errors import ConfigError, DataError, FatalError, MoverError, RetriableError
 from shared.ledger import Claim, LeaseLost
 from shared.model import Window
@@ -150,6 +151,7 @@ class WindowWorker:
             if part is not None and previous is not None:
                 return self._restore_done(pipeline, window, claim, previous, exc, began)
             return self._record_failure(pipeline, window, claim, exc, began)
+        telemetry.source_done(pipeline, moved.summary)
         seconds = time.monotonic() - began
         lag = (self.engine.clock() - window.end).total_seconds()
         quarantined = moved.summary.quarantined

@@ -46,7 +46,10 @@ def align_down(ts: datetime, size: timedelta) -> datetime:
 
 def align_up(ts: datetime, size: timedelta) -> datetime:
     down = align_down(ts, size)
-    return down if down == ts else down + size
+    try:
+        return down if down == ts else down + size
+    except OverflowError:  # the window would end after 9999-12-31
+        raise ValueError(f"{ts.isoformat()} is too close to the end of the calendar to align") from None
 
 
 def windows_between(start: datetime, end: datetime, size: timedelta) -> Iterator[Window]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,10 @@ APP_ID = "test-app"
 TOKEN = "test-token"
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 H = timedelta(hours=1)
+# MOVER_TEST_AUTH=managed_identity|entra: query pipelines authenticate through devtools.identity (a local
+# managed-identity endpoint) instead of the dev token; `make integration-identity` runs the suite so.
+TEST_AUTH = os.environ.get("MOVER_TEST_AUTH", "token")
+IDENTITY_KEY = "session-identity-signing-key-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +57,26 @@ def emulator() -> Iterator[Emulator]:
     emu.start()
     for seed, (table, per_hour) in enumerate((("requests", 40), ("dependencies", 25), ("traces", 30)), start=1):
         emu.generate(table, T0, T0 + 48 * H, count=48 * per_hour, seed=seed)
-    yield emu
+    with _identity(emu):
+        yield emu
     emu.stop()
+
+
+@contextlib.contextmanager
+def _identity(emu: Emulator) -> Iterator[None]:
+    """With ``MOVER_TEST_AUTH`` set: a session token endpoint in the environment, trusted by ``emu``."""
+    if TEST_AUTH == "token":
+        yield
+        return
+    from devtools.identity import IdentityEndpoint
+
+    with IdentityEndpoint(IDENTITY_KEY) as endpoint, pytest.MonkeyPatch.context() as mp:
+        for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE"):
+            mp.delenv(name, raising=False)
+        for name, value in {**endpoint.env(), "AZURE_TOKEN_CREDENTIALS": "prod"}.items():
+            mp.setenv(name, value)
+        emu.config.token_key = IDENTITY_KEY
+        yield
 
 
 def query_pipeline(name: str, table: str, emu: Emulator, container: str, **over: Any) -> dict[str, Any]:
@@ -64,7 +88,7 @@ def query_pipeline(name: str, table: str, emu: Emulator, container: str, **over:
         "app_id": APP_ID,
         "endpoint": emu.url,
         "query": table,
-        "auth": {"kind": "token", "setting": "TEST_TOKEN"},
+        "auth": {"kind": "token", "setting": "TEST_TOKEN"} if TEST_AUTH == "token" else {"kind": TEST_AUTH},
         "max_retries": 3,
     }
     source.update(over.pop("source", {}))

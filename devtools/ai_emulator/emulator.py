@@ -90,6 +90,7 @@ class EmulatorConfig:
     workspace_id: str = "local-workspace"
     api_key: str | None = "dev-key"
     token: str | None = "dev-token"  # noqa: S105 - the documented local dev token
+    token_key: str | None = None  # HS256 key of devtools.identity's tokens; None = JWTs refused
     host: str = "127.0.0.1"
     port: int = 0
     max_rows: int = 500_000
@@ -120,6 +121,7 @@ class EmulatorConfig:
         out = asdict(self)
         out["api_key"] = "***" if self.api_key else None
         out["token"] = "***" if self.token else None
+        out["token_key"] = "***" if self.token_key else None
         return out
 
 
@@ -130,6 +132,8 @@ class EmulatorStats:
     requests: int = 0  # query requests (apps + workspaces routes), whatever the outcome
     queries: int = 0  # queries executed (200, complete or partial)
     throttled: int = 0  # 429s: rate limit, concurrency and injected
+    throttled_rate: int = 0  # of which: over rate_limit per rate_window (per identity)
+    throttled_concurrency: int = 0  # of which: over max_concurrent in flight
     partials: int = 0  # HTTP 200 PartialError results
     errors: int = 0  # non-2xx query responses (429 included) and resets
     bad_requests: int = 0  # 400s

@@ -15,6 +15,7 @@ __all__ = [
     "bad_argument",
     "forbidden",
     "gateway_timeout",
+    "invalid_token",
     "kql_error",
     "method_not_allowed",
     "not_found",
@@ -81,6 +82,18 @@ def unauthorized() -> ApiError:
         ),
         {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", '
          'error="invalid_token", error_description="No token or API key was provided"'},
+    )  # fmt: skip
+
+
+def invalid_token(inner_code: str, inner_message: str) -> ApiError:
+    """401 for a bearer token the service will not take (wrong audience, expired, bad signature):
+    the query API's ``InvalidTokenError`` with the reason as the inner error (ARM's codes)."""
+    return ApiError(
+        401,
+        _body("InvalidTokenError", "The provided authentication is not valid for this resource",
+              {"code": inner_code, "message": inner_message}),
+        {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", '
+         f'error="invalid_token", error_description="{inner_code}"'},
     )  # fmt: skip
 
 

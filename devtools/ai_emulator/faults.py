@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultInjector", "FaultKind"]
 
-FaultKind = Literal["reset", "truncate", "partial", "delay"]
-FAULT_KINDS: tuple[str, ...] = ("reset", "truncate", "partial", "delay")
+FaultKind = Literal["reset", "truncate", "partial", "delay", "echo"]
+FAULT_KINDS: tuple[str, ...] = ("reset", "truncate", "partial", "delay", "echo")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class Fault:
     ``status`` is an HTTP error status (429, 503, 504, …) or a kind: ``reset`` closes the
     connection abruptly (TCP RST, no response), ``truncate`` sends headers and half the
     body then resets, ``partial`` forces an HTTP 200 PartialError with half the rows,
-    ``delay`` only waits. ``delay`` seconds are waited before any of them.
+    ``delay`` only waits, ``echo`` answers 400 with the request's credentials (``Authorization``,
+    ``x-api-key``, plain and URL-encoded) in the error text, like a misbehaving proxy.
+    ``delay`` seconds are waited before any of them.
     """
 
     status: int | str
@@ -69,7 +71,7 @@ class FaultInjector:
         """Make the next ``count`` queries fail with ``status`` (after ``delay`` seconds).
 
         ``status``: an HTTP status (429 adds ``Retry-After: retry_after or 1``; 503 adds
-        it when given) or ``"reset"``, ``"truncate"``, ``"partial"``, ``"delay"``.
+        it when given) or ``"reset"``, ``"truncate"``, ``"partial"``, ``"delay"``, ``"echo"``.
         """
         if count < 1:
             raise ValueError("count must be >= 1")

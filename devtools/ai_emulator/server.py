@@ -16,7 +16,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import orjson
 
@@ -34,6 +34,7 @@ from .errors import (
 )
 from .kql import KqlError
 from .response import render
+from .tokens import AUDIENCES, check_token, looks_like_jwt
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -178,7 +179,11 @@ class _Handler(BaseHTTPRequestHandler):
                 {"error": {"message": "Internal emulator error", "code": "InternalServerError"}},
             )
 
-    def _authenticate(self) -> str:
+    def _authenticate(self, kind: str) -> str:
+        """The caller's identity (rate limits are per identity) or an ``ApiError``.
+
+        Accepts the dev key, the dev token, and (with ``token_key`` set) JWTs from the local
+        managed-identity endpoint, checked like the service checks Entra tokens (``tokens``)."""
         cfg = self.server.emulator.config
         key = self.headers.get("x-api-key")
         auth = self.headers.get("Authorization")
@@ -191,7 +196,17 @@ class _Handler(BaseHTTPRequestHandler):
             token = token.strip()
             if scheme.lower() == "bearer" and cfg.token and hmac.compare_digest(token.encode(), cfg.token.encode()):
                 return "bearer:" + token
+            if scheme.lower() == "bearer" and cfg.token_key and looks_like_jwt(token):
+                return "oid:" + check_token(token, cfg.token_key, AUDIENCES[kind])
         raise forbidden()
+
+    def _echo_credentials(self) -> ApiError:
+        """A 400 whose text repeats the credentials the client sent (plain and URL-encoded)."""
+        sent = {name: self.headers.get(name, "") for name in ("Authorization", "x-api-key")}
+        text = "; ".join(f"{k}={v}" for k, v in sent.items())
+        encoded = "&".join(f"{k}={quote(v, safe='')}" for k, v in sent.items())
+        inner = {"code": "EchoedRequest", "message": f"upstream rejected ?{encoded}"}
+        return ApiError(400, {"error": {"code": "BadRequest", "message": f"bad request ({text})", "innererror": inner}})
 
     def _query(self, method: str, kind: str, resource: str, raw_query: str, body: bytes) -> None:
         emu = self.server.emulator
@@ -201,15 +216,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if method not in ("GET", "POST"):
                 raise method_not_allowed(method)
-            identity = self._authenticate()
+            identity = self._authenticate(kind)
             expected = cfg.app_id if kind == "apps" else cfg.workspace_id
             if resource != expected:
                 what = "application" if kind == "apps" else "workspace"
                 raise not_found(f"The {what} '{resource}' could not be found")
             retry = emu.limiter.check(identity, cfg.rate_limit, cfg.rate_window)
             if retry is not None:
+                counters.add(throttled_rate=1)
                 raise throttled(retry)
             if not emu.gate.try_enter(cfg.max_concurrent):
+                counters.add(throttled_concurrency=1)
                 raise throttled(cfg.concurrency_retry_after)
             try:
                 self._run_query(method, kind, raw_query, body)
@@ -245,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
                 emu.counters.add(resets=1, errors=1)
                 self._abort()
                 return
+            if mode == "echo":
+                raise self._echo_credentials()
         text, timespan = _query_args(method, raw_query, body)
         try:
             result = emu.execute("workspace" if kind == "workspaces" else "app", text, timespan)

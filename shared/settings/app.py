@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from shared.durations import format_duration
 from shared.errors import ConfigError
+from shared.model import format_ts
 from shared.settings import sinks as sink_section
 from shared.settings import sources as source_section
 from shared.settings.fields import CONTAINER as _CONTAINER
@@ -21,6 +22,10 @@ from shared.settings.model import ExportSourceConfig, Pipeline, Settings, SinkCo
 __all__ = ["parse_settings"]
 
 _SIZES_PER_DAY = 86400
+DEFAULT_SCHEDULE = "0 */5 * * * *"
+# Windows align to the Unix epoch; Table Storage holds no date before 1601 (the SDK reads no year < 1000).
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _WINDOW_DURATIONS = {"delay": "PT5M", "retry_backoff": "PT2M", "lease": "PT10M", "resweep_lookback": "PT0S"}
 
 
@@ -39,9 +44,12 @@ def _settings(p: Fields) -> Settings:
         )
     else:
         doc = _load_json(p, raw)
-    state = p.storage("MOVER_STATE_CONNECTION", p.env.get("MOVER_STATE_CONNECTION_SETTING", "AzureWebJobsStorage"))
+    state_setting = p.env.get("MOVER_STATE_CONNECTION_SETTING") or "AzureWebJobsStorage"
+    state = p.storage("ledger storage (MOVER_STATE_CONNECTION_SETTING)", state_setting)
     pipelines: list[Pipeline] = []
     if doc is not None:
+        if isinstance(doc, dict):
+            p.reject_unknown("MOVER_PIPELINES", doc, {"pipelines", "$schema"})
         items = doc.get("pipelines") if isinstance(doc, dict) else doc
         if not isinstance(items, list) or not items:
             p.fail("MOVER_PIPELINES", 'expected {"pipelines": [ ... ]} with at least one pipeline')
@@ -71,7 +79,7 @@ def _settings(p: Fields) -> Settings:
         state=state,
         ledger_table=ledger_table,
         quarantine_container=quarantine,
-        schedule=p.env.get("MOVER_SCHEDULE", "0 */5 * * * *"),
+        schedule=schedule(p),
         max_concurrency=p.int_setting("MOVER_MAX_CONCURRENCY", 4, 1, 64),
         time_budget=p.duration_setting("MOVER_TIME_BUDGET", timedelta(minutes=4)),
         checkpoint_after=p.duration_setting("MOVER_CHECKPOINT_AFTER", timedelta(minutes=8)),
@@ -85,19 +93,38 @@ def _settings(p: Fields) -> Settings:
     return settings
 
 
+def schedule(p: Fields) -> str:
+    """``MOVER_SCHEDULE``: a six-field NCRONTAB (with seconds), as the timer trigger reads it."""
+    raw = p.env.get("MOVER_SCHEDULE") or DEFAULT_SCHEDULE
+    fields = raw.split()
+    hint = "a six-field NCRONTAB with seconds, e.g. '0 */5 * * * *' (every 5 minutes)"
+    if len(fields) != 6:
+        p.fail("MOVER_SCHEDULE", f"must be {hint}; got {len(fields)} field(s) in {raw[:60]!r}")
+        return DEFAULT_SCHEDULE
+    from croniter import croniter
+
+    if not croniter.is_valid(" ".join([*fields[1:], fields[0]])):  # croniter wants the seconds last
+        p.fail("MOVER_SCHEDULE", f"is not {hint}; got {raw[:60]!r}")
+        return DEFAULT_SCHEDULE
+    return raw
+
+
 def _load_json(p: Fields, raw: str) -> Any:
     text = raw
     if not raw.lstrip().startswith(("{", "[")):
-        path = Path(raw)
-        if not path.is_file():
-            p.fail("MOVER_PIPELINES", f"not JSON and no such file: {raw!r}")
+        try:
+            text = Path(raw).read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:  # no such file, a name no file can have, not UTF-8
+            reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            p.fail("MOVER_PIPELINES", f"not JSON and not a readable JSON file ({reason}): {raw[:80]!r}")
             return None
-        text = path.read_text(encoding="utf-8")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         p.fail("MOVER_PIPELINES", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
-        return None
+    except RecursionError:
+        p.fail("MOVER_PIPELINES", "invalid JSON: nested too deeply")
+    return None
 
 
 def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
@@ -105,11 +132,13 @@ def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
     if not isinstance(item, dict):
         p.fail(where, "must be an object")
         return None
-    name = item.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        p.fail(where, f"'name' must be 1-63 letters, digits, '-' or '_' starting with a letter; got {name!r}")
-        return None
-    where = f"pipeline {name!r}"
+    raw_name = item.get("name")
+    valid_name = isinstance(raw_name, str) and bool(_NAME.match(raw_name))
+    if not valid_name:
+        p.fail(where, f"'name' must be 1-63 letters, digits, '-' or '_' starting with a letter; got {raw_name!r}")
+    else:
+        where = f"pipeline {raw_name!r}"
+    name = str(raw_name) if valid_name else f"pipeline{index}"  # keep checking the rest: every problem at once
     known = {"name", "source", "window", "sink", "sinks", "columns", "enabled", "description"}
     p.reject_unknown(where, item, known)
     before = len(p.problems)
@@ -130,7 +159,7 @@ def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         p.fail(where, "'enabled' must be true or false")
-    if len(p.problems) > before or source is None or window_config is None:
+    if not valid_name or len(p.problems) > before or source is None or window_config is None:
         return None
     return Pipeline(
         name=name, source=source, window=window_config, sinks=tuple(sinks), columns=columns, enabled=bool(enabled)
@@ -162,8 +191,16 @@ def window(p: Fields, where: str, raw: Any, source: SourceConfig | None) -> Wind
     start = p.ts(where, "start", raw.get("start"), required=True)
     end = p.ts(where, "end", raw.get("end"), required=False)
     for key, value in (("start", start), ("end", end)):
-        if value is not None and int(value.timestamp()) % int(size.total_seconds()):
-            p.fail(where, f"'{key}' {value.isoformat()} is not aligned to the window size {raw.get('size')}")
+        if value is not None and not _EARLIEST <= value <= _LATEST:
+            p.fail(where, f"'{key}' {format_ts(value)} must be from 1970-01-01 to 9000-01-01 (UTC)")
+        elif value is not None and (value - _EARLIEST) % size:
+            down = value - (value - _EARLIEST) % size
+            up = down + size
+            p.fail(
+                where,
+                f"'{key}' {format_ts(value)} is not aligned to the window size {format_duration(size)};"
+                f" use {format_ts(down)} or {format_ts(up)}",
+            )
     if start and end and end <= start:
         p.fail(where, "'end' must be after 'start'")
 

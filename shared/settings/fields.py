@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.durations import parse_duration, parse_timestamp
+from shared.redact import register_connection_string
+from shared.settings.connstr import connection_problems, uri_problem
 from shared.settings.model import StorageConfig
 
 __all__ = ["CONTAINER", "IDENT", "NAME", "TABLE_NAME", "Fields"]
@@ -28,6 +30,7 @@ class Fields:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self._reported: set[tuple[str, str]] = set()
 
     def fail(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -36,11 +39,10 @@ class Fields:
         raw = self.env.get(name)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.fail(name, f"expected a whole number, got {raw!r}")
+        if not (raw.strip().isascii() and raw.strip().isdigit() and len(raw) <= 18):  # int() would take '١٢'
+            self.fail(name, f"expected a whole number, got {raw[:40]!r}")
             return default
+        value = int(raw)
         if not low <= value <= high:
             self.fail(name, f"must be between {low} and {high}, got {value}")
         return value
@@ -75,8 +77,8 @@ class Fields:
         for key in sorted(set(raw) - known):
             self.fail(where, f"unknown field {key!r}; allowed: {', '.join(sorted(known))}")
 
-    def storage(self, where: str, setting: str) -> StorageConfig:
-        """Resolve a connection setting the way the Functions host does."""
+    def storage(self, where: str, setting: str, services: tuple[str, ...] = ("blob", "table")) -> StorageConfig:
+        """Resolve a connection setting the way the Functions host does; a malformed one fails here."""
         conn = self.env.get(setting)
         blob_uri = self.env.get(f"{setting}__blobServiceUri") or self.env.get(f"{setting}__serviceUri")
         table_uri = self.env.get(f"{setting}__tableServiceUri")
@@ -97,6 +99,15 @@ class Fields:
             return StorageConfig(setting=setting)
         if conn:
             conn = conn.strip().rstrip(";")  # the Tables SDK rejects a trailing ';'
+            register_connection_string(conn)
+            for problem in connection_problems(conn, services):
+                if (setting, problem) not in self._reported:  # one setting serves many sinks: say it once
+                    self._reported.add((setting, problem))
+                    self.fail(where, f"app setting {setting!r}: {problem}")
+        for suffix, uri in (("__blobServiceUri", blob_uri), ("__tableServiceUri", table_uri)):
+            bad_uri = uri_problem(uri) if uri and not conn else None
+            if bad_uri:
+                self.fail(where, f"app setting {setting + suffix!r} {bad_uri}")
         return StorageConfig(
             setting=setting,
             conn_string=conn or None,

@@ -51,6 +51,7 @@ class AuthConfig:
     scope: str
     client_id: str | None = None
     secret: str | None = field(default=None, repr=False)
+    setting: str | None = None  # the app setting holding the secret (names the identity; not secret)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class QuerySourceConfig:
     timeout_s: float = 180.0
     max_retries: int = 6
     parallel_queries: int | None = None  # sub-queries of one window in flight; None: the whole query budget
+    retention: timedelta = timedelta(days=90)  # how far back the API still holds data (bounds replays)
+    max_concurrent_queries: int = 5  # shared by every pipeline with this identity + endpoint (shared/budget.py)
+    max_requests_per_30s: int = 180
 
 
 @dataclass(frozen=True)
@@ -117,13 +121,18 @@ SourceConfig = QuerySourceConfig | ExportSourceConfig
 class SinkConfig:
     """Where and how a window's rows land."""
 
-    kind: Literal["blob", "table"]
+    kind: Literal["blob", "table", "delta"]
     storage: StorageConfig
     container: str
     path: str = DEFAULT_PATH
     format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     compression: str = "gzip"
     row_group_rows: int = 25_000
+    # delta only: partition columns ("" = date_hour for windows under a day, else date),
+    # and what the maintenance timer does (compact closed days; vacuum past a retention).
+    partition_by: Literal["", "date", "date_hour"] = ""
+    optimize: bool = True
+    vacuum_retention: timedelta | None = timedelta(days=7)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
+from shared.redact import register
 from shared.settings.fields import CONTAINER as _CONTAINER
 from shared.settings.fields import IDENT as _IDENT
 from shared.settings.fields import Fields
@@ -20,6 +21,31 @@ DEFAULT_SCOPES = {
 DEFAULT_TIME_COLUMN = {"app_insights": "timestamp", "log_analytics": "TimeGenerated"}
 _ID_HINT = {"app_insights": "Application ID from the API Access blade", "log_analytics": "workspace ID"}
 _SECRET_NAME = {"api_key": "API key", "token": "bearer token"}
+_QUERY_FIELDS = {
+    "kind",
+    "endpoint",
+    "query",
+    "table",
+    "table_name",
+    "time_column",
+    "auth",
+    "max_rows_per_query",
+    "timeout_seconds",
+    "max_retries",
+    "retention",
+    "parallel_queries",
+    "max_concurrent_queries",
+    "max_requests_per_30s",
+}
+# How far back the query API still returns data by default: Application Insights keeps 90 days,
+# a Log Analytics workspace 30 (both up to 730 days interactively, set per app/workspace/table).
+_RETENTION = {"app_insights": "P90D", "log_analytics": "P30D"}
+_AUTH_FIELDS = {
+    "entra": {"kind", "scope", "client_id"},
+    "managed_identity": {"kind", "scope", "client_id"},
+    "api_key": {"kind", "scope", "setting"},
+    "token": {"kind", "scope", "setting"},
+}
 
 
 def source(p: Fields, where: str, pipeline: str, raw: Any) -> SourceConfig | None:
@@ -43,6 +69,7 @@ def query_source(
     p: Fields, where: str, pipeline: str, kind: Literal["app_insights", "log_analytics"], raw: dict[str, Any]
 ) -> QuerySourceConfig | None:
     id_field = "app_id" if kind == "app_insights" else "workspace_id"
+    p.reject_unknown(where, raw, {id_field, *_QUERY_FIELDS})
     resource_id = raw.get(id_field)
     if not isinstance(resource_id, str) or not re.match(r"^[A-Za-z0-9-]{1,64}$", resource_id):
         p.fail(
@@ -73,6 +100,11 @@ def query_source(
         timeout = 180
     retries = p.whole(where, raw, "max_retries", 6, 0, 20)
     parallel = p.whole(where, raw, "parallel_queries", 5, 1, 50) if "parallel_queries" in raw else None
+    retention = p.duration_field(where, raw, "retention", _RETENTION[kind])
+    if not timedelta(days=1) <= retention <= timedelta(days=4383):
+        p.fail(where, f"'retention' must be from P1D to P4383D (12 years); got {raw.get('retention')}")
+    max_concurrent = p.whole(where, raw, "max_concurrent_queries", 5, 1, 50)
+    max_requests = p.whole(where, raw, "max_requests_per_30s", 180, 1, 10_000)
     if auth_config is None or not isinstance(resource_id, str):
         return None
     return QuerySourceConfig(
@@ -87,6 +119,9 @@ def query_source(
         timeout_s=float(timeout),
         max_retries=retries,
         parallel_queries=parallel,
+        retention=retention,
+        max_concurrent_queries=max_concurrent,
+        max_requests_per_30s=max_requests,
     )
 
 
@@ -98,6 +133,8 @@ def auth(p: Fields, where: str, kind: str, raw: Any) -> AuthConfig | None:
         return None
     scope = str(raw.get("scope", DEFAULT_SCOPES[kind]))
     akind = raw.get("kind", "entra")
+    if isinstance(akind, str) and akind in _AUTH_FIELDS:
+        p.reject_unknown(where, raw, _AUTH_FIELDS[akind])
     if akind in ("entra", "managed_identity"):
         client_id = raw.get("client_id")
         if akind == "managed_identity" and client_id is not None and not isinstance(client_id, str):
@@ -118,7 +155,8 @@ def auth(p: Fields, where: str, kind: str, raw: Any) -> AuthConfig | None:
                 f"app setting {setting!r} is not set (it should hold the {_SECRET_NAME[akind]})",
             )
             return None
-        return AuthConfig(kind=akind, scope=scope, secret=secret)
+        register(secret)
+        return AuthConfig(kind=akind, scope=scope, secret=secret, setting=setting)
     p.fail(where, f"unknown kind {akind!r}; use entra, managed_identity, api_key or token")
     return None
 
@@ -143,7 +181,7 @@ def export_source(
         "download_concurrency",
     }
     p.reject_unknown(where, raw, known)
-    storage = p.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
+    storage = p.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")), ("blob",))
     container = raw.get("container")
     if not isinstance(container, str) or not _CONTAINER.match(container):
         p.fail(where, f"'container' must be a valid blob container name; got {container!r}")

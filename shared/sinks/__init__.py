@@ -31,7 +31,7 @@ __all__ = [
 
 
 def build_sink(config: SinkConfig, *, pipeline: str, table: str, clock: Callable[[], datetime] | None = None) -> Sink:
-    """The sink for ``config.kind`` (``blob`` or ``table``), with shared per-account clients.
+    """The sink for ``config.kind`` (``blob``, ``table`` or ``delta``), with shared per-account clients.
 
     ``clock`` stamps manifests (``written_at``); default is the system UTC clock.
     Raises ``ConfigError`` when the storage account has no endpoint for that kind.
@@ -40,4 +40,8 @@ def build_sink(config: SinkConfig, *, pipeline: str, table: str, clock: Callable
         return BlobSink(config, pipeline=pipeline, table=table, clock=clock)
     if config.kind == "table":
         return TableSink(config, pipeline=pipeline, table=table, clock=clock)
+    if config.kind == "delta":
+        from shared.sinks.delta import DeltaSink  # imported on use: deltalake is a large native library
+
+        return DeltaSink(config, pipeline=pipeline, table=table, clock=clock)
     raise ValueError(f"unknown sink kind {config.kind!r}")

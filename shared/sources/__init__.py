@@ -26,14 +26,19 @@ def build_source(
     headers: HeaderProvider | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Source:
-    """The adapter for ``config.kind``; query sources share ``http`` (pool) and ``headers`` (token cache)."""
+    """The adapter for ``config.kind``; query sources share ``http`` (pool), ``headers`` (token cache)
+    and the query budget of their identity (``shared.budget_registry``)."""
     from shared.settings import QuerySourceConfig
 
     if isinstance(config, QuerySourceConfig):
         from shared.auth import HeaderProvider
+        from shared.budget_registry import budget_for
         from shared.sources.query_api import QueryApiSource
 
-        return QueryApiSource(config, http, headers or HeaderProvider(config.auth), sleep=sleep)
+        budget = budget_for(config, settings)  # one per identity + endpoint, shared app-wide via storage
+        return QueryApiSource(
+            config, http, headers or HeaderProvider(config.auth), sleep=sleep, budget=budget, pipeline=pipeline
+        )
     from shared.sources.export_blobs import ExportBlobSource
 
     return ExportBlobSource(

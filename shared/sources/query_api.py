@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
 
+from shared import telemetry
 from shared.auth import HeaderProvider
+from shared.budget import BudgetTimeout
 from shared.errors import FatalError, RetriableError
 from shared.model import Batch, Window, format_ts
 from shared.retry import with_retries
@@ -27,6 +30,9 @@ from shared.settings import QuerySourceConfig
 from shared.sources.base import LatePlan, SourceSummary
 from shared.sources.wire import QueryResult, decode_result, error_reason, typed
 from shared.windows import WindowState
+
+if TYPE_CHECKING:
+    from shared.budget import Budget
 
 __all__ = ["BATCH_BYTES", "QueryApiSource", "QueryStats", "batch_rows", "bounded_query", "count_bins_query"]
 
@@ -82,6 +88,8 @@ class QueryStats:
     retries: int = 0
     source_count: int = 0
     rows: int = 0
+    throttled: int = 0  # 429 answers (each also waited out, and shared with the budget)
+    budget_wait_s: float = 0.0  # time spent waiting for the shared query budget
 
 
 class QueryApiSource:
@@ -94,17 +102,21 @@ class QueryApiSource:
         headers: HeaderProvider,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        pipeline: str = "",
+        budget: Budget | None = None,
     ) -> None:
         self.config = config
+        self.pipeline = pipeline or config.table
         self._http = http
         self._headers = headers
         self._sleep = sleep
+        self._budget = budget
         path = "apps" if config.kind == "app_insights" else "workspaces"
         self.url = f"{config.endpoint}/v1/{path}/{config.resource_id}/query"
         self.stats = QueryStats()
         self._stats_lock = threading.Lock()  # sub-queries of one window run in parallel threads
 
-    def _count(self, field: str, n: int = 1) -> None:
+    def _count(self, field: str, n: float = 1) -> None:
         with self._stats_lock:
             setattr(self.stats, field, getattr(self.stats, field) + n)
 
@@ -118,7 +130,13 @@ class QueryApiSource:
         """``source_count`` is the rows actually read: the baseline a re-sweep's count is compared with."""
         return SourceSummary(
             source_count=self.stats.rows,
-            extra={"planned": self.stats.source_count, "queries": self.stats.queries, "splits": self.stats.splits},
+            extra={
+                "planned": self.stats.source_count,
+                "queries": self.stats.queries,
+                "splits": self.stats.splits,
+                "throttled": self.stats.throttled,
+                "budget_wait_s": round(self.stats.budget_wait_s, 3),
+            },
         )
 
     def resweep(self, window: Window, state: WindowState) -> LatePlan | None:
@@ -192,12 +210,22 @@ class QueryApiSource:
         """POST with retries. ``complete``: a cut (PartialError) answer is retried, never used —
         for counts, which cannot be split like a row query can."""
         body = orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
-        return with_retries(
-            lambda: self._post(body, complete=complete),
-            what=f"{self.config.table} {window}",
-            max_retries=self.config.max_retries,
-            sleep=self._sleep_counted,
-        )
+
+        def attempt() -> QueryResult:
+            try:
+                return self._post(body, complete=complete)
+            except BudgetTimeout as exc:  # already waited max_wait: the window retries later, not this call
+                raise _GaveUp(exc) from exc
+
+        try:
+            return with_retries(
+                attempt,
+                what=f"{self.config.table} {window}",
+                max_retries=self.config.max_retries,
+                sleep=self._sleep_counted,
+            )
+        except _GaveUp as exc:
+            raise exc.error from None
 
     def _sleep_counted(self, seconds: float) -> None:
         self._count("retries")
@@ -210,12 +238,17 @@ class QueryApiSource:
             **self._headers.headers(),
         }
         self._count("queries")
+        hold = self._budget.acquire() if self._budget is not None else None  # app-wide: see shared/budget.py
         try:
             response = self._http.post(self.url, content=body, headers=headers, timeout=self.config.timeout_s + 10)
         except httpx.TimeoutException as exc:
             raise RetriableError(f"query API timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise RetriableError(f"query API unreachable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if hold is not None and self._budget is not None:  # the HTTP exchange only, not the decoding
+                self._budget.release(hold)
+                self._count("budget_wait_s", hold.waited)
         status = response.status_code
         if status == 200:
             result = decode_result(response.content)
@@ -227,7 +260,13 @@ class QueryApiSource:
             return typed(result)
         reason = error_reason(response.content)
         if status == 429 or status >= 500:
+            if status == 429:
+                telemetry.throttled(self.pipeline)
             retry_after = _retry_after(response.headers.get("Retry-After"))
+            if status == 429:
+                self._count("throttled")
+                if self._budget is not None and retry_after:
+                    self._budget.pause(retry_after)  # every instance holds off, not just this one
             raise RetriableError(f"query API {status}: {reason}", retry_after=retry_after)
         if status in (401, 403):
             raise FatalError(
@@ -237,6 +276,14 @@ class QueryApiSource:
         if status == 404:
             raise FatalError(f"query API 404: {reason} — check the app/workspace id and endpoint ({self.url})")
         raise FatalError(f"query API {status}: {reason}")
+
+
+class _GaveUp(Exception):
+    """Carries a ``BudgetTimeout`` past ``with_retries`` (which would retry any ``RetriableError``)."""
+
+    def __init__(self, error: BudgetTimeout) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -16,6 +16,7 @@ import orjson
 
 from shared.errors import FatalError
 from shared.model import Column
+from shared.redact import redact
 
 __all__ = ["QueryResult", "convert_rows", "decode_result", "describe_error", "error_reason", "parse_result", "typed"]
 
@@ -171,7 +172,7 @@ def describe_error(error: dict[str, Any]) -> str:
             if item.get("message"):
                 parts.append(f"{item.get('code', '?')}: {item['message']}")
             item = item.get("innererror")
-    return " | ".join(dict.fromkeys(parts))
+    return redact(" | ".join(dict.fromkeys(parts)))
 
 
 def error_reason(body: bytes) -> str:
@@ -179,7 +180,7 @@ def error_reason(body: bytes) -> str:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body[:300].decode("utf-8", "replace")
+        return redact(body[:300].decode("utf-8", "replace"))
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
         return describe_error(doc["error"])
-    return str(doc)[:300]
+    return redact(str(doc)[:300])

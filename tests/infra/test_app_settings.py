@@ -33,12 +33,13 @@ DEFAULTED = {
     "MOVER_CHECKPOINT_AFTER": "PT8M stays below host.json's functionTimeout (10 min)",
     "MOVER_REPLAY_MAX_WINDOWS": "a month of hourly windows per replay request is the documented default",
     "MOVER_REPLAY_INLINE_WINDOWS": "6 inline windows keep an HTTP replay well under the 230 s response limit",
+    "MOVER_TELEMETRY_INSTRUMENTATIONS": "off: per-call httpx/storage spans would flood the app's own telemetry",
+    "MOVER_DELTA_MAINTENANCE_SCHEDULE": "Delta compaction/vacuum is opt-in (docs/sinks.md): extraAppSettings",
     "MOVER_VERIFY_SCHEDULE": "the daily verify is opt-in; set it through extraAppSettings (docs/operations.md)",
 }
 
 # MOVER_* literals in the code that name no app setting.
 NOT_SETTINGS = {
-    "MOVER_STATE_CONNECTION": "the label problems with the state connection are reported under",
 }
 
 HOW_TO_ADD = (

@@ -12,7 +12,14 @@ from tests.conftest import TOKEN, blob_names, query_pipeline
 
 @pytest.fixture()
 def cli_env(monkeypatch, emulator, storage_conn, unique):
-    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"end": "2026-11-02T02:00:00Z"})
+    pipeline = query_pipeline(
+        "requests",
+        "requests",
+        emulator,
+        f"out-{unique}",
+        window={"end": "2026-11-02T02:00:00Z"},
+        source={"retention": "P4383D"},  # the CLI runs on the real clock; the test data stay replayable
+    )
     env = {
         "AzureWebJobsStorage": storage_conn,
         "TEST_TOKEN": TOKEN,
@@ -49,6 +56,21 @@ def test_replay_errors_exit_2(cli_env, capsys):
         == 2
     )
     assert "'end' must be after 'start'" in capsys.readouterr().err
+
+
+def test_replay_outside_the_pipelines_windows_writes_nothing(cli_env, capsys):
+    from shared.runner import Engine
+    from shared.settings import Settings
+
+    args = ["replay", "--pipeline", "requests", "--start", "0001-01-01T00:00:00Z", "--end", "0001-01-01T00:05:00Z"]
+    assert main(args) == 2
+    assert "before the pipeline's window start 2026-11-02T00:00:00Z" in capsys.readouterr().err
+    engine = Engine(Settings.from_env(cli_env))
+    try:
+        assert list(engine.ledger.states("requests")) == []
+        assert engine.status()["errors"] == {}
+    finally:
+        engine.close()
 
 
 def test_settings_file_like_func_start(cli_env, monkeypatch, tmp_path, capsys):

@@ -130,7 +130,8 @@ def test_window_stays_failed_after_max_attempts_until_replayed(emu, make_engine,
 
 
 def test_auth_failure_is_fatal_with_a_hint(emu, make_engine, unique):
-    pipeline = query_pipeline("req", "requests", emu, f"out-{unique}")
+    token_auth = {"auth": {"kind": "token", "setting": "TEST_TOKEN"}}  # a wrong token, whatever MOVER_TEST_AUTH says
+    pipeline = query_pipeline("req", "requests", emu, f"out-{unique}", source=token_auth)
     engine = make_engine([pipeline], now=T0 + H + timedelta(minutes=5), TEST_TOKEN="wrong-token")
     (result,) = engine.tick().results
     assert result.outcome == "failed"

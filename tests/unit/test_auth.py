@@ -59,3 +59,16 @@ def test_static_secrets(kind, header):
     assert provider.headers() == header
     assert "s3cret" not in repr(provider)
     assert "s3cret" not in repr(AuthConfig(kind=kind, scope=SCOPE, secret="s3cret"))
+
+
+def test_tokens_obtained_and_secrets_configured_are_registered_for_redaction():
+    from shared.redact import redact
+
+    class LongToken(Credential):
+        def get_token(self, *scopes, **kwargs) -> AccessToken:
+            return AccessToken("eyJhbGciOi.entra-token-for-redaction", int(time.time() + 3600))
+
+    HeaderProvider(AuthConfig(kind="entra", scope=SCOPE), LongToken()).headers()
+    HeaderProvider(AuthConfig(kind="api_key", scope=SCOPE, secret="configured-api-key-42"))
+    text = "echo: Bearer eyJhbGciOi.entra-token-for-redaction x-api-key=configured-api-key-42"
+    assert redact(text) == "echo: Bearer [redacted] x-api-key=[redacted]"

@@ -57,3 +57,9 @@ def test_parse_timestamp(text, value):
 def test_parse_timestamp_rejects(text):
     with pytest.raises(ValueError):
         parse_timestamp(text)
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_parse_timestamp_refuses_instants_outside_the_calendar(text):
+    with pytest.raises(ValueError, match="outside the supported range"):
+        parse_timestamp(text)

@@ -128,3 +128,11 @@ def test_window_halves_and_key():
     assert w.key == "20261102T000000Z"
     with pytest.raises(ValueError):
         Window(T0, T0)
+
+
+def test_align_up_at_the_end_of_the_calendar_is_a_value_error():
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    with pytest.raises(ValueError, match="too close to the end of the calendar"):
+        align_up(last, timedelta(hours=1))
+    aligned = datetime(9999, 12, 31, 23, tzinfo=UTC)
+    assert align_up(aligned, timedelta(hours=1)) == aligned
