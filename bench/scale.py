@@ -216,14 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     bench: dict[str, Any] = {
         "backfill": {
             str(r["workers"]): {
-                k: r[k] for k in ("seconds", "rows_per_s", "max_in_flight", "app_429", "ideal_s", "ideal_ratio")
+                k: r[k]
+                for k in ("seconds", "rows_per_s", "max_in_flight", "app_429", "ideal_s", "ideal_cap_s", "ideal_ratio")
             }
             | {"speedup": round(base / r["seconds"], 2)}
             for r in runs
         },
         "hour": {
             str(h["parallel_queries"]): {
-                k: h[k] for k in ("seconds", "rows_per_s", "peak_rss_mb", "max_in_flight", "app_429", "ideal_ratio")
+                k: h[k]
+                for k in ("seconds", "rows_per_s", "peak_rss_mb", "max_in_flight", "app_429", "ideal_s", "ideal_ratio")
             }
             for h in hours
         },

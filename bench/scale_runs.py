@@ -102,6 +102,7 @@ def _figures(stats: dict[str, Any], seconds: float, rows: int) -> dict[str, Any]
         "service_s": round(service_s, 1),
         "ideal_s": round(ideal, 2),
         "ideal_bound": "cap" if ideal_cap >= ideal_rate else "rate",
+        "ideal_cap_s": round(ideal_cap, 2),
         "ideal_ratio": round(ideal / seconds, 3) if seconds else 0.0,
     }
 
