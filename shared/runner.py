@@ -30,8 +30,10 @@ from shared.model import Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
 from shared.sinks.base import Sink
+from shared.sinks.rejects import CellGuard
 from shared.sources import LateAwareSource, LatePlan, Source, build_source
-from shared.storage import table_service
+from shared.sources.export_quarantine import Quarantine
+from shared.storage import blob_service, table_service
 from shared.window_run import move_window
 from shared.windows import WindowState, align_down, align_up, due_end, plan_windows, retry_at, windows_between
 
@@ -148,6 +150,9 @@ class Engine:
                 ]
             return self._sinks[pipeline.name]
 
+    def _quarantine(self) -> Quarantine:
+        return Quarantine(blob_service(self.settings.state), self.settings.quarantine_container)
+
     # -- one window ---------------------------------------------------------------------------
     def run_window(
         self,
@@ -240,6 +245,7 @@ class Engine:
                 previous=previous,
                 fresh=fresh,
                 pause=pause,
+                cells=CellGuard(self._quarantine, pipeline.name, window),
             )
         except LeaseLost as exc:
             log.warning("%s %s: %s; the new owner finishes it", name, window, exc)

@@ -122,6 +122,9 @@ class SinkConfig:
     format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     compression: str = "gzip"
     row_group_rows: int = 25_000
+    # Set at load when another sink of the pipeline writes the same container and path: the
+    # manifest is then ``_<window>.<manifest_tag>.manifest.json`` so the two do not collide.
+    manifest_tag: str = ""
 
 
 @dataclass(frozen=True)

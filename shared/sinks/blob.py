@@ -430,7 +430,9 @@ class BlobSink:
         )
 
     def manifest_name(self, window: Window) -> str:
-        return manifest_name(self.config.path, pipeline=self.pipeline, table=self.table, window=window)
+        return manifest_name(
+            self.config.path, pipeline=self.pipeline, table=self.table, window=window, tag=self.config.manifest_tag
+        )
 
     def _ensure_container(self) -> None:
         ensure_once(
