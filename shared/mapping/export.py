@@ -363,8 +363,8 @@ def map_export_record(record: dict[str, Any]) -> tuple[str, list[Any]]:
     """One Export Data Model document → ``(classic table, row in schema(table) order)``.
 
     Missing or odd fields become null; raises ``DataError`` (the caller quarantines the
-    line) only when the record is not an object, has no known payload key, or its
-    ``context.data.eventTime`` is missing or not an ISO 8601 UTC timestamp.
+    line) only when the record is not an object, has no known payload key or an empty
+    payload, or its ``context.data.eventTime`` is missing or not an ISO 8601 UTC timestamp.
     """
     if record.__class__ is not dict:
         raise DataError(f"continuous-export record is not a JSON object but {type(record).__name__}")
@@ -391,6 +391,10 @@ def map_export_record(record: dict[str, Any]) -> tuple[str, list[Any]]:
     if timestamp is None:
         raise DataError(f"{key} record: context.data.eventTime {brief(raw_time)} is not an ISO 8601 UTC timestamp")
     custom = _sub(ctx, "custom")
+    if not item and (key != "metric" or not custom.get("metrics")):
+        # Nothing but context: the row would be all nulls. (A metric's values live in
+        # context.custom.metrics, its ``metric`` array is empty by design.)
+        raise DataError(f"{key} record has an empty payload ({brief(items)}): no telemetry to move")
     row: list[Any] = [timestamp]
     row += spec.specific(item, ctx, record)
     if spec.item_type_first:

@@ -261,11 +261,20 @@ def test_malformed_export_records_raise_data_error(record: Any, reason: str) -> 
         mapping.map_export_record(record)
 
 
-def test_empty_payload_array_maps_to_nulls_not_an_error() -> None:
-    record = _set(_requests(), "request", [])
+@pytest.mark.parametrize("payload", [[], [{}], {}, [None], ["x"], None], ids=str)
+def test_empty_payload_is_refused_not_mapped_to_a_row_of_nulls(payload: Any) -> None:
+    with pytest.raises(DataError, match="empty payload"):
+        mapping.map_export_record(_set(_requests(), "request", payload))
+
+
+def test_metric_with_an_empty_metric_array_reads_context_custom_metrics() -> None:
+    record = sample("continuous-export/Metrics.jsonl")
+    assert record["metric"] == []
     _, row = mapping.map_export_record(record)
-    got = as_dict("requests", row)
-    assert got["name"] is None and got["duration"] is None and got["itemId"] == "7f156650-ef4c-11e5-8453-3f984b160001"
+    assert as_dict("customMetrics", row)["name"] == "dispatchRate"
+    record["context"]["custom"]["metrics"] = []
+    with pytest.raises(DataError, match="empty payload"):
+        mapping.map_export_record(record)
 
 
 def test_exception_chain_innermost_comes_from_the_last_entry() -> None:
@@ -306,9 +315,9 @@ def _perf_record(item: dict[str, Any]) -> dict[str, Any]:
          ["% Processor Time", "Process", "% Processor Time", "w3wp", 12.5]),
         ({"categoryName": "Memory", "instanceName": "", "available_bytes": {"value": 1024.0}},
          ["available_bytes", "Memory", "available_bytes", "", 1024.0]),
-        ({}, [None, None, None, None, None]),
+        ({"instanceName": "w3wp"}, [None, None, None, "w3wp", None]),
     ],
-    ids=["named-fields", "counter-as-key", "empty"],
+    ids=["named-fields", "counter-as-key", "instance-only"],
 )  # fmt: skip
 def test_performance_counter_shapes(item: dict[str, Any], expected: list[Any]) -> None:
     table, row = mapping.map_export_record(_perf_record(item))
@@ -491,7 +500,8 @@ def test_every_workspace_type_maps_a_minimal_record(kind: str) -> None:
 
 @pytest.mark.parametrize("payload", sorted(mapping.EXPORT_PAYLOADS), ids=str)
 def test_every_export_payload_maps_a_minimal_record(payload: str) -> None:
-    table, row = mapping.map_export_record({payload: [{}], "context": {"data": {"eventTime": "2026-11-02T10:00:00Z"}}})
+    record = {payload: [{"name": "x"}], "context": {"data": {"eventTime": "2026-11-02T10:00:00Z"}}}
+    table, row = mapping.map_export_record(record)
     assert table == mapping.EXPORT_PAYLOADS[payload]
     assert all(_fits(v, c) for c, v in zip(mapping.schema(table), row, strict=True))
 
@@ -646,8 +656,9 @@ def test_odd_values_anywhere_give_nulls_or_data_error(relative: str, mapper: Any
         for odd in ODD_VALUES:
             try:
                 table, row = mapper(_replaced(record, path, odd))
-            except DataError:
-                assert path in _TIME_OR_TYPE, f"DataError for an odd value at {path}"
+            except DataError as exc:
+                payload = path[0] in mapping.EXPORT_PAYLOADS or path[:2] == ("context", "custom")
+                assert path in _TIME_OR_TYPE or (payload and "empty payload" in str(exc)), f"DataError at {path}"
                 continue
             assert all(_fits(v, c) for c, v in zip(mapping.schema(table), row, strict=True)), (path, odd)
             checked += 1
