@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.errors import DataError
 from shared.mapping._build import EMPTY, FieldSpec, Getter, compile_getters
+from shared.mapping.normalize import row_normalizer
 from shared.mapping.schemas import EXPORT_PAYLOADS, ITEM_TYPES, LAYOUTS
 from shared.mapping.values import (
     brief,
@@ -85,6 +86,31 @@ def _availability_success(item: dict[str, Any]) -> str | None:
         flag = _true_false(item.get("success"))
         return None if flag is None else ("1" if flag == "True" else "0")
     return "1" if value >= 1.0 else "0"
+
+
+def _url(item: dict[str, Any]) -> str | None:
+    """The full URL, as the query API has it. Exported requests often hold only the path in
+    ``url``; then it is rebuilt from ``urlData`` (``protocol``/``scheme`` if given, else
+    ``https``; ``host``, with ``port`` when given; the path, else ``urlData.base``)."""
+    url = item.get("url")
+    url = None if url is None else to_str(url)
+    if url and "://" in url:
+        return url
+    data = item.get("urlData")
+    if not isinstance(data, dict):
+        return url or None
+    host = data.get("host")
+    if not isinstance(host, str) or not host:
+        return url or None
+    path = url or data.get("base") or ""
+    if not isinstance(path, str):
+        path = to_str(path) or ""
+    if path and not path.startswith("/"):
+        path = "/" + path
+    scheme = data.get("protocol") or data.get("scheme") or "https"
+    port = data.get("port")
+    netloc = f"{host}:{port}" if port not in (None, "", 80, 443, "80", "443") and ":" not in host else host
+    return f"{str(scheme).rstrip(':/')}://{netloc}{path}"
 
 
 def _sev(item: dict[str, Any]) -> int | None:
@@ -219,7 +245,7 @@ def _perf_counter(item: dict[str, Any], ctx: dict[str, Any], record: dict[str, A
 # -- per-type column specs (between ``timestamp`` and ``customDimensions``) -------------------
 _PLAIN_SPECS: dict[str, tuple[FieldSpec, ...]] = {
     "requests": (
-        "id", "source", "name", "url", _success, ("responseCode", "resultCode"),
+        "id", "source", "name", _url, _success, ("responseCode", "resultCode"),
         _duration("durationMetric"), _bucket("durationMetric"),
     ),
     "dependencies": (
@@ -229,9 +255,9 @@ _PLAIN_SPECS: dict[str, tuple[FieldSpec, ...]] = {
     ),
     "traces": (("raw", "message"), _sev),
     "customEvents": ("name",),
-    "pageViews": ("id", "name", "url", _duration("durationMetric"), _bucket("durationMetric")),
+    "pageViews": ("id", "name", _url, _duration("durationMetric"), _bucket("durationMetric")),
     "browserTimings": (
-        "name", "url", _duration("networkConnection"), _duration("sendRequest"),
+        "name", _url, _duration("networkConnection"), _duration("sendRequest"),
         _duration("receiveRequest"), _duration("clientProcess"), _duration("total"), _bucket("total"),
     ),
     "availabilityResults": (
@@ -249,6 +275,7 @@ class _TypeMap:
     specific: Specific
     measurements: bool
     item_count: bool
+    normalize: Callable[[list[Any]], list[Any]]
 
 
 def _type_maps() -> dict[str, _TypeMap]:
@@ -267,6 +294,7 @@ def _type_maps() -> dict[str, _TypeMap]:
             specific=special.get(table) or _plain(_PLAIN_SPECS[table], table),
             measurements=layout.measurements,
             item_count=layout.item_count,
+            normalize=row_normalizer(layout.columns()),
         )
     return maps
 
@@ -407,4 +435,4 @@ def map_export_record(record: dict[str, Any]) -> tuple[str, list[Any]]:
         row.append(spec.item_type)
     if spec.item_count:
         row.append(_item_count(item, data))
-    return spec.table, row
+    return spec.table, spec.normalize(row)

@@ -84,7 +84,7 @@ NULL_MSG = "Object reference not set to an instance of an object."
 CE_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
     "Requests": ("requests", {
         **CE_COMMON, **WITH_COUNT,
-        "id": "fCOhCdCnZ9I=", "source": None, "name": "GET Home/Index", "url": "/",
+        "id": "fCOhCdCnZ9I=", "source": None, "name": "GET Home/Index", "url": "https://contoso.org/",
         "success": "True", "resultCode": "200", "duration": 104.6804, "performanceBucket": "<250ms",
         "itemId": "7f156650-ef4c-11e5-8453-3f984b160001", "itemType": "request",
     }),
@@ -139,7 +139,7 @@ CE_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
     "Availability": ("availabilityResults", {
         **CE_COMMON, **WITH_COUNT,
         "id": "a1b2c3d4-0000-4000-8000-000000000001", "name": "home-ping", "location": "us-tx-sn1-azr",
-        "success": "1", "message": "", "size": None, "duration": 500.0, "performanceBucket": "500ms-1sec",
+        "success": "1", "message": None, "size": None, "duration": 500.0, "performanceBucket": "500ms-1sec",
         "itemId": "7f156650-ef4c-11e5-8453-3f984b160008", "itemType": "availabilityResult",
     }),
     "Metrics": ("customMetrics", {
@@ -314,7 +314,7 @@ def _perf_record(item: dict[str, Any]) -> dict[str, Any]:
         ({"categoryName": "Process", "counterName": "% Processor Time", "instanceName": "w3wp", "value": 12.5},
          ["% Processor Time", "Process", "% Processor Time", "w3wp", 12.5]),
         ({"categoryName": "Memory", "instanceName": "", "available_bytes": {"value": 1024.0}},
-         ["available_bytes", "Memory", "available_bytes", "", 1024.0]),
+         ["available_bytes", "Memory", "available_bytes", None, 1024.0]),
         ({"instanceName": "w3wp"}, [None, None, None, "w3wp", None]),
     ],
     ids=["named-fields", "counter-as-key", "instance-only"],
@@ -352,7 +352,6 @@ DIAG_APP = {
     "session_Id": None, "user_Id": None, "user_AuthenticatedId": None, "user_AccountId": None,
     "application_Version": None, "client_Model": None, "client_OS": None, "client_Browser": None,
     "operation_SyntheticSource": None,
-    "itemId": None,  # the samples carry no _ItemId
     "itemCount": 1,
 }  # fmt: skip
 
@@ -370,6 +369,7 @@ DIAG_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
         "operation_ParentId": "4bf92f3577b34da6a3ce929d0e0e4736",
         "client_City": "Portland", "client_StateOrProvince": "Oregon", "client_CountryOrRegion": "United States",
         "itemType": "request",
+        "itemId": "4ea43d0b-9ad8-5e9e-91f0-0b818686c27b",  # no _ItemId: derived from the line, never changes
     }),
     "insights-logs-apptraces.PT1H.json": ("traces", {
         **DIAG_APP,
@@ -380,6 +380,7 @@ DIAG_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
         "operation_Name": None, "operation_Id": "4bf92f3577b34da6a3ce929d0e0e4736", "operation_ParentId": None,
         "client_City": None, "client_StateOrProvince": None, "client_CountryOrRegion": None,
         "itemType": "trace",
+        "itemId": "80f98bbf-4f7d-5b3d-aa8a-7e86f36fc9cd",
     }),
 }  # fmt: skip
 
