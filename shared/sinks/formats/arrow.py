@@ -62,6 +62,13 @@ def _datetime_array(values: Sequence[Any]) -> pa.Array:
     target = ARROW_TYPES["datetime"]
     try:
         text = pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([_parse_datetime(v) for v in values], target)
+    try:
+        return pc.cast(text, target)  # the canonical form (≤ 6 digits): no rewrite needed
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    try:
         return pc.cast(pc.replace_substring_regex(text, _FRACTION_7, r"\1"), target)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([_parse_datetime(v) for v in values], target)
