@@ -4,7 +4,8 @@ Rows are one hour of the emulator's ``requests`` (every classic column, canonica
 generated in this process so only the sink is measured. Two runs against the same Azurite:
 
 * ``store`` — the sink's own entities, built beforehand, sent as plain 100-entity
-  transactions from ``threads`` threads (one partition): what the store takes, no engine;
+  transactions from as many threads as the sink has lanes (one partition): what the store
+  takes, no engine;
 * ``sink`` — ``TableSink.open(window).write(batch)`` … ``commit()``: entity building,
   transactions, fencing and the stale-run cleanup, as the engine runs it.
 
@@ -46,11 +47,11 @@ def table_sink(spec: dict[str, Any]) -> dict[str, Any]:
     from shared.durations import parse_timestamp
     from shared.model import Batch, Window
     from shared.settings import SinkConfig, StorageConfig
-    from shared.sinks.table import TableSink
+    from shared.sinks.table import LANES, TableSink
     from shared.sinks.table_entities import layout_of, row_entity
 
     count = int(spec.get("table_rows", 5_000))
-    threads = int(spec.get("threads", 8))
+    threads = int(spec.get("threads", LANES))  # as many in flight as the sink keeps
     start = parse_timestamp(spec["start"])
     window = Window(start, start + timedelta(hours=1))
     columns, rows = _rows(count, start)

@@ -6,7 +6,7 @@ one range scan and reruns touch only it); RowKey = the row's item id (``itemId``
 (replace) by key make reruns idempotent. Entity building (limits, escaping) is in
 ``table_entities``.
 
-Speed: rows go out in transactions of up to 99 entities on ``LANES`` lanes in parallel
+Speed: rows go out in transactions of up to 99 entities on ``LANES`` (8) lanes in parallel
 (the store takes several transactions of one partition at once). A row's lane is a hash
 of its key, so two versions of one item always go through the same lane, in order.
 
@@ -70,6 +70,7 @@ from shared.sinks.table_entities import (
     payload_size,
     property_names,
     row_entity,
+    sizes,
     unescape_key,
     utf16_len,
 )
@@ -91,7 +92,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LANES = 4  # transactions in flight per writer (measured: docs/performance.md)
+LANES = 8  # transactions in flight per writer (measured: docs/sinks.md)
 MARKER_PREFIX = "~mover~"  # RowKeys of the fencing markers ("~" sorts after ids and hashes)
 _PER_TX = MAX_BATCH - 1  # one operation of each transaction is the lane's marker
 _pool: ThreadPoolExecutor | None = None
@@ -216,7 +217,7 @@ class TableWriter:
         for entity in entities:
             key = entity["RowKey"]
             lane = lanes[zlib.crc32(key.encode("utf-8", "surrogatepass")) % len(lanes)]
-            size = payload_size(entity)
+            stored, size = sizes(entity)
             if key in lane.pending:
                 # The same item twice: one transaction may not touch a key twice; last wins.
                 lane.pending_bytes -= payload_size(lane.pending.pop(key))
@@ -224,7 +225,7 @@ class TableWriter:
                 self._send(lane)
             lane.pending[key] = entity
             lane.pending_bytes += size
-            self.bytes += entity_size(entity)
+            self.bytes += stored
 
     def _send(self, lane: _Lane) -> None:
         """Hand the lane's pending entities to the pool, after its previous transaction."""
