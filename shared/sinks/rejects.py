@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, DataError
 from shared.model import Batch, Window
 from shared.sinks.cells import split_unconvertible
 from shared.sources.export_quarantine import Quarantine, QuarantineFile
@@ -34,9 +34,9 @@ class CellGuard:
     """Splits a window's batches; ``open(part)`` … ``check(batch)`` … ``close()`` per part.
 
     ``quarantine`` opens the quarantine container (called at the first rejected row or the
-    first close, so a clean run on a table-only state account needs no blob endpoint);
-    ``None`` keeps the rejected rows in ``self.kept`` instead. ``count`` is every row
-    rejected by this run.
+    first close, so a clean run on a table-only state account needs no blob endpoint).
+    Without one (``None``) a rejected row raises ``DataError`` naming the cell: it is never
+    dropped unseen. ``count`` is every row rejected by this run.
     """
 
     def __init__(self, quarantine: Callable[[], Quarantine] | None, pipeline: str, window: Window) -> None:
@@ -47,7 +47,6 @@ class CellGuard:
         self._part = ""
         self._file: QuarantineFile | None = None
         self.count = 0
-        self.kept: list[dict[str, Any]] = []
 
     def open(self, part: str) -> None:
         self._part = part
@@ -81,8 +80,7 @@ class CellGuard:
     def _add(self, entry: dict[str, Any]) -> None:
         quarantine = self._container()
         if quarantine is None:
-            self.kept.append(entry)
-            return
+            raise DataError(f"table {entry['table']}: {entry['reason']} (no quarantine to set the row aside)")
         if self._file is None:
             name = rows_quarantine_name(self._pipeline, self._window, self._part)
             self._file = quarantine.file(name, "")

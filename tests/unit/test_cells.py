@@ -89,3 +89,17 @@ def test_several_bad_cells_reject_each_row_once_in_order() -> None:
     good, rejected = split_unconvertible(Batch("t", cols, rows))
     assert good.rows == [[1, "2026-11-02T10:00:00Z"]]
     assert [(r.row[0], r.column) for r in rejected] == [(2**70, "n"), (3, "t"), (2**70, "n")]
+
+
+def test_without_a_quarantine_a_rejected_row_fails_loudly_instead_of_vanishing() -> None:
+    from shared.errors import DataError
+    from shared.model import Window
+    from shared.sinks.rejects import CellGuard
+    from tests.conftest import T0, H
+
+    guard = CellGuard(None, "p", Window(T0, T0 + H))
+    guard.open("")
+    clean = Batch("t", (Column("n", "long"),), [[1]])
+    assert guard.check(clean) is clean
+    with pytest.raises(DataError, match=r"'n'.*no quarantine"):
+        guard.check(Batch("t", (Column("n", "long"),), [[1], [2**70]]))
