@@ -46,8 +46,14 @@ def _empty_dynamic(value: Any) -> bool:
 
 
 def _datetime(value: Any) -> Any:
-    if value.__class__ is str and len(value) <= 20:
-        return value  # whole seconds "…:SSZ" (or too short to be anything else): as is
+    if value.__class__ is str:
+        n = len(value)
+        if n <= 20:
+            return value  # whole seconds "…:SSZ" (or too short to be anything else): as is
+        if (n == 28 or n == 27) and value[-1] == "Z" and value[19] == ".":
+            # What the service sends (7 digits) or already canonical (6): slicing, not parsing,
+            # per cell of large results; a malformed one is caught by the cell check.
+            return value[:19] + "Z" if value[20:26] == "000000" else value[:26] + "Z"
     fixed = normalize_timestamp(value)
     return value if fixed is None else fixed
 
