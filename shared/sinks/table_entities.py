@@ -289,9 +289,15 @@ def row_entity(layout: Layout, row: Sequence[Any], *, partition_key: str, run: s
 
 def _fit_entity(props: list[tuple[str, int, Any]], truncated: set[str], pk: str, rk: str) -> None:
     """Shorten the largest strings until the entity fits ``MAX_ENTITY`` by both measures (in place)."""
-    costs = [_costs(p, v) for p, _, v in props]
     # keys, run/part tags and possible __truncated flags
     overhead = 4 * (len(pk) + len(rk)) + 60 * (len(props) + 4) + 400
+    # Cheap bound first (most rows are far below 1 MiB): a character costs at most 12 bytes in
+    # either measure (an astral character is two JSON \uXXXX escapes), a name at most 3 per
+    # character, any other value under 64 (an Edm-typed value with its type annotation).
+    bound = overhead + sum(3 * len(p) + (12 * len(v) + 12 if v.__class__ is str else 64) for p, _, v in props)
+    if bound <= MAX_ENTITY:
+        return
+    costs = [_costs(p, v) for p, _, v in props]
     formula = overhead + sum(c[0] for c in costs)
     body = overhead + sum(c[1] for c in costs)
     if max(formula, body) <= MAX_ENTITY:
