@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import (
     EdmType,
     RequestTooLargeError,
@@ -95,6 +95,8 @@ log = logging.getLogger(__name__)
 LANES = 8  # transactions in flight per writer (measured: docs/sinks.md)
 MARKER_PREFIX = "~mover~"  # RowKeys of the fencing markers ("~" sorts after ids and hashes)
 _PER_TX = MAX_BATCH - 1  # one operation of each transaction is the lane's marker
+_SENDS = 3  # a transaction whose connection dropped is sent again (the SDK does not resend a POST)
+SEQ = "_mover_seq"  # on a marker: how many transactions of its lane landed
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -110,6 +112,17 @@ def _transactions() -> ThreadPoolExecutor:
 
 def _fenced(what: str) -> RetriableError:
     return RetriableError(f"{what}: another run took this window's partition over (lease lost?); not writing")
+
+
+def _resend(call: Callable[[], Any]) -> Any:
+    """``call()``, again after a dropped connection (for requests that are safe to repeat)."""
+    for attempt in range(_SENDS):
+        try:
+            return call()
+        except (ServiceRequestError, ServiceResponseError):
+            if attempt == _SENDS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _delete_all(client: TableClient, entities: Iterable[Mapping[str, Any]]) -> int:
@@ -136,6 +149,7 @@ class _Lane:
         self.pending: dict[str, dict[str, Any]] = {}
         self.pending_bytes = 0
         self.flight: Future[None] | None = None
+        self.seq = 0  # transactions of this lane that landed (kept on the marker)
 
     def wait(self) -> None:
         flight, self.flight = self.flight, None
@@ -178,7 +192,8 @@ class TableWriter:
             fenced = _delete_all(client, others)
             keys = [f"{MARKER_PREFIX}{self.run}~{i}" for i in range(lanes)]
             markers = [{"PartitionKey": pk, "RowKey": k, RUN: self.run, "_mover_lane": True} for k in keys]
-            results = client.submit_transaction([("create", m) for m in markers])
+            # upsert: the run id is new, and a resend after a dropped connection is harmless
+            results = _resend(lambda: client.submit_transaction([("upsert", m) for m in markers]))
         except AzureError as exc:
             raise translate(exc, f"claiming {self._sink.table_name}/{pk}") from exc
         if fenced:
@@ -237,12 +252,31 @@ class TableWriter:
         lane.flight = _transactions().submit(self._submit, lane, ops)
 
     def _submit(self, lane: _Lane, ops: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
-        """One fenced transaction: ``ops`` plus the lane marker's update under its ETag."""
-        marker = {"PartitionKey": self.partition_key, "RowKey": lane.row_key, RUN: self.run}
+        """One fenced transaction: ``ops`` plus the lane marker's update under its ETag.
+
+        The SDK does not resend a transaction (a POST) whose connection dropped; it is sent
+        again here. If the first one had landed, the marker's ETag moved and the resend is
+        refused: the marker's sequence number then tells our own landing from a takeover.
+        """
+        seq = lane.seq + 1
+        marker = {"PartitionKey": self.partition_key, "RowKey": lane.row_key, RUN: self.run, SEQ: seq}
         fence = {"mode": UpdateMode.MERGE, "etag": lane.etag, "match_condition": MatchConditions.IfNotModified}
         where = f"{self._sink.table_name}/{self.partition_key}"
+        resent = False
+
+        def send() -> list[Mapping[str, Any]]:
+            nonlocal resent
+            for attempt in range(_SENDS):
+                try:
+                    return self._sink.client.submit_transaction([*ops, ("update", marker, fence)])
+                except (ServiceRequestError, ServiceResponseError):
+                    if attempt == _SENDS - 1:
+                        raise
+                    resent = True
+            raise AssertionError("unreachable")
+
         try:
-            results = self._sink.client.submit_transaction([*ops, ("update", marker, fence)])
+            results = send()
         except RequestTooLargeError as exc:
             if len(ops) == 1:
                 raise translate(exc, f"upserting into {where}") from exc
@@ -252,11 +286,26 @@ class TableWriter:
             return
         except TableTransactionError as exc:
             if exc.status_code in (404, 412):
+                if resent and self._landed(lane, seq):
+                    return
                 raise _fenced(f"writing {where}") from exc
             raise translate(exc, f"writing {where}") from exc
         except AzureError as exc:
             raise translate(exc, f"writing {where}") from exc
-        lane.etag = str(results[-1]["etag"])
+        lane.etag, lane.seq = str(results[-1]["etag"]), seq
+
+    def _landed(self, lane: _Lane, seq: int) -> bool:
+        """Whether transaction ``seq`` of ``lane`` is the one the marker shows (then adopt its ETag)."""
+        try:
+            entity = self._sink.client.get_entity(self.partition_key, lane.row_key)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise translate(exc, f"reading the marker of {self.partition_key}") from exc
+        if entity.get(RUN) != self.run or entity.get(SEQ) != seq:
+            return False
+        lane.etag, lane.seq = str(entity.metadata["etag"]), seq
+        return True
 
     def _drain(self) -> None:
         for lane in self._lanes:
@@ -324,9 +373,24 @@ class TableWriter:
              {"etag": lane.etag, "match_condition": MatchConditions.IfNotModified})
             for lane in self._lanes
         ]  # fmt: skip
+        resent = False
+
+        def send() -> None:
+            nonlocal resent
+            for attempt in range(_SENDS):
+                try:
+                    self._sink.client.submit_transaction(ops)
+                    return
+                except (ServiceRequestError, ServiceResponseError):
+                    if attempt == _SENDS - 1:
+                        raise
+                    resent = True
+
         try:
-            self._sink.client.submit_transaction(ops)
+            send()
         except TableTransactionError as exc:
+            if exc.status_code == 404 and resent:
+                return  # the first send deleted them
             if exc.status_code in (404, 412):
                 raise _fenced(f"committing {self.partition_key}") from exc
             raise translate(exc, f"committing {self.partition_key}") from exc

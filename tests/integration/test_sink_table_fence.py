@@ -8,10 +8,13 @@ from typing import Any
 
 import orjson
 import pytest
+from azure.core.exceptions import ServiceResponseError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 
 from shared.errors import RetriableError
 from shared.model import Batch
+from shared.settings import SinkConfig, StorageConfig
 from shared.sinks import TableSink
 from shared.sinks.table import MARKER_PREFIX
 from tests.integration.test_sink_table import COLUMNS, PK, W, make_rows, make_sink, partition, service
@@ -98,3 +101,36 @@ def test_an_aborted_run_leaves_rows_the_next_commit_replaces(make_sink, service:
     second.commit()
     assert rows_by_run(sink) == {second.run: {f"item%2F6%23{i}" for i in range(10)}}
     assert entities(sink.client) == 10
+
+
+class _LoseOneResponse(RequestsTransport):
+    """The real HTTP transport to Azurite, except that the response to the ``nth`` transaction
+    is lost after the service applied it (a connection dropped on the way back)."""
+
+    def __init__(self, nth: int) -> None:
+        super().__init__()
+        self.nth = nth
+        self.batches = 0
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        response = super().send(request, **kwargs)
+        if request.method == "POST" and "$batch" in request.url:
+            self.batches += 1
+            if self.batches == self.nth:
+                raise ServiceResponseError("connection reset after the request was sent")
+        return response
+
+
+@pytest.mark.parametrize("nth", [1, 2, 10], ids=["claim", "first-rows", "release"])
+def test_a_transaction_whose_response_was_lost_is_resent_without_looking_fenced(
+    storage_conn: str, unique: str, nth: int
+) -> None:
+    transport = _LoseOneResponse(nth)
+    service = TableServiceClient.from_connection_string(storage_conn, transport=transport)
+    config = SinkConfig(kind="table", storage=StorageConfig("S", conn_string=storage_conn), container=f"rows{unique}")
+    sink = TableSink(config, pipeline="orders", table="requests", service=service)
+    writer = sink.open(W)  # batch 1: the lane markers
+    writer.write(Batch("requests", COLUMNS, make_rows(40)))  # 40 rows over 8 lanes: batches 2 … 9
+    [out] = writer.commit()  # then the stale scan (no batch) and batch 10: release
+    assert transport.batches >= nth and out.rows == 40
+    assert rows_by_run(sink) == {writer.run: {f"item%2F0%23{i}" for i in range(40)}}
