@@ -13,109 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import DataError
-from shared.mapping._build import EMPTY, FieldSpec, Getter, compile_getters
+from shared.mapping._build import EMPTY, FieldSpec, compile_getters
+from shared.mapping.export_values import availability_success, bucket, duration, sev, success, url
 from shared.mapping.normalize import row_normalizer
 from shared.mapping.schemas import EXPORT_PAYLOADS, ITEM_TYPES, LAYOUTS
 from shared.mapping.values import (
     brief,
     normalize_timestamp,
-    performance_bucket,
     to_int,
     to_real,
-    to_severity,
     to_str,
 )
 
 __all__ = ["map_export_record"]
 
 Specific = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], list[Any]]
-
-_TICKS_PER_MS = 10_000
-
-
-# -- value rules -------------------------------------------------------------------------
-def _ticks_to_ms(value: Any) -> float | None:
-    """A duration metric (``{"value": ticks}`` or a bare number of ticks) in milliseconds."""
-    if value.__class__ is dict:
-        value = value.get("value")
-    if value is None or isinstance(value, bool):
-        return None
-    if not isinstance(value, int | float):
-        value = to_real(value)
-        if value is None:
-            return None
-    return float(value) / _TICKS_PER_MS
-
-
-def _duration(key: str) -> Getter:
-    def get(item: dict[str, Any]) -> float | None:
-        return _ticks_to_ms(item.get(key))
-
-    return get
-
-
-def _bucket(key: str) -> Getter:
-    def get(item: dict[str, Any]) -> str | None:
-        return performance_bucket(_ticks_to_ms(item.get(key)))
-
-    return get
-
-
-def _true_false(value: Any) -> str | None:
-    """Classic ``success`` in requests/dependencies: the strings ``True``/``False``."""
-    flag = value if value.__class__ is bool else None
-    if flag is None and value is not None:
-        text = str(value).strip().lower()
-        flag = True if text in ("true", "1") else False if text in ("false", "0") else None
-    return None if flag is None else ("True" if flag else "False")
-
-
-def _success(item: dict[str, Any]) -> str | None:
-    return _true_false(item.get("success"))
-
-
-def _availability_success(item: dict[str, Any]) -> str | None:
-    """Classic availabilityResults.success is ``"1"``/``"0"``: from ``result`` (Pass/Fail),
-    else ``availabilityMetric.value`` (1.0/0.0)."""
-    result = item.get("result")
-    if isinstance(result, str) and result:
-        return "1" if result.strip().lower() in ("pass", "passed", "true", "success") else "0"
-    metric = item.get("availabilityMetric")
-    value = to_real(metric.get("value") if metric.__class__ is dict else metric)
-    if value is None:
-        flag = _true_false(item.get("success"))
-        return None if flag is None else ("1" if flag == "True" else "0")
-    return "1" if value >= 1.0 else "0"
-
-
-def _url(item: dict[str, Any]) -> str | None:
-    """The full URL, as the query API has it. Exported requests often hold only the path in
-    ``url``; then it is rebuilt from ``urlData`` (``protocol``/``scheme`` if given, else
-    ``https``; ``host``, with ``port`` when given; the path, else ``urlData.base``)."""
-    url = item.get("url")
-    url = None if url is None else to_str(url)
-    if url and "://" in url:
-        return url
-    data = item.get("urlData")
-    if not isinstance(data, dict):
-        return url or None
-    host = data.get("host")
-    if not isinstance(host, str) or not host:
-        return url or None
-    path = url or data.get("base") or ""
-    if not isinstance(path, str):
-        path = to_str(path) or ""
-    if path and not path.startswith("/"):
-        path = "/" + path
-    scheme = data.get("protocol") or data.get("scheme") or "https"
-    port = data.get("port")
-    netloc = f"{host}:{port}" if port not in (None, "", 80, 443, "80", "443") and ":" not in host else host
-    return f"{str(scheme).rstrip(':/')}://{netloc}{path}"
-
-
-def _sev(item: dict[str, Any]) -> int | None:
-    return to_severity(item.get("severityLevel"))
-
 
 def _plain(specs: tuple[FieldSpec, ...], table: str) -> Specific:
     getters = compile_getters(specs, LAYOUTS[table].specific)
@@ -185,7 +97,7 @@ def _exception(item: dict[str, Any], ctx: dict[str, Any], record: dict[str, Any]
             _first(last, "method", "failedUserCodeMethod") or last_top.get("method"),
         ]
     )
-    strings.append(_sev(item))
+    strings.append(sev(item))
     strings.append(details or None)
     return strings
 
@@ -245,24 +157,24 @@ def _perf_counter(item: dict[str, Any], ctx: dict[str, Any], record: dict[str, A
 # -- per-type column specs (between ``timestamp`` and ``customDimensions``) -------------------
 _PLAIN_SPECS: dict[str, tuple[FieldSpec, ...]] = {
     "requests": (
-        "id", "source", "name", _url, _success, ("responseCode", "resultCode"),
-        _duration("durationMetric"), _bucket("durationMetric"),
+        "id", "source", "name", url, success, ("responseCode", "resultCode"),
+        duration("durationMetric"), bucket("durationMetric"),
     ),
     "dependencies": (
         "id", ("target", "urlData.host"), ("dependencyTypeName", "type"), "name",
-        ("commandName", "data", "url"), _success, "resultCode",
-        _duration("durationMetric"), _bucket("durationMetric"),
+        ("commandName", "data", "url"), success, "resultCode",
+        duration("durationMetric"), bucket("durationMetric"),
     ),
-    "traces": (("raw", "message"), _sev),
+    "traces": (("raw", "message"), sev),
     "customEvents": ("name",),
-    "pageViews": ("id", "name", _url, _duration("durationMetric"), _bucket("durationMetric")),
+    "pageViews": ("id", "name", url, duration("durationMetric"), bucket("durationMetric")),
     "browserTimings": (
-        "name", _url, _duration("networkConnection"), _duration("sendRequest"),
-        _duration("receiveRequest"), _duration("clientProcess"), _duration("total"), _bucket("total"),
+        "name", url, duration("networkConnection"), duration("sendRequest"),
+        duration("receiveRequest"), duration("clientProcess"), duration("total"), bucket("total"),
     ),
     "availabilityResults": (
-        "testRunId", "testName", "runLocation", _availability_success, "message",
-        "dataSizeMetric.value", _duration("durationMetric"), _bucket("durationMetric"),
+        "testRunId", "testName", "runLocation", availability_success, "message",
+        "dataSizeMetric.value", duration("durationMetric"), bucket("durationMetric"),
     ),
 }  # fmt: skip
 
