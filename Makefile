@@ -10,7 +10,7 @@ CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 .PHONY: help deps run test unit integration integration-identity lint fault fuzz bench bench-scale clean
 
 help:
-	@echo "make run    - local stack: Azurite + query API emulator + the function app's triggers (Ctrl-C stops)"
+	@echo "make run    - local stack: Azurite + query API emulator + the function app (planner + 2 queue workers; Ctrl-C stops)"
 	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
 	@echo "make lint   - ruff + mypy + checkov over infra/"
 	@echo "make fault  - fault suite, inline then queue workers: kills, throttling, truncation, storage restart, queue faults; FAULTS {...}"

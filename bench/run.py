@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="scheduler tick over P pipelines x W done hourly windows; repeatable (default 100x8 and "
                         "100x876, extrapolated to 100 x 1 year: 876,000 entities take ~7 min to insert into Azurite)")
     p.add_argument("--no-scheduler", action="store_true", help="skip the scheduler tick")
+    p.add_argument("--table-rows", type=int, default=5_000,
+                   help="full-width rows into the Table sink vs. the store's own rate (0 = skip)")
     p.add_argument("--profile", metavar="DIR", help="cProfile the pipeline scenarios into DIR and print the top")
     p.add_argument("--json", metavar="PATH", help="also write every result as JSON here")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -64,9 +66,11 @@ def _child(name: str, spec: dict[str, Any]) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     from bench import scenarios
     from bench.scheduler import scheduler
+    from bench.table_sink import table_sink
 
     table: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "pipeline": scenarios.pipeline, "limit": scenarios.limit, "serve": scenarios.serve, "scheduler": scheduler,
+        "table_sink": table_sink,
     }  # fmt: skip
     profile_path = spec.get("profile")
     profiler = cProfile.Profile() if profile_path else None
@@ -202,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_scheduler:
             for pipelines, windows in ledger_points:
                 sched.append(scenario("scheduler", pipelines=pipelines, windows=windows))
+        table = scenario("table_sink", table_rows=args.table_rows) if args.table_rows else None
     elapsed = time.perf_counter() - began
 
     print()
@@ -219,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({s['entities']:,} entities, filled in {s['fill_seconds']:.0f} s): "
               f"cold {cold['seconds'] * 1000:.0f} ms {cold['requests']}, warm {warm['seconds'] * 1000:.0f} ms "
               f"{warm['requests']} -> {per_pipeline:.2f} ledger requests per pipeline")  # fmt: skip
+    if table:
+        print(f"table sink, {table['rows']:,} full-width rows ({table['columns']} columns): "
+              f"{table['sink_entities_per_s']:,} entities/s; the store takes {table['store_entities_per_s']:,}/s "
+              f"in plain 100-entity transactions -> {table['ratio']:.2f} of the store")  # fmt: skip
     if sched and not any(s["pipelines"] == 100 and s["windows_per_pipeline"] == FULL_YEAR for s in sched):
         print(_extrapolate(sched))
     if args.profile:
@@ -239,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": max(best[fmt]["peak_rss_mb"] for fmt in formats) if formats else None,
     }
     report |= {"scenarios": best, "scheduler": sched, "failures": failures, "bench": bench, "seconds": elapsed}
+    report["table_sink"] = table
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print("BENCH " + orjson.dumps(bench).decode(), flush=True)

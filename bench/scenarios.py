@@ -6,9 +6,9 @@
   manifest, ledger).
 * ``limit`` — the raw limit on the same emulator responses: the same sub-window queries
   through httpx, one ``orjson.loads`` per response, the same JSONL bytes (dynamic cells
-  parsed so the output is identical), gzip at the sink's level, 4 MiB staged blocks,
-  one block-list commit. Same thread shape as the sink: encode on the calling thread,
-  gzip and Put Block on helpers. No ledger, no manifest, no engine.
+  parsed and the shared cell normalisation applied, so the output is identical), gzip at
+  the sink's level, 4 MiB staged blocks, one block-list commit. Same thread shape as the
+  sink: encode on the calling thread, gzip and Put Block on helpers. No ledger, no manifest, no engine.
 * ``serve`` — the emulator alone (``devtools.ai_emulator.bench.fetch_window``: raw
   ``http.client``, no parsing): the ceiling everything else runs under.
 
@@ -36,7 +36,7 @@ import orjson
 from azure.storage.blob import BlobBlock, BlobServiceClient
 
 from shared.durations import parse_timestamp
-from shared.model import Window, format_ts
+from shared.model import Column, Window, format_ts
 from shared.settings import QuerySourceConfig, Settings
 
 __all__ = ["HOUR", "bench_settings", "limit", "pipeline", "serve"]
@@ -167,6 +167,7 @@ class _GzipStager:
 def limit(spec: dict[str, Any]) -> dict[str, Any]:
     """Fetch + parse + JSONL + gzip + staged upload of the window, with no engine around it."""
     from shared.auth import HeaderProvider
+    from shared.mapping.normalize import normalize_rows
     from shared.sinks.formats import GZIP_LEVEL
     from shared.sources.query_api import QueryApiSource, batch_rows, bounded_query
 
@@ -200,6 +201,7 @@ def limit(spec: dict[str, Any]) -> dict[str, Any]:
         table = doc["tables"][0]
         names = [c["name"] for c in table["columns"]]
         dynamic = [i for i, c in enumerate(table["columns"]) if c["type"] == "dynamic"]
+        columns = tuple(Column(c["name"], c["type"]) for c in table["columns"])
         body_rows = table["rows"]
         rows += len(body_rows)
         step = batch_rows(len(body_rows), len(content))
@@ -208,10 +210,13 @@ def limit(spec: dict[str, Any]) -> dict[str, Any]:
         # buffer per slice, not a list of lines joined.
         for first in range(0, len(body_rows), step):
             lines = bytearray()
-            for row in body_rows[first : first + step]:
+            chunk = body_rows[first : first + step]
+            for row in chunk:
                 for i in dynamic:
                     if row[i] is not None:
                         row[i] = loads(row[i])
+            normalize_rows(columns, chunk)  # the cells every source shares (empty → null, µs)
+            for row in chunk:
                 lines += dumps(dict(zip(names, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
             out.write(bytes(lines))
         del body_rows

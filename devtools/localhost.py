@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -165,8 +164,11 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
 
     host = LocalHost(index_app(load_app()), port=args.port)
     _print_progress()
-    workers = [_worker() for _ in range(args.workers)]
-    stack.callback(_stop_workers, workers)
+    from shared.cli_run import start_workers, stop_workers
+
+    # more function app "instances" with only the queue triggers, as the platform scales out
+    workers = start_workers([sys.executable, "-m", "devtools.funchost", "--queues-only"], args.workers)
+    stack.callback(stop_workers, workers)
     host.start(timer_every=args.every, queues=not workers)
     stack.callback(host.stop)
     shape = f"planner here + {len(workers)} worker process(es) on queue mover-windows" if workers else "in-process"
@@ -181,26 +183,6 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
         stop.wait(args.duration or None)
     _say("\nstopping…")
     return 0
-
-
-def _worker() -> subprocess.Popen[bytes]:
-    """One more function app instance with only the queue triggers (as the platform scales out)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "devtools.funchost", "--queues-only"],
-        cwd=ROOT,
-        env=os.environ.copy(),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
-
-
-def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for proc in workers:
-        proc.terminate()
-    for proc in workers:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _print_progress() -> None:

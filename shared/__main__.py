@@ -25,7 +25,7 @@ from shared.errors import ConfigError, MoverError
 from shared.model import format_ts
 from shared.params import BadRequest, time_range
 from shared.runner import Engine
-from shared.settings import Settings, load_local_settings
+from shared.settings import Pipeline, Settings, load_local_settings
 
 __all__ = ["main", "next_fire"]
 
@@ -77,13 +77,18 @@ def _tick(engine: Engine, args: argparse.Namespace) -> int:
     return 1 if report.failed or report.errors else 0
 
 
-def _replay(engine: Engine, args: argparse.Namespace) -> int:
+def _pipeline(engine: Engine, name: str) -> Pipeline | None:
+    """The pipeline called ``name``, or ``None`` after saying which ones exist."""
     try:
-        pipeline = engine.settings.pipeline(args.pipeline)
+        return engine.settings.pipeline(name)
     except KeyError:
-        print(
-            f"unknown pipeline {args.pipeline!r}; known: {[p.name for p in engine.settings.pipelines]}", file=sys.stderr
-        )
+        print(f"unknown pipeline {name!r}; known: {[p.name for p in engine.settings.pipelines]}", file=sys.stderr)
+        return None
+
+
+def _replay(engine: Engine, args: argparse.Namespace) -> int:
+    pipeline = _pipeline(engine, args.pipeline)
+    if pipeline is None:
         return 2
     try:
         start, end = parse_timestamp(args.start), parse_timestamp(args.end)
@@ -121,12 +126,8 @@ def _bounds(engine: Engine, args: argparse.Namespace) -> Any:
     """(pipeline, range, notes) of ``--pipeline/--start/--end``, or an exit code after saying why."""
     from shared.estimate import resolve_range
 
-    try:
-        pipeline = engine.settings.pipeline(args.pipeline)
-    except KeyError:
-        print(
-            f"unknown pipeline {args.pipeline!r}; known: {[p.name for p in engine.settings.pipelines]}", file=sys.stderr
-        )
+    pipeline = _pipeline(engine, args.pipeline)
+    if pipeline is None:
         return 2
     try:
         start = parse_timestamp(args.start) if args.start else None

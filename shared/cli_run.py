@@ -24,7 +24,7 @@ from shared.queue_loop import QueueLoop
 from shared.runner import Engine
 from shared.storage import queue_client
 
-__all__ = ["idle_report", "run", "work"]
+__all__ = ["idle_report", "run", "start_workers", "stop_workers", "work"]
 
 
 def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
@@ -50,12 +50,24 @@ def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
     return 0, failed
 
 
-def _spawn_workers(count: int, settings_path: str | None) -> list[subprocess.Popen[bytes]]:
-    argv = [sys.executable, "-m", "shared"] + (["--settings", settings_path] if settings_path else []) + ["work"]
+def start_workers(argv: list[str], count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` worker processes of ``argv``. They ignore Ctrl-C: the parent relays it as SIGTERM
+    (``stop_workers``), so a worker finishes its message instead of dying mid-window."""
     return [
         subprocess.Popen(argv, env=os.environ.copy(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # noqa: S603
         for _ in range(count)
     ]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """SIGTERM every worker, wait for them, kill the ones that do not stop in time."""
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def run(engine: Engine, args: argparse.Namespace, tick: Any, next_fire: Any) -> int:
@@ -63,7 +75,8 @@ def run(engine: Engine, args: argparse.Namespace, tick: Any, next_fire: Any) -> 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     schedule = args.schedule or engine.settings.schedule
-    workers = _spawn_workers(args.workers, args.settings) if args.workers else []
+    argv = [sys.executable, "-m", "shared"] + (["--settings", args.settings] if args.settings else []) + ["work"]
+    workers = start_workers(argv, args.workers)
     shape = (
         f"planner + {args.workers} worker process(es) on queue {engine.settings.queue_name}" if workers else "inline"
     )
@@ -89,13 +102,7 @@ def run(engine: Engine, args: argparse.Namespace, tick: Any, next_fire: Any) -> 
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_workers(workers)
     print("stopped")
     return code
 

@@ -35,8 +35,9 @@ from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
 from shared.sinks.base import Sink
 from shared.sources import LatePlan, Source, build_source
+from shared.sources.export_quarantine import Quarantine
 from shared.status import StatusView, pipeline_status, summarize
-from shared.storage import table_service
+from shared.storage import blob_service, table_service
 from shared.window_worker import WindowWorker
 from shared.windows import WindowState
 from shared.workqueue import WorkQueue, handle_message, handle_poison
@@ -105,6 +106,9 @@ class Engine:
                     build_sink(c, pipeline=pipeline.name, table=table) for c in pipeline.sinks
                 ]
             return self._sinks[pipeline.name]
+
+    def quarantine(self) -> Quarantine:
+        return Quarantine(blob_service(self.settings.state), self.settings.quarantine_container)
 
     # -- one window ---------------------------------------------------------------------------
     @telemetry.traced_window

@@ -54,13 +54,19 @@ class StatusView:
         return not self.statuses or status in self.statuses
 
 
+def landed(state: WindowState) -> bool:
+    """Its data is in place: done, or being replayed (or failed a replay) after an earlier good run,
+    whose outputs stay until a new run commits."""
+    return state.status == "done" or state.last_good is not None
+
+
 def watermark(config: WindowConfig, ordered: Sequence[WindowState]) -> datetime:
-    """End of the contiguous run of done windows from the pipeline's start: everything before it has landed."""
+    """End of the contiguous run of landed windows from the pipeline's start: everything before it has landed."""
     mark = config.start
     for state in ordered:
         if state.window.end <= mark:
             continue  # before the configured start (replayed history)
-        if state.window.start != mark or state.status != "done":
+        if state.window.start != mark or not landed(state):
             break
         mark = state.window.end
     return mark
@@ -74,7 +80,7 @@ def open_watermark(config: WindowConfig, frontier: datetime | None, open_states:
     """
     mark = max(frontier or config.start, config.start)
     for state in open_states:
-        if state.status != "done" and state.window.end > config.start:
+        if not landed(state) and state.window.end > config.start:
             mark = min(mark, max(state.window.start, config.start))
     return mark
 

@@ -17,7 +17,8 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from shared.sinks._azure import translate
 from shared.sinks.base import Sink
 from shared.sinks.blob import BlobSink
-from shared.sinks.table import PART, TableSink
+from shared.sinks.table import TableSink
+from shared.sinks.table_entities import PART
 from shared.windows import WindowState
 
 __all__ = ["check_outputs"]

@@ -23,6 +23,7 @@ from shared.ledger import Claim, Ledger
 from shared.model import Batch, OutputFile, Window, format_ts
 from shared.settings import Pipeline
 from shared.sinks.base import Sink, SinkWriter
+from shared.sinks.rejects import CellGuard
 from shared.sources import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
 from shared.windows import WindowState
 
@@ -102,9 +103,11 @@ class _Run:
     claim: Claim
     source: Source
     sinks: list[Sink]
+    cells: CellGuard
     writers: list[SinkWriter] = field(default_factory=list)
 
     def open(self, part: str) -> None:
+        self.cells.open(part)
         self.writers = [sink.open(self.window, part=part) for sink in self.sinks]
 
     def write(self, batches: Iterator[Batch]) -> int:
@@ -112,6 +115,7 @@ class _Run:
         for batch in batches:
             if self.pipeline.columns is not None:
                 batch = mapping.apply_columns(batch, self.pipeline.columns)
+            batch = self.cells.check(batch)  # rows no sink can store: quarantined, not the window
             for writer in self.writers:
                 writer.write(batch)
             rows += len(batch)
@@ -124,6 +128,7 @@ class _Run:
         self.ledger.renew(self.claim, self.clock(), self.pipeline.window.lease)
 
     def commit(self, part: str) -> list[dict[str, Any]]:
+        self.cells.close()
         committed = [writer.commit() for writer in self.writers]
         self.writers = []
         return [_output(i, o, part) for i, files in enumerate(committed) for o in files]
@@ -150,6 +155,7 @@ def move_window(
     previous: WindowState | None = None,
     fresh: bool = False,
     pause: Callable[[], bool] | None = None,
+    cells: CellGuard | None = None,
 ) -> Moved:
     """Move ``window`` under ``claim``; returns ``paused`` when ``pause()`` said stop between steps.
 
@@ -157,7 +163,8 @@ def move_window(
     (a replay) ignores a checkpoint and starts over. Raises whatever the source, sinks or
     ledger raise; uncommitted output is dropped first.
     """
-    run = _Run(ledger, clock, pipeline, window, claim, source, sinks)
+    cells = cells or CellGuard(None, pipeline.name, window)
+    run = _Run(ledger, clock, pipeline, window, claim, source, sinks, cells)
     try:
         return _move(run, late, previous, fresh, pause)
     except BaseException:
@@ -233,7 +240,7 @@ def _move(
         nbytes=sum(int(o["bytes"]) for o in outputs),
         outputs=outputs + manifests,
         source_count=source_count,
-        quarantined=summary.quarantined + (previous.quarantined if late and previous else 0),
+        quarantined=summary.quarantined + run.cells.count + (previous.quarantined if late and previous else 0),
         extra=summary.extra or None,
     )
     return Moved.of("done", rows, written, summary)

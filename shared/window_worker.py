@@ -22,6 +22,7 @@ from shared.ledger import Claim, LeaseLost
 from shared.model import Window
 from shared.outcomes import WindowResult
 from shared.settings import Pipeline, QuerySourceConfig
+from shared.sinks.rejects import CellGuard
 from shared.sources import LateAwareSource, LatePlan
 from shared.window_run import move_window
 from shared.windows import WindowState, retry_at
@@ -143,6 +144,7 @@ class WindowWorker:
                 previous=previous,
                 fresh=fresh,
                 pause=pause,
+                cells=CellGuard(self.engine.quarantine, pipeline.name, window),
             )
         except LeaseLost as exc:
             log.warning("%s %s: %s; the new owner finishes it", name, window, exc)

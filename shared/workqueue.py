@@ -126,6 +126,16 @@ class WorkQueue:
             raise RetriableError(f"work queue {self.name}: {exc.message}") from exc
 
 
+def _parse(engine: Engine, body: bytes | str, what: str) -> tuple[WorkMessage, Any] | None:
+    """The message and its pipeline, or ``None`` (logged) for one no worker can act on."""
+    try:
+        message = WorkMessage.decode(body)
+        return message, _resolve(engine, message)
+    except BadMessage as exc:
+        log.error("%s message dropped: %s", what, exc)
+        return None
+
+
 def _resolve(engine: Engine, message: WorkMessage) -> Any:
     try:
         pipeline = engine.settings.pipeline(message.pipeline)
@@ -143,12 +153,10 @@ def handle_message(engine: Engine, body: bytes | str, *, dequeue_count: int = 1)
     Raises only when the message should be delivered again (the ledger was unreachable):
     the queue retries it, and after ``maxDequeueCount`` it goes to the poison queue.
     """
-    try:
-        message = WorkMessage.decode(body)
-        pipeline = _resolve(engine, message)
-    except BadMessage as exc:
-        log.error("work message dropped: %s", exc)
+    parsed = _parse(engine, body, "work")
+    if parsed is None:
         return "dropped"
+    message, pipeline = parsed
     if message.kind == "sweep":
         return _sweep(engine, pipeline, message)
     stop_at = time.monotonic() + engine.settings.checkpoint_after.total_seconds()
@@ -183,12 +191,10 @@ def _sweep(engine: Engine, pipeline: Any, message: WorkMessage) -> str:
 
 def handle_poison(engine: Engine, body: bytes | str, *, reason: str = "") -> str:
     """A message the queue gave up on: its window becomes ``failed`` (replayable) with the reason."""
-    try:
-        message = WorkMessage.decode(body)
-        pipeline = _resolve(engine, message)
-    except BadMessage as exc:
-        log.error("poison message dropped: %s", exc)
+    parsed = _parse(engine, body, "poison")
+    if parsed is None:
         return "dropped"
+    message, pipeline = parsed
     if message.kind == "sweep":
         log.error("%s %s: late-data sweep gave up after repeated failures", pipeline.name, message.window)
         return "dropped"

@@ -9,11 +9,16 @@ same names, so a row turned into a dict maps the same way. Getters are compiled 
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from shared.errors import DataError
 from shared.mapping._build import FieldSpec, Getter, compile_getters
+from shared.mapping.normalize import row_normalizer
 from shared.mapping.schemas import DIAGNOSTIC_TYPES, ITEM_TYPES, LAYOUTS
 from shared.mapping.values import (
     brief,
@@ -29,6 +34,7 @@ from shared.mapping.values import (
 __all__ = ["map_diagnostic_record"]
 
 _TYPE_LIST = ", ".join(DIAGNOSTIC_TYPES)
+_ITEM_ID_NAMESPACE = uuid.UUID("5b0f0c8e-6d1b-4c9a-9a57-1d0c6b6e2f41")  # fixed: ids must never change
 
 
 def _true_false(record: dict[str, Any]) -> str | None:
@@ -106,6 +112,7 @@ class _TypeMap:
     getters: tuple[Getter, ...]
     measurements: bool
     item_count: bool
+    normalize: Callable[[list[Any]], list[Any]]
 
 
 def _type_maps() -> dict[str, _TypeMap]:
@@ -119,6 +126,7 @@ def _type_maps() -> dict[str, _TypeMap]:
             getters=compile_getters(_SPECS[table], layout.specific),
             measurements=layout.measurements,
             item_count=layout.item_count,
+            normalize=row_normalizer(layout.columns()),
         )
     return maps
 
@@ -139,6 +147,16 @@ def _app_name(record: dict[str, Any]) -> str | None:
     if not isinstance(rid, str) or not rid.strip("/"):
         return None
     return rid.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def _derived_item_id(record: dict[str, Any]) -> str:
+    """Resource-log lines carry no ``_ItemId``: a UUID (v5) of the line's content, so a rerun
+    (and the Table sink's row key) gets the same id; it is not the service's item id."""
+    try:
+        doc = orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        doc = repr(sorted(record.items(), key=lambda kv: str(kv[0]))).encode("utf-8", "surrogatepass")
+    return str(uuid.uuid5(_ITEM_ID_NAMESPACE, doc.decode("utf-8", "surrogatepass")))
 
 
 def _common(record: dict[str, Any]) -> list[Any]:
@@ -167,7 +185,7 @@ def _common(record: dict[str, Any]) -> list[Any]:
         _app_name(record),
         get("IKey"),
         get("SDKVersion"),
-        get("_ItemId"),
+        get("_ItemId") or _derived_item_id(record),
     ]
     for value in values:
         if value is not None and value.__class__ is not str:
@@ -213,4 +231,4 @@ def map_diagnostic_record(record: dict[str, Any]) -> tuple[str, list[Any]]:
         row.append(spec.item_type)
     if spec.item_count:
         row.append(_item_count(record))
-    return spec.table, row
+    return spec.table, spec.normalize(row)

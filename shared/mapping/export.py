@@ -13,83 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import DataError
-from shared.mapping._build import EMPTY, FieldSpec, Getter, compile_getters
+from shared.mapping._build import EMPTY, FieldSpec, compile_getters
+from shared.mapping.export_values import availability_success, bucket, duration, sev, success, url
+from shared.mapping.normalize import row_normalizer
 from shared.mapping.schemas import EXPORT_PAYLOADS, ITEM_TYPES, LAYOUTS
 from shared.mapping.values import (
     brief,
     normalize_timestamp,
-    performance_bucket,
     to_int,
     to_real,
-    to_severity,
     to_str,
 )
 
 __all__ = ["map_export_record"]
 
 Specific = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], list[Any]]
-
-_TICKS_PER_MS = 10_000
-
-
-# -- value rules -------------------------------------------------------------------------
-def _ticks_to_ms(value: Any) -> float | None:
-    """A duration metric (``{"value": ticks}`` or a bare number of ticks) in milliseconds."""
-    if value.__class__ is dict:
-        value = value.get("value")
-    if value is None or isinstance(value, bool):
-        return None
-    if not isinstance(value, int | float):
-        value = to_real(value)
-        if value is None:
-            return None
-    return float(value) / _TICKS_PER_MS
-
-
-def _duration(key: str) -> Getter:
-    def get(item: dict[str, Any]) -> float | None:
-        return _ticks_to_ms(item.get(key))
-
-    return get
-
-
-def _bucket(key: str) -> Getter:
-    def get(item: dict[str, Any]) -> str | None:
-        return performance_bucket(_ticks_to_ms(item.get(key)))
-
-    return get
-
-
-def _true_false(value: Any) -> str | None:
-    """Classic ``success`` in requests/dependencies: the strings ``True``/``False``."""
-    flag = value if value.__class__ is bool else None
-    if flag is None and value is not None:
-        text = str(value).strip().lower()
-        flag = True if text in ("true", "1") else False if text in ("false", "0") else None
-    return None if flag is None else ("True" if flag else "False")
-
-
-def _success(item: dict[str, Any]) -> str | None:
-    return _true_false(item.get("success"))
-
-
-def _availability_success(item: dict[str, Any]) -> str | None:
-    """Classic availabilityResults.success is ``"1"``/``"0"``: from ``result`` (Pass/Fail),
-    else ``availabilityMetric.value`` (1.0/0.0)."""
-    result = item.get("result")
-    if isinstance(result, str) and result:
-        return "1" if result.strip().lower() in ("pass", "passed", "true", "success") else "0"
-    metric = item.get("availabilityMetric")
-    value = to_real(metric.get("value") if metric.__class__ is dict else metric)
-    if value is None:
-        flag = _true_false(item.get("success"))
-        return None if flag is None else ("1" if flag == "True" else "0")
-    return "1" if value >= 1.0 else "0"
-
-
-def _sev(item: dict[str, Any]) -> int | None:
-    return to_severity(item.get("severityLevel"))
-
 
 def _plain(specs: tuple[FieldSpec, ...], table: str) -> Specific:
     getters = compile_getters(specs, LAYOUTS[table].specific)
@@ -166,7 +104,7 @@ def _exception(item: dict[str, Any], ctx: dict[str, Any], record: dict[str, Any]
             _first(last, "method", "failedUserCodeMethod") or last_top.get("method"),
         ]
     )
-    strings.append(_sev(item))
+    strings.append(sev(item))
     strings.append(details or None)
     return strings
 
@@ -226,24 +164,24 @@ def _perf_counter(item: dict[str, Any], ctx: dict[str, Any], record: dict[str, A
 # -- per-type column specs (between ``timestamp`` and ``customDimensions``) -------------------
 _PLAIN_SPECS: dict[str, tuple[FieldSpec, ...]] = {
     "requests": (
-        "id", "source", "name", "url", _success, ("responseCode", "resultCode"),
-        _duration("durationMetric"), _bucket("durationMetric"),
+        "id", "source", "name", url, success, ("responseCode", "resultCode"),
+        duration("durationMetric"), bucket("durationMetric"),
     ),
     "dependencies": (
         "id", ("target", "urlData.host"), ("dependencyTypeName", "type"), "name",
-        ("commandName", "data", "url"), _success, "resultCode",
-        _duration("durationMetric"), _bucket("durationMetric"),
+        ("commandName", "data", "url"), success, "resultCode",
+        duration("durationMetric"), bucket("durationMetric"),
     ),
-    "traces": (("raw", "message"), _sev),
+    "traces": (("raw", "message"), sev),
     "customEvents": ("name",),
-    "pageViews": ("id", "name", "url", _duration("durationMetric"), _bucket("durationMetric")),
+    "pageViews": ("id", "name", url, duration("durationMetric"), bucket("durationMetric")),
     "browserTimings": (
-        "name", "url", _duration("networkConnection"), _duration("sendRequest"),
-        _duration("receiveRequest"), _duration("clientProcess"), _duration("total"), _bucket("total"),
+        "name", url, duration("networkConnection"), duration("sendRequest"),
+        duration("receiveRequest"), duration("clientProcess"), duration("total"), bucket("total"),
     ),
     "availabilityResults": (
-        "testRunId", "testName", "runLocation", _availability_success, "message",
-        "dataSizeMetric.value", _duration("durationMetric"), _bucket("durationMetric"),
+        "testRunId", "testName", "runLocation", availability_success, "message",
+        "dataSizeMetric.value", duration("durationMetric"), bucket("durationMetric"),
     ),
 }  # fmt: skip
 
@@ -256,6 +194,7 @@ class _TypeMap:
     specific: Specific
     measurements: bool
     item_count: bool
+    normalize: Callable[[list[Any]], list[Any]]
 
 
 def _type_maps() -> dict[str, _TypeMap]:
@@ -274,6 +213,7 @@ def _type_maps() -> dict[str, _TypeMap]:
             specific=special.get(table) or _plain(_PLAIN_SPECS[table], table),
             measurements=layout.measurements,
             item_count=layout.item_count,
+            normalize=row_normalizer(layout.columns()),
         )
     return maps
 
@@ -370,8 +310,8 @@ def map_export_record(record: dict[str, Any]) -> tuple[str, list[Any]]:
     """One Export Data Model document → ``(classic table, row in schema(table) order)``.
 
     Missing or odd fields become null; raises ``DataError`` (the caller quarantines the
-    line) only when the record is not an object, has no known payload key, or its
-    ``context.data.eventTime`` is missing or not an ISO 8601 UTC timestamp.
+    line) only when the record is not an object, has no known payload key or an empty
+    payload, or its ``context.data.eventTime`` is missing or not an ISO 8601 UTC timestamp.
     """
     if record.__class__ is not dict:
         raise DataError(f"continuous-export record is not a JSON object but {type(record).__name__}")
@@ -398,6 +338,10 @@ def map_export_record(record: dict[str, Any]) -> tuple[str, list[Any]]:
     if timestamp is None:
         raise DataError(f"{key} record: context.data.eventTime {brief(raw_time)} is not an ISO 8601 UTC timestamp")
     custom = _sub(ctx, "custom")
+    if not item and (key != "metric" or not custom.get("metrics")):
+        # Nothing but context: the row would be all nulls. (A metric's values live in
+        # context.custom.metrics, its ``metric`` array is empty by design.)
+        raise DataError(f"{key} record has an empty payload ({brief(items)}): no telemetry to move")
     row: list[Any] = [timestamp]
     row += spec.specific(item, ctx, record)
     if spec.item_type_first:
@@ -410,4 +354,4 @@ def map_export_record(record: dict[str, Any]) -> tuple[str, list[Any]]:
         row.append(spec.item_type)
     if spec.item_count:
         row.append(_item_count(item, data))
-    return spec.table, row
+    return spec.table, spec.normalize(row)

@@ -153,6 +153,7 @@ def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
             parsed = sink_section.sink(p, f"{where} sinks[{j}]", raw)
             if parsed is not None:
                 sinks.append(parsed)
+        sinks = sink_section.separate_outputs(p, where, sinks)
     columns = item.get("columns")
     if columns is not None:
         columns = column_spec(p, where, columns)

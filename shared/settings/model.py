@@ -133,6 +133,9 @@ class SinkConfig:
     partition_by: Literal["", "date", "date_hour"] = ""
     optimize: bool = True
     vacuum_retention: timedelta | None = timedelta(days=7)
+    # Set at load when another sink of the pipeline writes the same container and path: the
+    # manifest is then ``_<window>.<manifest_tag>.manifest.json`` so the two do not collide.
+    manifest_tag: str = ""
 
 
 @dataclass(frozen=True)

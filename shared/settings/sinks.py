@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +15,7 @@ from shared.settings.fields import TABLE_NAME as _TABLE_NAME
 from shared.settings.fields import Fields
 from shared.settings.model import DEFAULT_PATH, SinkConfig
 
-__all__ = ["PLACEHOLDERS", "delta_sink", "path_problems", "sink"]
+__all__ = ["PLACEHOLDERS", "delta_sink", "path_problems", "separate_outputs", "sink"]
 
 PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "window", "window_end", "part"})
 _PLACEHOLDERS = PLACEHOLDERS
@@ -170,3 +172,32 @@ def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
         optimize=optimize,
         vacuum_retention=retention,
     )
+
+
+def separate_outputs(p: Fields, where: str, sinks: list[SinkConfig]) -> list[SinkConfig]:
+    """Sinks of one pipeline must not write the same names: the same blob container, path and
+    format (or the same table) is refused; blob sinks that share container and path but differ
+    in format or compression get a manifest name with their extension (``manifest_tag``)."""
+    places = Counter((s.kind, s.storage.setting, s.container, s.path if s.kind == "blob" else "") for s in sinks)
+    seen: set[tuple[str, str, str, str, str]] = set()
+    out: list[SinkConfig] = []
+    for index, s in enumerate(sinks):
+        ext = _extension(s) if s.kind == "blob" else ""
+        key = (s.kind, s.storage.setting, s.container, s.path if s.kind == "blob" else "", ext)
+        if key in seen:
+            what = f"table {s.container!r}" if s.kind == "table" else f".{ext} files at {s.container}/{s.path}"
+            p.fail(
+                f"{where} sinks[{index}]",
+                f"writes the same names as an earlier sink ({what}); change 'path' or 'container'",
+            )
+        seen.add(key)
+        shared = s.kind == "blob" and places[key[:4]] > 1
+        out.append(dataclasses.replace(s, manifest_tag=ext) if shared else s)
+    return out
+
+
+def _extension(s: SinkConfig) -> str:
+    """The data files' extension without the dot (as ``shared.sinks.paths.extension``)."""
+    if s.format == "parquet":
+        return "parquet"
+    return s.format + (".gz" if s.compression == "gzip" else "")

@@ -25,6 +25,7 @@ from shared.errors import FatalError
 from shared.settings import SinkConfig
 from shared.sinks._azure import translate
 from shared.sinks.blob import BLOCK_SIZE, BlockStager
+from shared.sinks.formats.arrow import conform
 
 __all__ = [
     "SEGMENTS_KEY",
@@ -32,7 +33,6 @@ __all__ = [
     "FileGone",
     "Segment",
     "compact_name",
-    "conform",
     "copy_rows",
     "covers",
     "read_footer",
@@ -74,19 +74,6 @@ def covers(rel: str, key: str) -> bool:
 def compact_name(folder: str, segments: Sequence[Segment], stamp: int) -> str:
     keys = sorted(s.key for s in segments)
     return f"{folder}/{keys[0]}-{keys[-1]}_compact_{stamp}.parquet"
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with ``schema``'s columns in order: missing ones null, widened ones cast."""
-    arrays = []
-    for fld in schema:
-        index = table.schema.get_field_index(fld.name)
-        if index < 0:
-            arrays.append(pa.nulls(table.num_rows, fld.type))
-        else:
-            column = table.column(index)
-            arrays.append(column if column.type == fld.type else column.cast(fld.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class _Stream:

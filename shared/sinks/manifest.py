@@ -60,6 +60,8 @@ def build_manifest(
                 "sha256": out.sha256,
                 "part": out.extra.get("part", ""),
                 "columns": [c["name"] for c in columns],
+                # the run whose rows these are (Table sink: every entity carries it)
+                **({"run": out.extra["run"]} if "run" in out.extra else {}),
             }
         )
     return {
@@ -98,6 +100,8 @@ def extras_from(previous: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
                 "part": f.get("part", ""),
                 "columns": [{"name": n, "type": types.get(n, "string")} for n in f.get("columns", [])],
             }
+            if "run" in f:
+                out[str(f["name"])]["run"] = f["run"]
     return out
 
 

@@ -119,13 +119,14 @@ def segment_pattern(name: str, ext: str) -> tuple[str, re.Pattern[str]]:
     return f"{stem}-s", re.compile(rf"^{re.escape(stem)}-s(\d{{3,}}){re.escape(ext)}$")
 
 
-def manifest_name(template: str, *, pipeline: str, table: str, window: Window) -> str:
+def manifest_name(template: str, *, pipeline: str, table: str, window: Window, tag: str = "") -> str:
     """Name of the window's manifest, beside its main data file, one per window.
 
     ``…/h=10/20261102T100000Z`` → ``…/h=10/_20261102T100000Z.manifest.json``: the leading
     underscore makes Spark, Hive, Synapse and friends skip it when they read a folder
-    of data files (as they skip ``_SUCCESS``).
+    of data files (as they skip ``_SUCCESS``). With a ``tag`` (the data extension, set when
+    two sinks of a pipeline share container and path) it is ``_<window>.<tag>.manifest.json``.
     """
     stem = render_stem(template, pipeline=pipeline, table=table, window=window)
     folder, base = posixpath.split(stem)
-    return posixpath.join(folder, f"_{base}{MANIFEST_SUFFIX}")
+    return posixpath.join(folder, f"_{base}{'.' + tag if tag else ''}{MANIFEST_SUFFIX}")

@@ -31,12 +31,13 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceModifie
 from azure.storage.blob import BlobType, ContainerClient
 
 from shared import mapping
-from shared.errors import ConfigError, DataError, FatalError, RetriableError
+from shared.errors import ConfigError, FatalError, RetriableError
 from shared.model import Batch, Column, Window
 from shared.settings import ExportSourceConfig, StorageConfig
 from shared.sources.base import LatePlan, SourceSummary
 from shared.sources.export_errors import translate
-from shared.sources.export_quarantine import Quarantine, QuarantineFile, quarantine_name
+from shared.sources.export_lines import Blob, BlobReader, Job
+from shared.sources.export_quarantine import Quarantine
 from shared.sources.export_state import (
     FORMAT_VERSION,
     INLINE_LIMIT,
@@ -57,7 +58,6 @@ __all__ = ["CHUNK_BYTES", "ExportBlobSource", "ReadStats", "classic_table", "fol
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 * 1024 * 1024  # one ranged GET; the unit of prefetch (memory ≈ concurrency × this)
-_BOM = b"\xef\xbb\xbf"
 _MAPPERS: dict[str, Callable[[dict[str, Any]], tuple[str, list[Any]]]] = {
     "continuous_export": mapping.map_export_record,
     "diagnostic_settings": mapping.map_diagnostic_record,
@@ -85,23 +85,6 @@ def folder_for(template: str, prefix: str, start: datetime) -> str:
 def late_part_name(number: int) -> str:
     """``late-0001`` …: the sink part of the ``number``-th late delivery of a window."""
     return f"late-{number:04d}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Blob:
-    name: str  # full blob name
-    etag: str
-    size: int
-    append: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """Read ``blob`` from byte ``offset``; its earlier lines (append growth) number ``lines_before``."""
-
-    blob: _Blob
-    offset: int
-    lines_before: int
 
 
 @dataclass
@@ -161,7 +144,7 @@ class ExportBlobSource:
         folder = self.folder(window)
         blobs = self._list(folder)
         entries: dict[str, Consumed] = {}
-        yield from self._consume(window, "", folder, [_Job(b, 0, 0) for b in blobs], entries)
+        yield from self._consume(window, "", folder, [Job(b, 0, 0) for b in blobs], entries)
         self._quarantine.clear(f"{self.pipeline}/{window.key}/", keep=self._quarantined_names)
         self._finish(window, folder, entries, parts=0)
 
@@ -186,12 +169,7 @@ class ExportBlobSource:
         if extra.get("folder") != folder or extra.get("container") != self.config.container:
             log.warning(
                 "%s %s: the ledger's record is of %s/%s, the config reads %s/%s; re-sweep skipped (replay to re-read)",
-                self.pipeline,
-                window,
-                extra.get("container"),
-                extra.get("folder"),
-                self.config.container,
-                folder,
+                self.pipeline, window, extra.get("container"), extra.get("folder"), self.config.container, folder,
             )
             return None
         consumed = self._load(extra)
@@ -199,7 +177,7 @@ class ExportBlobSource:
         changed: list[str] = []
         fresh = grown = 0
         for blob in self._list(folder):
-            rel = blob.name[len(folder) :]
+            rel = blob.name[len(folder):]
             seen = consumed.get(rel)
             if seen is None:
                 jobs.append([rel, blob.etag, blob.size, int(blob.append), 0, 0])
@@ -243,7 +221,7 @@ class ExportBlobSource:
             raise FatalError(f"late plan {plan.part!r} is for folder {payload.get('folder')!r}, not {folder!r}")
         entries = decode_entries(payload["base"])
         jobs = [
-            _Job(_Blob(folder + str(rel), str(etag), int(size), bool(append)), int(offset), int(before))
+            Job(Blob(folder + str(rel), str(etag), int(size), bool(append)), int(offset), int(before))
             for rel, etag, size, append, offset, before in payload["jobs"]
         ]
         yield from self._consume(window, plan.part, folder, jobs, entries)
@@ -251,13 +229,13 @@ class ExportBlobSource:
         self._finish(window, folder, entries, parts=int(payload["part_no"]))
 
     # -- listing ------------------------------------------------------------------------------
-    def _list(self, folder: str) -> list[_Blob]:
+    def _list(self, folder: str) -> list[Blob]:
         """The folder's blobs with data, in name order, through every listing page.
 
         Empty blobs (and folder markers of hierarchical-namespace accounts) are left out: a
         blob counts once it has data, so an append blob created empty is picked up when it grows.
         """
-        out: list[_Blob] = []
+        out: list[Blob] = []
         try:
             pages = self._container.list_blobs(
                 name_starts_with=folder, results_per_page=self.config.list_page_size
@@ -268,7 +246,7 @@ class ExportBlobSource:
                     if not props.size or props.name.endswith("/"):
                         continue
                     append = props.blob_type == BlobType.APPENDBLOB
-                    out.append(_Blob(props.name, str(props.etag), int(props.size), append))
+                    out.append(Blob(props.name, str(props.etag), int(props.size), append))
         except AzureError as exc:
             raise translate(exc, f"list {self.config.container}/{folder}") from exc
         out.sort(key=lambda b: b.name)
@@ -280,7 +258,7 @@ class ExportBlobSource:
         self._summary = SourceSummary()
         self._quarantined_names = set()
 
-    def _fetch(self, blob: _Blob, start: int, end: int) -> bytes | None:
+    def _fetch(self, blob: Blob, start: int, end: int) -> bytes | None:
         """Bytes ``[start, end)`` of ``blob``; ``None`` if the blob is gone.
 
         Block blobs are read under the listed ETag (a rewrite between listing and reading
@@ -307,7 +285,7 @@ class ExportBlobSource:
             raise translate(exc, f"read {self.config.container}/{blob.name}") from exc
 
     def _consume(
-        self, window: Window, part: str, folder: str, jobs: list[_Job], entries: dict[str, Consumed]
+        self, window: Window, part: str, folder: str, jobs: list[Job], entries: dict[str, Consumed]
     ) -> Iterator[Batch]:
         """Download the jobs' ranges (a few in flight, in order), parse, map, yield batches.
 
@@ -322,7 +300,7 @@ class ExportBlobSource:
         )
         rows: list[list[Any]] = []
         current = -1
-        reader: _BlobReader | None = None
+        reader: BlobReader | None = None
         gone: set[int] = set()
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="export-read") as pool:
             pending: deque[tuple[int, int, int, Future[bytes | None]]] = deque()
@@ -347,7 +325,7 @@ class ExportBlobSource:
                         self._close_blob(reader, entries)
                     current = i
                     job = jobs[i]
-                    reader = _BlobReader(self, window, part, folder, job)
+                    reader = BlobReader(self, window, part, folder, job)
                 assert reader is not None
                 if data is None:
                     if start != reader.job.offset:
@@ -367,10 +345,10 @@ class ExportBlobSource:
         if rows:
             yield Batch(self.table, self.columns, rows)
 
-    def _close_blob(self, reader: _BlobReader, entries: dict[str, Consumed]) -> None:
+    def _close_blob(self, reader: BlobReader, entries: dict[str, Consumed]) -> None:
         reader.close()
         job = reader.job
-        rel = job.blob.name[len(reader.folder) :]
+        rel = job.blob.name[len(reader.folder):]
         entries[rel] = Consumed(rel, job.blob.etag, job.blob.size, job.lines_before + reader.line_no, job.blob.append)
         self.stats.blobs += 1
         self.stats.bytes += job.blob.size - job.offset
@@ -397,15 +375,8 @@ class ExportBlobSource:
         self._summary = SourceSummary(source_count=self.stats.lines, quarantined=self.stats.quarantined, extra=extra)
         log.debug(
             "%s %s%s: %d blob(s), %d bytes, %d line(s) -> %d row(s), %d quarantined (%d listing page(s))",
-            self.pipeline,
-            window,
-            f" {late_part_name(parts)}" if parts else "",
-            self.stats.blobs,
-            self.stats.bytes,
-            self.stats.lines,
-            self.stats.rows,
-            self.stats.quarantined,
-            self.stats.list_pages,
+            self.pipeline, window, f" {late_part_name(parts)}" if parts else "", self.stats.blobs, self.stats.bytes,
+            self.stats.lines, self.stats.rows, self.stats.quarantined, self.stats.list_pages,
         )
 
     def _load(self, extra: Mapping[str, Any]) -> dict[str, Consumed]:
@@ -432,78 +403,3 @@ def classic_table(table: str) -> str:
     if found is None:
         raise ConfigError(f"{table!r} is not an Application Insights table; use one of {', '.join(mapping.TABLES)}")
     return found
-
-
-class _BlobReader:
-    """Turns one blob's byte ranges into rows; lines may straddle ranges."""
-
-    __slots__ = ("_source", "_tail", "folder", "job", "line_no", "part", "quarantine", "window")
-
-    def __init__(self, source: ExportBlobSource, window: Window, part: str, folder: str, job: _Job) -> None:
-        self._source = source
-        self.window = window
-        self.part = part
-        self.folder = folder
-        self.job = job
-        self.line_no = 0  # physical lines of this read (numbering continues after lines_before)
-        self._tail = b""
-        self.quarantine: QuarantineFile | None = None
-
-    def feed(self, data: bytes, last: bool, rows: list[list[Any]]) -> None:
-        if self._tail:
-            data = self._tail + data
-        elif self.job.offset == 0 and self.line_no == 0 and data.startswith(_BOM):
-            data = data[len(_BOM) :]
-        lines = data.split(b"\n")
-        self._tail = b"" if last else lines.pop()
-        if last and lines and not lines[-1]:
-            lines.pop()  # the final newline ends the last line; it does not start an empty one
-        self._parse(lines, rows)
-
-    def _parse(self, lines: list[bytes], rows: list[list[Any]]) -> None:
-        source = self._source
-        want = source.table
-        map_record = source._map
-        loads = orjson.loads
-        line_no = self.job.lines_before + self.line_no
-        append = rows.append
-        before = len(rows)
-        blank = 0
-        for raw in lines:
-            line_no += 1
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            if not raw or raw.isspace():
-                blank += 1
-                continue
-            try:
-                table, row = map_record(loads(raw))
-            except orjson.JSONDecodeError as exc:
-                self._bad(raw, f"invalid JSON: {exc}", line_no)
-                continue
-            except DataError as exc:
-                self._bad(raw, str(exc), line_no)
-                continue
-            if table != want:
-                self._bad(raw, f"a {table} record in a pipeline of table {want} (the folder holds {want})", line_no)
-                continue
-            append(row)
-        records = len(rows) - before
-        stats = source.stats
-        stats.rows += records
-        stats.lines += len(lines) - blank  # quarantined lines were counted by _bad into stats.quarantined
-        self.line_no = line_no - self.job.lines_before
-
-    def _bad(self, raw: bytes, reason: str, line_no: int) -> None:
-        source = self._source
-        if self.quarantine is None:
-            name = quarantine_name(source.pipeline, self.window, self.part, self.job.blob.name)
-            self.quarantine = source._quarantine.file(name, self.job.blob.name)
-            source._quarantined_names.add(name)
-        self.quarantine.add(raw, reason, line_no)
-        source.stats.quarantined += 1
-
-    def close(self) -> None:
-        assert not self._tail, "the last range of a blob ends every line"
-        if self.quarantine is not None:
-            self.quarantine.close()

@@ -11,6 +11,7 @@ big quarantines are staged as blocks.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Collection
 from typing import Any
@@ -42,7 +43,7 @@ def quarantine_name(pipeline: str, window: Window, part: str, source_blob: str) 
 class Quarantine:
     """The quarantine container of the state account, created on first use."""
 
-    def __init__(self, service: BlobServiceClient, container: str, *, source_container: str) -> None:
+    def __init__(self, service: BlobServiceClient, container: str, *, source_container: str = "") -> None:
         self._service = service
         self._client: ContainerClient = service.get_container_client(container)
         self.container = container
@@ -63,6 +64,15 @@ class Quarantine:
             raise translate(exc, f"quarantine container {self.container}") from exc
         with _ensured_lock:
             _ensured.add(key)
+
+    def delete(self, name: str) -> None:
+        """Remove one quarantine blob (an earlier run's); a missing one is fine."""
+        try:
+            self._client.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise translate(exc, f"quarantine {self.container}/{name}") from exc
 
     def clear(self, prefix: str, *, keep: Collection[str] = ()) -> int:
         """Delete earlier quarantine under ``prefix`` except ``keep`` (just rewritten); returns how many."""
@@ -105,7 +115,14 @@ class QuarantineFile:
             "line_no": line_no,
             "container": self._owner._source_container,
         }
-        self._buffer += orjson.dumps(entry)
+        self.add_entry(entry)
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        """One JSON line; what orjson refuses (integers beyond 64 bits …) goes through the stdlib."""
+        try:
+            self._buffer += orjson.dumps(entry, option=orjson.OPT_NON_STR_KEYS, default=str)
+        except orjson.JSONEncodeError:
+            self._buffer += json.dumps(entry, default=str, ensure_ascii=True).encode("ascii")
         self._buffer += b"\n"
         self.count += 1
         if len(self._buffer) >= _BLOCK:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from shared.errors import FatalError
+from shared.mapping.normalize import normalize_rows
 from shared.model import Column
 from shared.redact import redact
 
@@ -98,7 +99,8 @@ _CANONICAL: dict[str, frozenset[type]] = {
 
 
 def convert_rows(columns: tuple[Column, ...], rows: list[list[Any]]) -> list[list[Any]]:
-    """Bring cells to the canonical types of ``shared.model`` in place; returns ``rows``.
+    """Bring cells to the canonical types of ``shared.model`` in place, then apply the
+    normalisation every source shares (``shared.mapping.normalize``); returns ``rows``.
 
     Most columns of a real response already hold their canonical type (numbers as JSON
     numbers): one pass in C over a column's cell types proves it and skips the per-cell
@@ -117,7 +119,7 @@ def convert_rows(columns: tuple[Column, ...], rows: list[list[Any]]) -> list[lis
             value = row[i]
             if value is not None:
                 row[i] = conv(value)
-    return rows
+    return normalize_rows(columns, rows)
 
 
 def _parse_dynamic(rows: list[list[Any]], i: int) -> None:

@@ -154,8 +154,8 @@ def test_page_shows_every_state_and_takes_a_screenshot(host, engine, page, tmp_p
             .inner_text()
             .startswith(("✓", "✗", "▶", "≡", "○", "?"))
         )
-    assert section.locator("[data-fact='watermark'] dd").inner_text() == "2026-11-02T02:00:00Z"
-    assert section.locator("[data-fact='lag'] dd").inner_text() == "8h 00m"
+    assert section.locator("[data-fact='watermark'] dd").inner_text() == "2026-11-02T03:00:00Z"  # 02:00 has a good run
+    assert section.locator("[data-fact='lag'] dd").inner_text() == "7h 00m"
 
     rows = section.locator("table.windows tr.w")
     failed = section.locator("tr.w[data-status='failed'][data-start='2026-11-02T02:00:00Z']")
@@ -250,7 +250,7 @@ def test_filter_by_status_and_range(host, engine, page):
         "failed",
         "missing",
     ]
-    assert section.locator("[data-fact='watermark'] dd").inner_text() == "2026-11-02T02:00:00Z"  # still the pipeline's
+    assert section.locator("[data-fact='watermark'] dd").inner_text() == "2026-11-02T03:00:00Z"  # still the pipeline's
 
 
 def test_thousands_of_windows_aggregate_by_day(host, make_engine, emulator, page, unique, tmp_path_factory):
@@ -320,7 +320,7 @@ def test_status_json_for_a_range_reads_only_that_range(host, engine):
         ("2026-11-02T03:00:00Z", "failed", ""),
         ("2026-11-02T05:00:00Z", "queued", "planner-1"),
     ]
-    assert p["watermark"] == "2026-11-02T02:00:00Z"  # the pipeline's, not the range's
+    assert p["watermark"] == "2026-11-02T03:00:00Z"  # the pipeline's, not the range's (02:00 has a good run)
     assert [f["start"] for f in p["failed"]] == ["2026-11-02T02:00:00Z", "2026-11-02T03:00:00Z"]
     assert report["summary"]["counts"]["failed"] == 1
 

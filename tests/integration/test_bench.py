@@ -23,7 +23,7 @@ def test_bench_small_run_moves_every_row_and_prints_bench_line(tmp_path):
     report_path = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--rows", str(ROWS), "--ledger", "3x8", "--ledger", "3x48",
-         "--json", str(report_path)],
+         "--table-rows", "300", "--json", str(report_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -43,6 +43,8 @@ def test_bench_small_run_moves_every_row_and_prints_bench_line(tmp_path):
         assert scenarios[name]["blobs"] == 1, name
         assert scenarios[name]["peak_rss_mb"] > 0
     assert scenarios["serve"]["rows"] == ROWS
+    table = report["table_sink"]  # full-width rows into the Table sink, counted back from Azurite
+    assert table["rows"] == 300 and table["sink_entities_per_s"] > 0 and table["store_entities_per_s"] > 0
     assert scenarios["jsonl"]["queries"] == scenarios["limit"]["queries"] + 1  # + the count per bin
     assert "WARNING" not in done.stdout  # the limit wrote byte-identical JSONL
 

@@ -17,6 +17,7 @@ import pytest
 from bench.scenarios import bench_settings
 from devtools.ai_emulator import Emulator, EmulatorConfig, SettableClock
 from shared.auth import HeaderProvider
+from shared.mapping.normalize import normalize_rows
 from shared.model import Column, Window
 from shared.settings import QuerySourceConfig
 from shared.sources.query_api import QueryApiSource, batch_rows
@@ -73,8 +74,10 @@ def test_a_response_reaches_the_sinks_in_slices(dense):
 
 
 def per_cell(ctype: str, values: list[object]) -> list[object]:
+    """Each cell on its own through its converter, then the shared normalisation."""
     conv = _CONVERTERS.get(ctype)
-    return [v if conv is None or v is None else conv(v) for v in values]
+    cells = [[v if conv is None or v is None else conv(v)] for v in values]
+    return [row[0] for row in normalize_rows((Column("c", ctype),), cells)]
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,8 @@ DIMS = {"customDimensions": {"tenant": "contoso", "region": "westeurope"}}
 NULL_REF = "Object reference not set to an instance of an object."
 CE_FIELDS: dict[str, dict[str, Any]] = {
     "Requests": COMMON | DIMS | {
-        "id": "fCOhCdCnZ9I=", "name": "GET Home/Index", "url": "/", "success": "True", "resultCode": "200",
+        "id": "fCOhCdCnZ9I=", "name": "GET Home/Index", "url": "https://contoso.org/", "success": "True",
+        "resultCode": "200",
         "duration": 104.6804, "performanceBucket": "<250ms", "itemType": "request", "itemCount": 1,
         "itemId": "7f156650-ef4c-11e5-8453-3f984b160001"},
     "Rdd": COMMON | DIMS | {

@@ -15,6 +15,21 @@ from tests.conftest import T0, TOKEN, H, blob_names, expected_rows, query_pipeli
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_until_idle(pipelines: list[dict], storage_conn: str, unique: str, *, workers: int):
+    """``python -m shared run --workers N --until-idle`` with the pipelines, on a ledger and queue of its own."""
+    env = os.environ | {
+        "AzureWebJobsStorage": storage_conn,
+        "TEST_TOKEN": TOKEN,
+        "MOVER_PIPELINES": json.dumps({"pipelines": pipelines}),
+        "MOVER_LEDGER_TABLE": f"scale{unique}",
+        "MOVER_QUEUE_NAME": f"work-{unique}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "shared", "run", "--workers", str(workers), "--every", "0.5", "--until-idle"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
 def test_run_with_worker_processes_until_idle(emulator, storage_conn, unique):
     """``python -m shared run --workers 2 --until-idle``: a planner process and two worker processes
     move a bounded backfill of two pipelines through the queue, exactly once, then exit 0."""
@@ -23,17 +38,7 @@ def test_run_with_worker_processes_until_idle(emulator, storage_conn, unique):
         query_pipeline(name, name, emulator, f"out-{unique}", window={"end": end, "max_per_tick": 3})
         for name in ("requests", "traces")
     ]
-    env = os.environ | {
-        "AzureWebJobsStorage": storage_conn,
-        "TEST_TOKEN": TOKEN,
-        "MOVER_PIPELINES": json.dumps({"pipelines": pipelines}),
-        "MOVER_LEDGER_TABLE": f"scale{unique}",
-        "MOVER_QUEUE_NAME": f"work-{unique}",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "shared", "run", "--workers", "2", "--every", "0.5", "--until-idle"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    done = run_until_idle(pipelines, storage_conn, unique, workers=2)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "idle: nothing due, queued or running; 0 failed window(s)" in done.stdout
     container = f"out-{unique}"
@@ -49,17 +54,7 @@ def test_until_idle_exits_1_and_lists_failed_windows(emulator, storage_conn, uni
     pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}",
                               window={"end": "2026-11-02T02:00:00Z", "max_attempts": 1},
                               source={"app_id": "no-such-app"})  # fmt: skip
-    env = os.environ | {
-        "AzureWebJobsStorage": storage_conn,
-        "TEST_TOKEN": TOKEN,
-        "MOVER_PIPELINES": json.dumps({"pipelines": [pipeline]}),
-        "MOVER_LEDGER_TABLE": f"idle{unique}",
-        "MOVER_QUEUE_NAME": f"work-{unique}",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "shared", "run", "--workers", "1", "--every", "0.5", "--until-idle"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    done = run_until_idle([pipeline], storage_conn, unique, workers=1)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.count("failed: requests 2026-11-02T0") == 2
     assert "2 failed window(s)" in done.stdout

@@ -178,7 +178,7 @@ def test_round_trip_every_format(make_sink: Callable[..., BlobSink], fmt: str, c
     if fmt == "parquet":
         schema = pq.read_schema(io.BytesIO(data))
         assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
-        assert schema.field("count").type == pa.int64() and schema.field("small").type == pa.int32()
+        assert schema.field("count").type == pa.int64() and schema.field("small").type == pa.int64()
         assert schema.field("success").type == pa.bool_() and schema.field("duration").type == pa.float64()
         assert pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups == 3
     props = sink.container.get_blob_client(out.name).get_blob_properties()

@@ -299,7 +299,7 @@ def test_threads_schema_evolution_and_type_change(storage_conn, unique):
         ["evolved"] + [f"{x.key}-{s}" for x in windows[1:] for s in range(5)]
     )
     schema = pa.schema(dt.schema().to_arrow())
-    assert schema.field("region").type == pa.string() and schema.field("small").type == pa.int32()
+    assert schema.field("region").type == pa.string() and schema.field("small").type == pa.int64()
     assert {r["region"] for r in rows if r["itemId"] != "evolved"} == {None}  # older rows: null in the new column
     assert Counter(window_commits(dt)) == Counter(
         [x.key for x in windows] + [windows[i].key for i in range(0, 8, 2)] + [w.key]

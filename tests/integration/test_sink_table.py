@@ -191,7 +191,7 @@ def test_transaction_rejected_as_too_large_is_split(
     make_sink: Callable[[], TableSink], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If the size estimate is ever wrong, the service's 413 splits the transaction."""
-    import shared.sinks.table as table_module
+    import shared.sinks.table_writer as table_module
 
     monkeypatch.setattr(table_module, "MAX_BATCH_BYTES", 1 << 40)
     sink = make_sink()

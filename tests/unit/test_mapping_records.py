@@ -84,7 +84,7 @@ NULL_MSG = "Object reference not set to an instance of an object."
 CE_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
     "Requests": ("requests", {
         **CE_COMMON, **WITH_COUNT,
-        "id": "fCOhCdCnZ9I=", "source": None, "name": "GET Home/Index", "url": "/",
+        "id": "fCOhCdCnZ9I=", "source": None, "name": "GET Home/Index", "url": "https://contoso.org/",
         "success": "True", "resultCode": "200", "duration": 104.6804, "performanceBucket": "<250ms",
         "itemId": "7f156650-ef4c-11e5-8453-3f984b160001", "itemType": "request",
     }),
@@ -139,7 +139,7 @@ CE_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
     "Availability": ("availabilityResults", {
         **CE_COMMON, **WITH_COUNT,
         "id": "a1b2c3d4-0000-4000-8000-000000000001", "name": "home-ping", "location": "us-tx-sn1-azr",
-        "success": "1", "message": "", "size": None, "duration": 500.0, "performanceBucket": "500ms-1sec",
+        "success": "1", "message": None, "size": None, "duration": 500.0, "performanceBucket": "500ms-1sec",
         "itemId": "7f156650-ef4c-11e5-8453-3f984b160008", "itemType": "availabilityResult",
     }),
     "Metrics": ("customMetrics", {
@@ -261,11 +261,20 @@ def test_malformed_export_records_raise_data_error(record: Any, reason: str) -> 
         mapping.map_export_record(record)
 
 
-def test_empty_payload_array_maps_to_nulls_not_an_error() -> None:
-    record = _set(_requests(), "request", [])
+@pytest.mark.parametrize("payload", [[], [{}], {}, [None], ["x"], None], ids=str)
+def test_empty_payload_is_refused_not_mapped_to_a_row_of_nulls(payload: Any) -> None:
+    with pytest.raises(DataError, match="empty payload"):
+        mapping.map_export_record(_set(_requests(), "request", payload))
+
+
+def test_metric_with_an_empty_metric_array_reads_context_custom_metrics() -> None:
+    record = sample("continuous-export/Metrics.jsonl")
+    assert record["metric"] == []
     _, row = mapping.map_export_record(record)
-    got = as_dict("requests", row)
-    assert got["name"] is None and got["duration"] is None and got["itemId"] == "7f156650-ef4c-11e5-8453-3f984b160001"
+    assert as_dict("customMetrics", row)["name"] == "dispatchRate"
+    record["context"]["custom"]["metrics"] = []
+    with pytest.raises(DataError, match="empty payload"):
+        mapping.map_export_record(record)
 
 
 def test_exception_chain_innermost_comes_from_the_last_entry() -> None:
@@ -305,10 +314,10 @@ def _perf_record(item: dict[str, Any]) -> dict[str, Any]:
         ({"categoryName": "Process", "counterName": "% Processor Time", "instanceName": "w3wp", "value": 12.5},
          ["% Processor Time", "Process", "% Processor Time", "w3wp", 12.5]),
         ({"categoryName": "Memory", "instanceName": "", "available_bytes": {"value": 1024.0}},
-         ["available_bytes", "Memory", "available_bytes", "", 1024.0]),
-        ({}, [None, None, None, None, None]),
+         ["available_bytes", "Memory", "available_bytes", None, 1024.0]),
+        ({"instanceName": "w3wp"}, [None, None, None, "w3wp", None]),
     ],
-    ids=["named-fields", "counter-as-key", "empty"],
+    ids=["named-fields", "counter-as-key", "instance-only"],
 )  # fmt: skip
 def test_performance_counter_shapes(item: dict[str, Any], expected: list[Any]) -> None:
     table, row = mapping.map_export_record(_perf_record(item))
@@ -343,7 +352,6 @@ DIAG_APP = {
     "session_Id": None, "user_Id": None, "user_AuthenticatedId": None, "user_AccountId": None,
     "application_Version": None, "client_Model": None, "client_OS": None, "client_Browser": None,
     "operation_SyntheticSource": None,
-    "itemId": None,  # the samples carry no _ItemId
     "itemCount": 1,
 }  # fmt: skip
 
@@ -361,6 +369,7 @@ DIAG_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
         "operation_ParentId": "4bf92f3577b34da6a3ce929d0e0e4736",
         "client_City": "Portland", "client_StateOrProvince": "Oregon", "client_CountryOrRegion": "United States",
         "itemType": "request",
+        "itemId": "4ea43d0b-9ad8-5e9e-91f0-0b818686c27b",  # no _ItemId: derived from the line, never changes
     }),
     "insights-logs-apptraces.PT1H.json": ("traces", {
         **DIAG_APP,
@@ -371,6 +380,7 @@ DIAG_EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
         "operation_Name": None, "operation_Id": "4bf92f3577b34da6a3ce929d0e0e4736", "operation_ParentId": None,
         "client_City": None, "client_StateOrProvince": None, "client_CountryOrRegion": None,
         "itemType": "trace",
+        "itemId": "80f98bbf-4f7d-5b3d-aa8a-7e86f36fc9cd",
     }),
 }  # fmt: skip
 
@@ -491,7 +501,8 @@ def test_every_workspace_type_maps_a_minimal_record(kind: str) -> None:
 
 @pytest.mark.parametrize("payload", sorted(mapping.EXPORT_PAYLOADS), ids=str)
 def test_every_export_payload_maps_a_minimal_record(payload: str) -> None:
-    table, row = mapping.map_export_record({payload: [{}], "context": {"data": {"eventTime": "2026-11-02T10:00:00Z"}}})
+    record = {payload: [{"name": "x"}], "context": {"data": {"eventTime": "2026-11-02T10:00:00Z"}}}
+    table, row = mapping.map_export_record(record)
     assert table == mapping.EXPORT_PAYLOADS[payload]
     assert all(_fits(v, c) for c, v in zip(mapping.schema(table), row, strict=True))
 
@@ -646,8 +657,9 @@ def test_odd_values_anywhere_give_nulls_or_data_error(relative: str, mapper: Any
         for odd in ODD_VALUES:
             try:
                 table, row = mapper(_replaced(record, path, odd))
-            except DataError:
-                assert path in _TIME_OR_TYPE, f"DataError for an odd value at {path}"
+            except DataError as exc:
+                payload = path[0] in mapping.EXPORT_PAYLOADS or path[:2] == ("context", "custom")
+                assert path in _TIME_OR_TYPE or (payload and "empty payload" in str(exc)), f"DataError at {path}"
                 continue
             assert all(_fits(v, c) for c, v in zip(mapping.schema(table), row, strict=True)), (path, odd)
             checked += 1

@@ -11,14 +11,14 @@ from azure.data.tables import EdmType
 
 from shared.errors import DataError
 from shared.model import Column
-from shared.sinks.table import (
+from shared.sinks.table_entities import (
     MAX_PROPERTIES,
     MAX_STRING,
     TRUNCATED,
-    _layout,
-    _payload_size,
     entity_size,
     escape_key,
+    layout_of,
+    payload_size,
     property_names,
     row_entity,
     unescape_key,
@@ -28,7 +28,7 @@ SYSTEM = {"PartitionKey", "RowKey"}
 
 
 def entity(columns: tuple[Column, ...], row: list[Any]) -> dict[str, Any]:
-    return row_entity(_layout(columns), row, partition_key="p_20261102T100000Z", run="r1", part="")
+    return row_entity(layout_of(columns), row, partition_key="p_20261102T100000Z", run="r1", part="")
 
 
 @pytest.mark.parametrize(
@@ -161,4 +161,4 @@ def test_wrong_row_length_is_a_data_error() -> None:
 
 def test_payload_estimate_is_an_upper_bound() -> None:
     e = entity((Column("itemId"), Column("s"), Column("u")), ["k", 'q"uote\\' * 100, "ü\x01" * 100])
-    assert _payload_size(e) >= len(json.dumps({k: v[0] if isinstance(v, tuple) else v for k, v in e.items()}))
+    assert payload_size(e) >= len(json.dumps({k: v[0] if isinstance(v, tuple) else v for k, v in e.items()}))

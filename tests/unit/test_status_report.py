@@ -102,7 +102,8 @@ def test_windows_view_states_gaps_and_details():
         "missing",
         "missing",
     ]
-    assert (report["watermark"], report["lag_seconds"], report["missing"]) == ("2026-11-02T02:00:00Z", 6 * 3600.0, 6)
+    # 02:00 failed a replay but its last good run is in place: it still counts as landed
+    assert (report["watermark"], report["lag_seconds"], report["missing"]) == ("2026-11-02T03:00:00Z", 5 * 3600.0, 6)
     by_start = {x["start"][11:16]: x for x in report["windows"]}
     failed = by_start["02:00"]
     assert failed["last_good"] == {
@@ -136,7 +137,7 @@ def test_ranged_view_takes_the_watermark_from_open_windows_and_frontier():
     open_states = [s for s in ledger_states() if s.status != "done"]
     view = StatusView(since=T0 + 3 * H, until=T0 + 7 * H)
     report = pipeline_status(pipeline(), states, NOW, view=view, frontier=T0 + 6 * H, open_states=open_states)
-    assert report["watermark"] == "2026-11-02T02:00:00Z"
+    assert report["watermark"] == "2026-11-02T03:00:00Z"  # 02:00 failed a replay; its good run is in place
     assert report["counts"] == {"done": 0, "running": 1, "queued": 1, "pending": 1, "failed": 0, "missing": 1}
     assert [f["start"] for f in report["failed"]] == ["2026-11-02T02:00:00Z"]  # failed anywhere, not just in range
     assert report["range"] == {"from": "2026-11-02T03:00:00Z", "to": "2026-11-02T07:00:00Z"}
@@ -190,7 +191,7 @@ def test_summary_adds_up_pipelines():
         1,
         8,
     )
-    assert (s["max_lag_seconds"], s["most_lagging"], s["oldest_watermark"]) == (6 * 3600.0, "a", "2026-11-02T02:00:00Z")
+    assert (s["max_lag_seconds"], s["most_lagging"], s["oldest_watermark"]) == (6 * 3600.0, "b", "2026-11-02T02:00:00Z")
 
 
 def _page(report_pipelines, **extra) -> str:

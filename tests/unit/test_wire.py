@@ -16,7 +16,7 @@ def test_sample_requests_response_is_typed():
     assert result.partial is None
     names = [c.name for c in result.columns]
     row = dict(zip(names, result.rows[0], strict=True))
-    assert row["timestamp"] == "2026-11-02T10:05:45.733Z"
+    assert row["timestamp"] == "2026-11-02T10:05:45.733000Z"  # one canonical form for every source
     assert row["customDimensions"] == {"tenant": "contoso", "region": "westeurope"}
     assert row["success"] == "True"  # a string column in classic requests: left as the API types it
     assert row["duration"] == pytest.approx(9.1593)

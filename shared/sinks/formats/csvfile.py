@@ -1,0 +1,109 @@
+"""RFC 4180 CSV with a header; the first batch fixes the columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from shared.errors import DataError
+from shared.model import Batch, Column
+from shared.sinks.formats.arrow import ARROW_TYPES
+from shared.sinks.formats.common import GZIP_LEVEL, GzipStream, Writable, dumps_json, json_cell, utf8
+
+__all__ = ["CsvEncoder"]
+
+
+def _csv_bool(value: Any) -> Any:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return value
+
+
+def _csv_dynamic(value: Any) -> Any:
+    return None if value is None else dumps_json(value).decode("utf-8")
+
+
+class CsvEncoder:
+    """RFC 4180 CSV (CRLF, minimal quoting) with a header; the first batch fixes the columns.
+
+    Later batches may lack columns (empty cells) or reorder them; a batch with a new
+    column does not ``fit`` and goes to a continuation file. Null and ``""`` both
+    become an empty cell (CSV cannot tell them apart).
+    """
+
+    def __init__(self, out: Writable, compression: str = "gzip", *, level: int = GZIP_LEVEL) -> None:
+        self._gzip = GzipStream(out, level) if compression == "gzip" else None
+        self._out: Writable = self._gzip or out
+        self._columns: tuple[Column, ...] = ()
+        self._index: dict[str, int] = {}
+        self._text = io.StringIO()
+        self._csv = csv.writer(self._text, lineterminator="\r\n")
+        self.rows = 0
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return self._columns
+
+    def fits(self, batch: Batch) -> bool:
+        return not self._columns or all(name in self._index for name in batch.names)
+
+    def write(self, batch: Batch) -> None:
+        if not batch.rows:
+            return
+        width = len(batch.columns)
+        if any(len(row) != width for row in batch.rows):
+            raise DataError(f"table {batch.table}: rows do not all have {width} values")
+        if not self._columns:
+            self._columns = batch.columns
+            self._index = {c.name: i for i, c in enumerate(batch.columns)}
+            self._csv.writerow(batch.names)
+        elif not self.fits(batch):
+            raise ValueError("batch has columns this CSV file has no header for; start a new file")
+        rows: Any = batch.rows
+        converters = self._converters(batch)
+        if batch.columns != self._columns:
+            width = len(self._columns)
+            positions = [self._index[name] for name in batch.names]
+
+            def place(row: Sequence[Any]) -> list[Any]:
+                out: list[Any] = [None] * width
+                for pos, value in zip(positions, row, strict=False):
+                    out[pos] = value
+                return out
+
+            rows = [place(row) for row in rows]
+        if converters:
+            rows = [_convert(row, converters) for row in rows]
+        self._csv.writerows(rows)
+        self._out.write(utf8(self._text.getvalue()))
+        self._text.seek(0)
+        self._text.truncate()
+        self.rows += len(batch.rows)
+
+    def _converters(self, batch: Batch) -> list[tuple[int, Callable[[Any], Any]]]:
+        """Cell converters by file position; only bool/dynamic/unknown columns need one."""
+        out: list[tuple[int, Callable[[Any], Any]]] = []
+        for col in batch.columns:
+            pos = self._index[col.name]
+            if col.type == "bool":
+                out.append((pos, _csv_bool))
+            elif col.type == "dynamic":
+                out.append((pos, _csv_dynamic))
+            elif col.type not in ARROW_TYPES:
+                out.append((pos, json_cell))
+        return out
+
+    def close(self) -> None:
+        if self._gzip is not None:
+            self._gzip.finish()
+
+
+def _convert(row: Sequence[Any], converters: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:
+    out = list(row)
+    for pos, fn in converters:
+        out[pos] = fn(out[pos])
+    return out
