@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from azure.core.exceptions import AzureError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from shared.durations import parse_duration
@@ -116,7 +117,14 @@ def _fill(
         done = max(0, min(count, first_open - first))
         batch = list(_entities(name, start + first * size, size, done, "done"))
         batch += _entities(name, start + (first + done) * size, size, count - done, "queued")
-        client.submit_transaction([("create", e) for e in batch])
+        for attempt in range(6):  # Azurite drops a connection now and then past ~150k entities: upsert again
+            try:
+                client.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
+                return
+            except AzureError:
+                if attempt == 5:
+                    raise
+                time.sleep(1 + attempt)
 
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=4) as pool:
