@@ -131,6 +131,7 @@ def queue_loop(fn: QueueFunction, env: dict[str, str] | None = None) -> QueueLoo
         poison=poison,
         max_dequeue=int(opts["maxDequeueCount"]),
         batch=int(opts["batchSize"]),
+        new_batch_threshold=int(opts.get("newBatchThreshold", int(opts["batchSize"]) // 2)),
         retry_after=_seconds(str(opts["visibilityTimeout"])),
     )
 

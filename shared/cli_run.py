@@ -119,15 +119,17 @@ def work(engine: Engine, args: argparse.Namespace) -> int:
         poison=poison,
         max_dequeue=args.max_dequeue,
         batch=args.batch,
+        new_batch_threshold=args.new_batch_threshold,
         invisible_for=int(max(60.0, engine.settings.checkpoint_after.total_seconds() * 1.5)),
     )
-    poisoned = QueueLoop(poison, lambda body, count: engine.poisoned(body, reason=f"{count} deliveries"))
+    reason = f"failed on all {args.max_dequeue} deliveries"
+    poisoned = QueueLoop(poison, lambda body, count: engine.poisoned(body, reason=reason))
     print(f"worker {engine.owner} on queue {name}", flush=True)
+    side = threading.Thread(target=poisoned.serve, args=(stop,), kwargs={"idle_wait": 2.0}, daemon=True)
+    side.start()
     try:
-        while not stop.is_set():
-            got = windows.run_once() + poisoned.run_once()
-            if not got:
-                stop.wait(args.idle_wait)
+        windows.serve(stop, idle_wait=args.idle_wait)
     except KeyboardInterrupt:
-        pass
+        stop.set()
+    side.join(timeout=30)
     return 0
