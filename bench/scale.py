@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=500.0, help="emulator service time per query (500)")
     p.add_argument("--per-1k-ms", type=float, default=100.0, help="emulator service time per 1,000 rows (100)")
     p.add_argument("--plan-windows", type=int, default=YEAR, help="PT1H windows per pipeline (8,760; 0 skips)")
+    p.add_argument("--plan-pipelines", type=int, default=10, help="pipelines in the plan-cost ledger (10)")
     p.add_argument("--year-pt5m", action="store_true", help="also plan over 10 x 1 year of PT5M (1,051,200 entities)")
     p.add_argument("--no-plan", action="store_true", help="skip the plan-cost measurement")
     p.add_argument("--json", metavar="PATH", help="also write every result as JSON here")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     "app_id": emu.app_id,
                     "token": emu.token,
                     "ledger_table": f"plan{size.lower()}{int(time.time())}",
-                    "pipelines": 10,
+                    "pipelines": args.plan_pipelines,
                     "windows": windows,
                     "size": size,
                     "open": 12,
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     plans.append(run_child("scheduler", spec, timeout=3600))
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:  # e.g. Azurite gave up filling
                     failures.append(f"plan over {windows:,} {size} windows: {str(exc)[-500:]}")
-                    print(f"plan over 10 x {windows:,} {size} windows FAILED", flush=True)
+                    print(f"plan over {args.plan_pipelines} x {windows:,} {size} windows FAILED", flush=True)
                     continue
                 print(_plan_line(plans[-1]), flush=True)
         tables = list(TABLES[: args.pipelines])

@@ -14,7 +14,7 @@ after the planner's read always either shows in its query or fails its advance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -109,32 +109,37 @@ class Marks:
     def reopen(self, pipeline: str, key: str, now: datetime) -> None:
         """Bring the open mark back to ``key`` (or keep it lower), always changing the meta ETag."""
         self.ensure()
+
+        def lower(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+            current = str(meta.get("OpenFrom") or "") if meta else key
+            return {"OpenFrom": min(current, key) if current else ""}
+
+        self._update_meta(pipeline, now, lower, "open mark")
+
+    def _update_meta(
+        self, pipeline: str, now: datetime, change: Callable[[dict[str, Any] | None], dict[str, Any] | None], what: str
+    ) -> None:
+        """Apply ``change`` (meta row → fields to merge, ``None``: nothing to do) under the row's ETag,
+        creating the row when missing; concurrent writers make it read and try again."""
         for _ in range(10):
             meta = self._get(pipeline, META_KEY)
+            fields = change(meta)
+            if fields is None:
+                return
+            entity = {"PartitionKey": pipeline, "RowKey": META_KEY, **fields, "UpdatedAt": now}
             try:
                 if meta is None:
-                    self._table.create_entity(
-                        {"PartitionKey": pipeline, "RowKey": META_KEY, "OpenFrom": key, "UpdatedAt": now}
+                    self._table.create_entity(entity)
+                else:
+                    self._table.update_entity(
+                        entity, mode=UpdateMode.MERGE, etag=meta["_etag"], match_condition=MatchConditions.IfNotModified
                     )
-                    return
-                current = str(meta.get("OpenFrom") or "")
-                self._table.update_entity(
-                    {
-                        "PartitionKey": pipeline,
-                        "RowKey": META_KEY,
-                        "OpenFrom": min(current, key) if current else "",
-                        "UpdatedAt": now,
-                    },
-                    mode=UpdateMode.MERGE,
-                    etag=meta["_etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
                 return
             except (ResourceExistsError, ResourceModifiedError):
                 continue
             except AzureError as exc:
-                raise translate(exc, "reopen") from exc
-        raise RetriableError(f"ledger open mark of {pipeline}: too much contention")
+                raise translate(exc, what) from exc
+        raise RetriableError(f"ledger {what} of {pipeline}: too much contention")
 
     def record_new(
         self, pipeline: str, windows: Sequence[Window], now: datetime, *, status: str = "pending"
@@ -170,29 +175,12 @@ class Marks:
 
     def advance_frontier(self, pipeline: str, end: datetime, now: datetime) -> None:
         """Move the frontier forward to ``end`` (never back), tolerating concurrent writers."""
-        for _ in range(10):
-            entity = self._get(pipeline, META_KEY)
-            try:
-                if entity is None:
-                    self._table.create_entity(
-                        {"PartitionKey": pipeline, "RowKey": META_KEY, "Frontier": end, "UpdatedAt": now}
-                    )
-                    return
-                current = as_dt(entity.get("Frontier"))
-                if current is not None and current >= end:
-                    return
-                self._table.update_entity(
-                    {"PartitionKey": pipeline, "RowKey": META_KEY, "Frontier": end, "UpdatedAt": now},
-                    mode=UpdateMode.MERGE,
-                    etag=entity["_etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return
-            except (ResourceExistsError, ResourceModifiedError):
-                continue
-            except AzureError as exc:
-                raise translate(exc, "frontier") from exc
-        raise RetriableError(f"ledger frontier of {pipeline}: too much contention")
+
+        def forward(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+            current = as_dt(meta.get("Frontier")) if meta else None
+            return None if current is not None and current >= end else {"Frontier": end}
+
+        self._update_meta(pipeline, now, forward, "frontier")
 
     def frontier(self, pipeline: str) -> datetime | None:
         entity = self._get(pipeline, META_KEY)

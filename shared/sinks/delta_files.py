@@ -26,6 +26,7 @@ from shared.settings import SinkConfig
 from shared.sinks._azure import translate
 from shared.sinks.blob import BLOCK_SIZE, BlockStager
 from shared.sinks.formats.arrow import conform
+from shared.sinks.formats.parquet import OutputStream
 
 __all__ = [
     "SEGMENTS_KEY",
@@ -76,30 +77,6 @@ def compact_name(folder: str, segments: Sequence[Segment], stamp: int) -> str:
     return f"{folder}/{keys[0]}-{keys[-1]}_compact_{stamp}.parquet"
 
 
-class _Stream:
-    """The binary-file face pyarrow's writer needs, over a block stager."""
-
-    closed = False
-
-    def __init__(self, stager: BlockStager) -> None:
-        self._stager = stager
-        self._pos = 0
-
-    def write(self, data: bytes) -> int:
-        self._stager.write(bytes(data))
-        self._pos += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def flush(self) -> None:
-        """The stager uploads whole blocks on its own."""
-
-    def close(self) -> None:
-        self.closed = True
-
-
 class DataFile:
     """One Parquet data file being written: schema fixed at its first row group, blocks
     uploaded as they fill, the blob committed by ``finish``."""
@@ -135,7 +112,7 @@ class DataFile:
         if self.schema is None:
             self.schema = pa.unify_schemas([t.schema for t in self._pending])
             self._writer = pq.ParquetWriter(
-                pa.PythonFile(_Stream(self.stager), mode="w"), self.schema, compression=self._config.compression
+                pa.PythonFile(OutputStream(self.stager), mode="w"), self.schema, compression=self._config.compression
             )
         tables = [conform(t, self.schema) for t in self._pending]
         self._pending, self._pending_rows = [], 0

@@ -10,7 +10,7 @@ from shared.model import Batch, Column
 from shared.sinks.formats.arrow import arrow_field, arrow_type, batch_to_arrow, compatible, conform
 from shared.sinks.formats.common import Writable, union_columns
 
-__all__ = ["ParquetEncoder"]
+__all__ = ["OutputStream", "ParquetEncoder"]
 
 
 class ParquetEncoder:
@@ -68,7 +68,7 @@ class ParquetEncoder:
                 {"kql_types": orjson.dumps({c.name: c.type for c in self._known.values()}).decode()}
             )
             self._writer = pq.ParquetWriter(
-                pa.PythonFile(_OutputFile(self._out), mode="w"),
+                pa.PythonFile(OutputStream(self._out), mode="w"),
                 self._schema,
                 compression=self._compression,
             )
@@ -92,8 +92,8 @@ class ParquetEncoder:
             self._writer = None
 
 
-class _OutputFile:
-    """The minimal binary-file face pyarrow expects, over any ``Writable``."""
+class OutputStream:
+    """The minimal binary-file face pyarrow expects, over any ``Writable`` (a block stager, say)."""
 
     closed = False
 
