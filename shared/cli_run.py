@@ -35,10 +35,9 @@ def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
     now = engine.clock()
     pipelines = [p for p in engine.settings.pipelines if p.enabled]
     for pipeline in pipelines:
-        plan = engine.planner.plan(pipeline)
+        plan = engine.planner.plan(pipeline)  # reads from the open mark: cheap while busy
         requeue = engine.planner.requeue_after(pipeline)
-        states = engine.ledger.snapshot(pipeline.name).states  # from the open mark: cheap while busy
-        busy += len(plan.due) + sum(in_flight(s, now, requeue) or s.status == "queued" for s in states)
+        busy += len(plan.due) + sum(in_flight(s, now, requeue) or s.status == "queued" for s in plan.open_states)
     if busy:
         return busy, []
     failed = [  # once idle, the whole ledger: windows out of retries sit behind the open mark

@@ -43,6 +43,7 @@ class PipelinePlan:
     pipeline: Pipeline
     due: list[tuple[Window, WindowState | None]] = field(default_factory=list)
     sweeps: list[WindowState] = field(default_factory=list)
+    open_states: list[WindowState] = field(default_factory=list)  # the windows not done, as the plan read them
     operations: int = 0  # storage requests the plan made
 
 
@@ -80,7 +81,7 @@ class Planner:
         created = set(self.ledger.record_new(pipeline.name, plan.new, now, status=new_status))
         ops += 2 + len(plan.new) // 100 if plan.new else 0
         by_window = {s.window: s for s in open_states}
-        result = PipelinePlan(pipeline, operations=ops)
+        result = PipelinePlan(pipeline, open_states=open_states, operations=ops)
         # a new window another planner recorded first is theirs to enqueue
         result.due = [(w, by_window.get(w)) for w in plan.windows if w in created or w in by_window]
         result.sweeps = [s for s in snapshot.states if s.status == "done"]

@@ -21,7 +21,7 @@ from shared import mapping
 from shared.durations import parse_timestamp
 from shared.ledger import Claim, Ledger
 from shared.model import Batch, OutputFile, Window, format_ts
-from shared.settings import Pipeline
+from shared.settings import Pipeline, QuerySourceConfig
 from shared.sinks.base import Sink, SinkWriter
 from shared.sinks.rejects import CellGuard
 from shared.sources import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
@@ -249,9 +249,9 @@ def _move(
 def _parallel(pipeline: Pipeline) -> int:
     """Sub-queries of one window in flight: ``parallel_queries``, else the whole query budget."""
     source = pipeline.source
-    configured: int | None = getattr(source, "parallel_queries", None)
-    budget: int = getattr(source, "max_concurrent_queries", 5)
-    return configured or budget
+    if not isinstance(source, QuerySourceConfig):
+        return 1
+    return source.parallel_queries or source.max_concurrent_queries
 
 
 class Ahead:
