@@ -20,6 +20,7 @@ history holds (``tick`` is the same measurement through ``Engine.tick``, as befo
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -104,12 +105,20 @@ def _entities(pipeline: str, start: datetime, size: timedelta, count: int, statu
 def _fill(
     conn: str, table: str, pipelines: list[str], windows: int, start: datetime, size: timedelta, open_: int
 ) -> float:
-    """Insert ``windows`` entities per pipeline (the last ``open_`` queued) in transactions of 100."""
+    """Insert ``windows`` entities per pipeline (the last ``open_`` queued) in transactions of 100.
+
+    Azurite checks each insert against its whole partition, so a fill slows as a partition
+    grows (a million PT5M entities take about an hour): progress goes to stderr. Inserts are
+    plain creates; a transaction whose connection dropped is retried as an upsert, since it
+    may have committed.
+    """
     service = TableServiceClient.from_connection_string(conn)
     service.create_table_if_not_exists(table)
     client = service.get_table_client(table)
     jobs = [(p, i) for p in pipelines for i in range(0, windows, 100)]
     first_open = windows - open_
+    done_jobs = [0]
+    lock = threading.Lock()
 
     def submit(job: tuple[str, int]) -> None:
         name, first = job
@@ -117,17 +126,28 @@ def _fill(
         done = max(0, min(count, first_open - first))
         batch = list(_entities(name, start + first * size, size, done, "done"))
         batch += _entities(name, start + (first + done) * size, size, count - done, "queued")
-        for attempt in range(6):  # Azurite drops a connection now and then past ~150k entities: upsert again
+        for attempt in range(6):  # Azurite drops a connection now and then while it is busy
+            ops: list[Any] = (
+                [("create", e) for e in batch]
+                if attempt == 0
+                else [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch]
+            )
             try:
-                client.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in batch])
-                return
+                client.submit_transaction(ops)
+                break
             except AzureError:
                 if attempt == 5:
                     raise
                 time.sleep(1 + attempt)
+        with lock:
+            done_jobs[0] += 1
+            if done_jobs[0] % max(1, len(jobs) // 20) == 0:
+                rate = done_jobs[0] * 100 / (time.perf_counter() - began)
+                share = done_jobs[0] / len(jobs)
+                print(f"PROGRESS fill {share:.0%} ({rate:,.0f} entities/s)", file=sys.stderr, flush=True)
 
     began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Azurite is one thread: two keep it busy
         list(pool.map(submit, jobs))
     ledger = Ledger(service, table)
     for name in pipelines:

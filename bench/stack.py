@@ -13,7 +13,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ import httpx
 import orjson
 from azure.storage.blob import BlobServiceClient
 
-__all__ = ["ROOT", "EmulatorProcess", "OutputCount", "count_outputs", "drop_container", "run_child"]
+__all__ = [
+    "ROOT", "EmulatorProcess", "OutputCount", "count_outputs", "drop_container", "process_cpu_seconds", "run_child",
+]  # fmt: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +83,10 @@ class EmulatorProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the emulator has used so far (0.0 once stopped)."""
+        return process_cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """Call ``/_emulator/<path>``; raises on a non-2xx answer."""
         response = httpx.request(method, f"{self.url}/_emulator/{path}", json=body, timeout=600)
@@ -87,18 +95,49 @@ class EmulatorProcess:
         return result
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from ``/proc`` (0.0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_child(scenario: str, spec: dict[str, Any], *, timeout: float = 900) -> dict[str, Any]:
-    """Run one scenario in a fresh interpreter; returns its ``RESULT`` (raises with its stderr on failure)."""
+    """Run one scenario in a fresh interpreter; returns its ``RESULT`` (raises with its stderr on failure).
+
+    Stderr lines starting with ``PROGRESS`` are echoed as they come: long scenarios say
+    how far they are.
+    """
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    done = subprocess.run(  # fixed argv, no shell
-        [sys.executable, "-m", "bench.run", "--child", scenario, "--spec", orjson.dumps(spec).decode()],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"scenario {scenario} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    argv = [sys.executable, "-m", "bench.run", "--child", scenario, "--spec", orjson.dumps(spec).decode()]
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        tail: deque[str] = deque(maxlen=200)
+        reader = threading.Thread(target=_echo_progress, args=(proc, tail), daemon=True)
+        reader.start()
+        try:
+            code = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(timeout=10)
+        out.seek(0)
+        lines = [ln for ln in out.read().splitlines() if ln.startswith("RESULT ")]
+    if code != 0 or not lines:
+        raise RuntimeError(f"scenario {scenario} failed (exit {code}):\n{''.join(tail)[-4000:]}")
     result: dict[str, Any] = orjson.loads(lines[-1][len("RESULT ") :])
     return result
+
+
+def _echo_progress(proc: subprocess.Popen[str], tail: deque[str]) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail.append(line)
+        if line.startswith("PROGRESS "):
+            print(line[len("PROGRESS ") :], end="", flush=True)
 
 
 @dataclass(frozen=True)

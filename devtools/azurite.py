@@ -60,6 +60,11 @@ class Azurite:
             f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT}"
         )
 
+    @property
+    def pid(self) -> int:
+        """The Node process's id (0 when not running): benchmarks read its CPU time."""
+        return self.proc.pid if self.proc is not None else 0
+
     def start(self, timeout: float = 60.0) -> Azurite:
         binary = ROOT / "node_modules" / ".bin" / "azurite"
         if not binary.exists():

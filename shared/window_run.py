@@ -249,26 +249,30 @@ def _move(
 def _parallel(pipeline: Pipeline) -> int:
     """Sub-queries of one window in flight: ``parallel_queries``, else the whole query budget."""
     source = pipeline.source
-    if not isinstance(source, QuerySourceConfig):
-        return 1
-    return source.parallel_queries or source.max_concurrent_queries
+    return source.in_flight if isinstance(source, QuerySourceConfig) else 1
 
 
 class Ahead:
-    """Reads a window's steps with up to ``parallel`` in flight, handing each one's batches on in
-    step order: files never depend on timing (same data, same bytes), and at most ``parallel``
-    steps (each ≤ ``max_rows_per_query`` rows) are buffered."""
+    """Reads a window's steps ahead of the writer, handing each one's batches on in step order:
+    files never depend on timing (same data, same bytes).
+
+    ``parallel`` is the number of queries at the service; the source holds it with its own
+    lanes (``QueryApiSource``), around the budget. One thread more than that decodes a
+    response while the others wait on the service, and one step more is read ahead while
+    the writer works, so the service never waits on this process's CPU. At most
+    ``parallel + 2`` steps (each ≤ ``max_rows_per_query`` rows) are in memory at once.
+    """
 
     def __init__(self, steps: list[Callable[[], Iterator[Batch]]], *, parallel: int) -> None:
         self.steps = steps
         self.parallel = max(1, parallel)
-        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="subquery") if self.parallel > 1 else None
+        self._pool = ThreadPoolExecutor(self.parallel + 1, thread_name_prefix="subquery") if self.parallel > 1 else None
         self._pending: dict[int, Future[list[Batch]]] = {}
 
     def read(self, index: int) -> Iterator[Batch]:
         if self._pool is None:
             return self.steps[index]()
-        for ahead in range(index, min(len(self.steps), index + self.parallel)):
+        for ahead in range(index, min(len(self.steps), index + self.parallel + 2)):
             if ahead not in self._pending:
                 self._pending[ahead] = self._pool.submit(_collect, self.steps[ahead])
         return _drain(self._pending.pop(index).result())

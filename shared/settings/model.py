@@ -89,6 +89,11 @@ class QuerySourceConfig:
     max_concurrent_queries: int = 5  # shared by every pipeline with this identity + endpoint (shared/budget.py)
     max_requests_per_30s: int = 180
 
+    @property
+    def in_flight(self) -> int:
+        """Sub-queries of one window at the service at once: ``parallel_queries``, else the whole budget."""
+        return self.parallel_queries or self.max_concurrent_queries
+
 
 @dataclass(frozen=True)
 class ExportSourceConfig:

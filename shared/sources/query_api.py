@@ -115,6 +115,7 @@ class QueryApiSource:
         self.url = f"{config.endpoint}/v1/{path}/{config.resource_id}/query"
         self.stats = QueryStats()
         self._stats_lock = threading.Lock()  # sub-queries of one window run in parallel threads
+        self._lanes = threading.BoundedSemaphore(config.in_flight)
 
     def _count(self, field: str, n: float = 1) -> None:
         with self._stats_lock:
@@ -238,17 +239,18 @@ class QueryApiSource:
             **self._headers.headers(),
         }
         self._count("queries")
-        hold = self._budget.acquire() if self._budget is not None else None  # app-wide: see shared/budget.py
-        try:
-            response = self._http.post(self.url, content=body, headers=headers, timeout=self.config.timeout_s + 10)
-        except httpx.TimeoutException as exc:
-            raise RetriableError(f"query API timed out: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise RetriableError(f"query API unreachable: {type(exc).__name__}: {exc}") from exc
-        finally:
-            if hold is not None and self._budget is not None:  # the HTTP exchange only, not the decoding
-                self._budget.release(hold)
-                self._count("budget_wait_s", hold.waited)
+        with self._lanes:  # this window's own cap: threads beyond it decode while these wait on the service
+            hold = self._budget.acquire() if self._budget is not None else None  # app-wide: see shared/budget.py
+            try:
+                response = self._http.post(self.url, content=body, headers=headers, timeout=self.config.timeout_s + 10)
+            except httpx.TimeoutException as exc:
+                raise RetriableError(f"query API timed out: {type(exc).__name__}") from exc
+            except httpx.TransportError as exc:
+                raise RetriableError(f"query API unreachable: {type(exc).__name__}: {exc}") from exc
+            finally:
+                if hold is not None and self._budget is not None:  # the HTTP exchange only, not the decoding
+                    self._budget.release(hold)
+                    self._count("budget_wait_s", hold.waited)
         status = response.status_code
         if status == 200:
             result = decode_result(response.content)

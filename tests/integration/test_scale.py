@@ -83,6 +83,24 @@ def test_parallel_sub_queries_write_the_same_bytes(emulator, make_engine, storag
     assert digests[0] == digests[1]
 
 
+def test_a_window_never_has_more_than_parallel_queries_at_the_service(emulator, make_engine, unique):
+    """Ahead runs a thread more than ``parallel_queries`` (to decode while others wait on the service);
+    the source's own lanes keep the service's view at ``parallel_queries``."""
+    pipeline = query_pipeline(
+        "requests", "requests", emulator, f"lanes-{unique}", source={"max_rows_per_query": 5, "parallel_queries": 2}
+    )
+    engine = make_engine([pipeline])
+    emulator.config.latency_ms = 80  # queries overlap: a third one in flight would show in the peak
+    emulator.reset_stats()
+    try:
+        result = engine.run_window(engine.settings.pipelines[0], Window(T0, T0 + H))
+    finally:
+        emulator.config.latency_ms = 0
+    assert result.outcome == "done"
+    assert engine.ledger.get("requests", Window(T0, T0 + H)).extra["queries"] >= 9  # 40 rows at 5, plus the count
+    assert emulator.stats.peak_concurrency == 2
+
+
 def test_planning_reads_only_from_the_open_mark(emulator, make_engine, unique):
     """After a backfill, the open mark sits at the frontier: a plan reads no done window again."""
     pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}",
