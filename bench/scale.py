@@ -7,8 +7,8 @@ concurrent queries that answers 429 beyond it, and 200 requests per 30 s. Then:
 
 1. **plan cost** — 10 pipelines × 1 year of ``PT1H`` windows (87,600 entities) in the ledger;
    a backfill-phase plan and a steady-state plan (``bench.scheduler``): storage requests and
-   ms per pipeline. ``--year-pt5m`` adds the same over ``PT5M`` (1,051,200 entities; filling
-   Azurite takes minutes, so it is not in the default run).
+   ms per pipeline. ``--year-pt5m`` adds the same over ``PT5M`` (1,051,200 entities; Azurite
+   fills a partition quadratically, so that takes well over an hour and is not in the default run).
 2. **backfill** — ``--pipelines`` × ``--windows`` hourly windows through ``python -m shared run
    --workers N --until-idle`` for each N of ``--workers``; every row compared with the
    emulator's (``devtools.faultsuite_check``).
