@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TypeVar
 
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
@@ -15,39 +16,35 @@ from shared.settings import StorageConfig
 __all__ = ["blob_service", "queue_client", "queue_service", "table_service"]
 
 
+_Client = TypeVar("_Client", BlobServiceClient, TableServiceClient, QueueServiceClient)
+
+
+def _client(cls: type[_Client], config: StorageConfig, uri: str | None, service: str) -> _Client:
+    """``cls`` from the connection string, else from the service URI with the managed identity."""
+    if config.conn_string:
+        return cls.from_connection_string(config.conn_string)
+    if uri:
+        return cls(uri, credential=credential_for(config.client_id))
+    raise ConfigError(
+        f"{config.setting}: no {service} endpoint (set a connection string or {config.setting}__{service}ServiceUri)"
+    )
+
+
 @lru_cache(maxsize=32)
 def blob_service(config: StorageConfig) -> BlobServiceClient:
     """One shared, thread-safe client per account (connection pooling)."""
-    if config.conn_string:
-        return BlobServiceClient.from_connection_string(config.conn_string)
-    if config.blob_uri:
-        return BlobServiceClient(config.blob_uri, credential=credential_for(config.client_id))
-    raise ConfigError(
-        f"{config.setting}: no blob endpoint (set a connection string or {config.setting}__blobServiceUri)"
-    )
+    return _client(BlobServiceClient, config, config.blob_uri, "blob")
 
 
 @lru_cache(maxsize=32)
 def table_service(config: StorageConfig) -> TableServiceClient:
-    if config.conn_string:
-        return TableServiceClient.from_connection_string(config.conn_string)
-    if config.table_uri:
-        return TableServiceClient(config.table_uri, credential=credential_for(config.client_id))
-    raise ConfigError(
-        f"{config.setting}: no table endpoint (set a connection string or {config.setting}__tableServiceUri)"
-    )
+    return _client(TableServiceClient, config, config.table_uri, "table")
 
 
 @lru_cache(maxsize=32)
 def queue_service(config: StorageConfig) -> QueueServiceClient:
     """Queue client per account (connection string or managed identity)."""
-    if config.conn_string:
-        return QueueServiceClient.from_connection_string(config.conn_string)
-    if config.queue_uri:
-        return QueueServiceClient(config.queue_uri, credential=credential_for(config.client_id))
-    raise ConfigError(
-        f"{config.setting}: no queue endpoint (set a connection string or {config.setting}__queueServiceUri)"
-    )
+    return _client(QueueServiceClient, config, config.queue_uri, "queue")
 
 
 def queue_client(config: StorageConfig, name: str) -> QueueClient:

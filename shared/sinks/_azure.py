@@ -1,4 +1,4 @@
-"""Azure SDK failures → the engine's error taxonomy, and create-once helpers.
+"""Azure SDK failures → the engine's error taxonomy, and create-once helpers (containers, pools).
 
 The SDK's own retry policy has already retried transient faults when these are
 raised; what is left is classified once here so the runner decides in one place.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import (
     AzureError,
@@ -21,12 +22,14 @@ from azure.core.exceptions import (
 
 from shared.errors import FatalError, MoverError, RetriableError
 
-__all__ = ["ensure_once", "translate"]
+__all__ = ["ensure_once", "shared_pool", "translate"]
 
 log = logging.getLogger(__name__)
 _RETRIABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 _created: set[tuple[str, str]] = set()
 _created_lock = threading.Lock()
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
 def _retry_after(exc: HttpResponseError) -> float | None:
@@ -97,3 +100,12 @@ def ensure_once(key: tuple[str, str], create: Callable[[], object], what: str) -
         raise translate(exc, what) from exc
     with _created_lock:
         _created.add(key)
+
+
+def shared_pool(name: str, workers: int) -> ThreadPoolExecutor:
+    """One process-wide pool per ``name`` for sink I/O, created on first use (no import-time threads)."""
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        return pool

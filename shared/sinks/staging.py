@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobClient
 
-from shared.sinks._azure import translate
+from shared.sinks._azure import shared_pool, translate
 from shared.sinks.formats import Writable
 
 __all__ = ["BLOCK_SIZE", "BlockStager", "Pipe"]
@@ -27,18 +26,6 @@ __all__ = ["BLOCK_SIZE", "BlockStager", "Pipe"]
 BLOCK_SIZE = 4 * 1024 * 1024
 _MAX_IN_FLIGHT = 2  # uploads per stager: bounds memory to ~3 blocks per writer
 _MAX_PIPE = 3  # encoded chunks queued for the compress/upload thread
-
-_uploads: ThreadPoolExecutor | None = None
-_uploads_lock = threading.Lock()
-
-
-def _upload_pool() -> ThreadPoolExecutor:
-    """One process-wide pool for Put Block calls (created lazily: no import-time threads)."""
-    global _uploads
-    with _uploads_lock:
-        if _uploads is None:
-            _uploads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sink-upload")
-        return _uploads
 
 
 class BlockStager:
@@ -80,7 +67,7 @@ class BlockStager:
         self.block_ids.append(block_id)
         while len(self._in_flight) >= _MAX_IN_FLIGHT:
             self._in_flight.popleft().result()
-        self._in_flight.append(_upload_pool().submit(self._put, block_id, block))
+        self._in_flight.append(shared_pool("sink-upload", 8).submit(self._put, block_id, block))
 
     def _put(self, block_id: str, block: bytes) -> None:
         try:

@@ -6,11 +6,10 @@ See ``shared.sinks.table`` for the whole design (keys, lanes, fencing, stale-run
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from azure.data.tables import RequestTooLargeError, TableClient, TableTransactio
 
 from shared.errors import RetriableError
 from shared.model import Batch, Column, OutputFile, Window
-from shared.sinks._azure import translate
+from shared.sinks._azure import shared_pool, translate
 from shared.sinks.manifest import output_extra
 from shared.sinks.table_entities import (
     MAX_BATCH,
@@ -46,17 +45,6 @@ MARKER_PREFIX = "~mover~"  # RowKeys of the fencing markers ("~" sorts after ids
 _PER_TX = MAX_BATCH - 1  # one operation of each transaction is the lane's marker
 _SENDS = 3  # a transaction whose connection dropped is sent again (the SDK does not resend a POST)
 SEQ = "_mover_seq"  # on a marker: how many transactions of its lane landed
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _transactions() -> ThreadPoolExecutor:
-    """One process-wide pool for transactions (created lazily: no import-time threads)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sink-table")
-        return _pool
 
 
 def _fenced(what: str) -> RetriableError:
@@ -198,7 +186,7 @@ class TableWriter:
             return
         ops = [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in lane.pending.values()]
         lane.pending, lane.pending_bytes = {}, 0
-        lane.flight = _transactions().submit(self._submit, lane, ops)
+        lane.flight = shared_pool("sink-table", 16).submit(self._submit, lane, ops)
 
     def _submit(self, lane: _Lane, ops: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
         """One fenced transaction: ``ops`` plus the lane marker's update under its ETag.
