@@ -20,11 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import orjson
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from bench.stack import ROOT, EmulatorProcess, count_outputs, drop_container, process_cpu_seconds
+from bench.stack import ROOT, EmulatorProcess, count_outputs, drop_container, process_cpu_seconds, run_child
 from devtools.faultsuite_check import PipelineRange, verify
 from shared.ledger import Ledger
 from shared.model import format_ts
@@ -178,33 +177,24 @@ def hour(
         "parallel": parallel,
     }
     emu.control("POST", "stats/reset")
-    helpers_cpu = emu.cpu_seconds() + (process_cpu_seconds(azurite_pid) if azurite_pid else 0.0)
-    argv = [sys.executable, "-m", "bench.scale", "--child", "hour", "--spec", orjson.dumps(spec).decode()]
-    done = subprocess.run(
-        argv,
-        cwd=ROOT,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"hour (parallel={parallel}) failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    child: dict[str, Any] = orjson.loads(lines[-1][len("RESULT ") :])
-    helpers_cpu = emu.cpu_seconds() + (process_cpu_seconds(azurite_pid) if azurite_pid else 0.0) - helpers_cpu
+
+    def helpers_cpu() -> float:
+        return emu.cpu_seconds() + (process_cpu_seconds(azurite_pid) if azurite_pid else 0.0)
+
+    helpers_before = helpers_cpu()
+    child = run_child("hour", spec, timeout=1800, module="bench.scale")
+    helpers_used = helpers_cpu() - helpers_before
     stats = emu.control("GET", "stats")
     counted = count_outputs(storage, spec["container"], "jsonl")
     drop_container(storage, spec["container"])
     result = _figures(stats, child["seconds"], child["rows"])
-    floor = (child["replay_cpu_s"] + helpers_cpu) / (os.cpu_count() or 1)
+    floor = (child["replay_cpu_s"] + helpers_used) / (os.cpu_count() or 1)
     result |= {
         "parallel_queries": parallel or "default",
         "peak_rss_mb": child["peak_rss_mb"],
         "cpu_s": child["cpu_s"],
         "mover_cpu_s": child["replay_cpu_s"],
-        "helpers_cpu_s": round(helpers_cpu, 2),
+        "helpers_cpu_s": round(helpers_used, 2),
         "cpu_floor_s": round(floor, 2),
         "bound_ratio": round(max(result["ideal_s"], floor) / result["seconds"], 3) if result["seconds"] else 0.0,
         "counted_rows": counted.rows,

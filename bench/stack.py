@@ -104,14 +104,16 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_child(scenario: str, spec: dict[str, Any], *, timeout: float = 900) -> dict[str, Any]:
-    """Run one scenario in a fresh interpreter; returns its ``RESULT`` (raises with its stderr on failure).
+def run_child(
+    scenario: str, spec: dict[str, Any], *, timeout: float = 900, module: str = "bench.run"
+) -> dict[str, Any]:
+    """Run one scenario of ``module`` in a fresh interpreter; returns its ``RESULT`` (raises with its stderr).
 
     Stderr lines starting with ``PROGRESS`` are echoed as they come: long scenarios say
     how far they are.
     """
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    argv = [sys.executable, "-m", "bench.run", "--child", scenario, "--spec", orjson.dumps(spec).decode()]
+    argv = [sys.executable, "-m", module, "--child", scenario, "--spec", orjson.dumps(spec).decode()]
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
         tail: deque[str] = deque(maxlen=200)
