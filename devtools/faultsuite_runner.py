@@ -163,6 +163,9 @@ def install_queue() -> None:
     ``<pipeline> <window key>`` lines: while a window is listed, every delivery of its message
     raises (a handler bug, say), so the queue retries it and finally moves it to the poison queue.
     """
+    import logging
+
+    logging.getLogger("shared.workqueue").setLevel(logging.DEBUG)  # the suite counts "nothing to do" lines
     visibility = os.environ.get("FAULTSUITE_QUEUE_VISIBILITY")
     if visibility:
         from datetime import timedelta

@@ -12,6 +12,8 @@ __all__ = [
     "FatalError",
     "MoverError",
     "RetriableError",
+    "StorageDenied",
+    "not_the_windows_fault",
 ]
 
 
@@ -40,6 +42,19 @@ class RetriableError(MoverError):
 
 class FatalError(MoverError):
     """A failure that repeating will not fix (bad query, auth, missing resource)."""
+
+
+class StorageDenied(FatalError):
+    """Storage refused the engine's own identity (401/403): a role not granted yet, a key rotated.
+
+    Repeating will not fix it until someone does, but it is not the window's fault either: a
+    window that meets it is retried with backoff and never closed (docs/reliability.md).
+    """
+
+
+def not_the_windows_fault(exc: BaseException) -> bool:
+    """Transient faults (429, 5xx, timeouts, outages) and refused storage: the window keeps its attempts."""
+    return isinstance(exc, RetriableError | StorageDenied)
 
 
 class DataError(MoverError):

@@ -3,60 +3,48 @@
 PartitionKey = pipeline name, RowKey = window start key (``20261102T100000Z``), so a
 pipeline's windows sort by time within one partition. A ``~meta`` row holds the
 frontier and the open mark (``shared.ledger_marks``), which let a plan read only the
-windows that may still need work.
+windows that may still need work; a second table holds the day rollups status reads
+(``shared.rollups``).
 
-Every state change is a conditional write on the entity's ETag: two runners can
-never both claim a window, and a runner whose lease was taken over cannot mark it
-done on top of the new owner's state.
+Every state change is one conditional write on the entity's ETag (or one transaction with
+the meta row): docs/reliability.md lists them. Two runners can never both claim a window,
+and a runner whose lease was taken over cannot mark it done on top of the new owner's state.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient
 
+from shared.ledger_claim import CLEAR, Claim, LeaseLost, closed_fields, free_takeovers
+from shared.ledger_finish import Finish
 from shared.ledger_marks import Marks, Snapshot
 from shared.ledger_rows import META_KEY, Unreadable, new_entity, read_entities, state_of, translate
 from shared.ledger_unclaimed import Unclaimed
-from shared.model import Window, format_ts, window_key
-from shared.redact import redact
+from shared.ledger_write import Lost, Writes
+from shared.model import Window, window_key
+from shared.rollups import Rollups
 from shared.windows import WindowState
 
-__all__ = ["META_KEY", "Claim", "LeaseLost", "Ledger", "Snapshot"]
+__all__ = ["META_KEY", "Claim", "LeaseLost", "Ledger", "Snapshot", "free_takeovers"]
 
 log = logging.getLogger(__name__)
-_MAX_ERROR = 4000
-_CLEAR = ""  # the SDK drops None from a MERGE; an empty string clears a field
 
 
-class LeaseLost(Exception):
-    """Our claim was taken over (lease expired and another runner reclaimed the window)."""
+def _resume_part(state: WindowState) -> str:
+    """The part a claim of ``state`` will write first: the next chunk of a checkpoint, else the main part."""
+    checkpoint = state.extra.get("checkpoint")
+    chunks = int(checkpoint.get("chunks", 0) or 0) if isinstance(checkpoint, Mapping) else 0
+    return f"c{chunks:04d}" if chunks else ""
 
 
-@dataclass
-class Claim:
-    """Proof that this runner holds a window; the ETag advances with every renewal."""
-
-    pipeline: str
-    window: Window
-    owner: str
-    attempts: int
-    etag: str
-    lease_until: datetime
-    previous: WindowState | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-class Ledger(Unclaimed, Marks):
+class Ledger(Finish, Unclaimed, Marks, Writes):
     """Table-backed ledger. Thread-safe (the SDK client is)."""
 
     def __init__(self, service: TableServiceClient, table: str) -> None:
@@ -65,6 +53,7 @@ class Ledger(Unclaimed, Marks):
         self._table: TableClient = service.get_table_client(table)
         self._ensured = False
         self.unreadable: dict[str, list[str]] = {}  # pipeline → entities the last read had to skip
+        self.rollups = Rollups(service, f"{table[:59]}days", self)
 
     def ensure(self) -> None:
         """Create the table on first use (idempotent)."""
@@ -80,10 +69,10 @@ class Ledger(Unclaimed, Marks):
     def states(
         self, pipeline: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[WindowState]:
-        """Readable windows of a pipeline, oldest first (status page, tests); unreadable ones reported.
+        """Readable windows of a pipeline, oldest first; unreadable ones reported.
 
         ``since``/``until`` bound the window starts (``since <= start < until``) as a RowKey
-        range, so a status page for a few days reads only those entities.
+        range: a caller reads only the windows it reports.
         """
         self.ensure()
         low = window_key(since) if since else ""
@@ -98,8 +87,21 @@ class Ledger(Unclaimed, Marks):
                 bad.append(f"{entity.get('RowKey')}: {exc}")
         self.unreadable[pipeline] = bad
 
+    def first_start(self, pipeline: str) -> datetime | None:
+        """Start of the oldest recorded window (one entity read)."""
+        self.ensure()
+        query = "PartitionKey eq @p and RowKey lt @m"
+        try:
+            page = next(self._table.query_entities(query, parameters={"p": pipeline, "m": META_KEY}, results_per_page=1,
+                                                   select=["RowKey", "WindowStart"]).by_page(), None)  # fmt: skip
+            first = next(iter(page), None) if page is not None else None
+        except AzureError as exc:
+            raise translate(exc, "first window") from exc
+        start = first.get("WindowStart") if first is not None else None
+        return start if isinstance(start, datetime) else None
+
     def failed(self, pipeline: str) -> list[WindowState]:
-        """Every ``failed`` window of a pipeline (status pages: those out of retries sit behind the open mark)."""
+        """Every ``failed`` window of a pipeline (a filtered scan of its partition)."""
         self.ensure()
         query = "PartitionKey eq @p and RowKey lt @m and Status eq 'failed'"
         entities, _ = read_entities(self._table, query, {"p": pipeline, "m": META_KEY}, "failed")
@@ -108,7 +110,7 @@ class Ledger(Unclaimed, Marks):
             try:
                 out.append(state_of(entity, entity["_etag"]))
             except Unreadable:
-                continue  # reported by the full reads
+                continue
         return out
 
     def get(self, pipeline: str, window: Window) -> WindowState | None:
@@ -127,7 +129,7 @@ class Ledger(Unclaimed, Marks):
         out["_etag"] = entity.metadata["etag"]
         return out
 
-    # -- claiming and finishing -------------------------------------------------------------
+    # -- claiming ---------------------------------------------------------------------------
     def claim(
         self,
         pipeline: str,
@@ -137,165 +139,124 @@ class Ledger(Unclaimed, Marks):
         now: datetime,
         lease: timedelta,
         max_attempts: int,
-        force: bool = False,
+        part: str | None = None,
+        expect: str | None = None,
     ) -> Claim | None:
-        """Take the window for this runner, or ``None`` when it is not ours to run now.
+        """T4 (and T12 with ``expect``): take the window for this run, or ``None`` when it is not ours.
 
-        Not ours: another runner holds a live lease; or (unless ``force``) it is done, or
-        failed with no retries left / not yet due for retry. Taking over an expired lease
-        (its runner died) is counted in ``Takeovers``; only after ``max_attempts`` of them
-        does a takeover use up an attempt, so crashes cannot leave a healthy window failed.
+        Not ours: another runner holds a live lease; it is done (unless ``expect`` names the done
+        record's ETag a sweep planned from — any other ETag means something newer happened);
+        it failed and waits for its next attempt or is closed. Taking over an expired lease
+        gives the dead run's attempt back (``free_takeovers``); a window with no attempt left is
+        closed instead of claimed. ``part`` is what this run may commit (``Writing``); ``None``: the
+        main part, or the next chunk when the window resumes a checkpoint.
         """
         self.ensure()
-        until = now + lease
-        for _ in range(3):
-            entity = self._get(pipeline, window.key)
+        for _ in range(5):
+            entity, state = self.current(pipeline, window.key)
             if entity is None:
-                fresh = new_entity(pipeline, window, now) | self._running(owner, 1, now, until)
-                try:
-                    meta = self._table.create_entity(fresh)
-                except ResourceExistsError:
-                    continue
-                except AzureError as exc:
-                    raise translate(exc, "claim") from exc
-                self.reopen(pipeline, window.key, now)  # a window outside the plan: let the planner see it
-                return Claim(pipeline, window, owner, 1, str(meta["etag"]), until)
-            try:
-                state = state_of(entity, entity["_etag"])
-            except Unreadable as exc:
-                if not force:
-                    log.error("%s %s: ledger entity unreadable (%s); replay it to rewrite", pipeline, window, exc)
+                if expect is not None:
                     return None
-                state = WindowState(window=window, status="failed", etag=entity["_etag"])
+                fresh = new_entity(pipeline, window, now) | self._running(owner, 1, now, now + lease, [part or ""])
+                try:  # a window outside the plan: the open mark comes back to it in the same write
+                    etag, row = self.transition(pipeline, None, fresh, now, reopen=window.key)
+                except Lost:
+                    continue
+                return Claim(pipeline, window, owner, 1, etag, now + lease, None, row)
+            if state is None:
+                log.error("%s %s: ledger entity unreadable; replay it to rewrite", pipeline, window)
+                return None
+            if expect is not None and entity["_etag"] != expect:
+                return None
             if state.status == "running" and state.lease_until and state.lease_until > now:
                 return None
-            if not force and state.status == "done":
+            if state.status == "done" and expect is None:
                 return None
             waiting = state.next_attempt_at is not None and state.next_attempt_at > now
-            if not force and state.status == "failed" and (state.attempts >= max_attempts or waiting):
+            if state.status == "failed" and (state.attempts >= max_attempts or waiting):
                 return None
-            takeover = state.status == "running" and not force
-            free = takeover and state.takeovers < max_attempts
-            attempts = 1 if force or state.attempts == 0 else state.attempts + (0 if free else 1)
-            update = {"PartitionKey": pipeline, "RowKey": window.key} | self._running(owner, attempts, now, until)
+            takeover = state.status == "running"
+            free = takeover and state.takeovers < free_takeovers(max_attempts)
+            attempts = state.attempts if free else state.attempts + 1
+            if state.status in ("queued", "pending", "running") and state.attempts >= max_attempts and not free:
+                try:  # no attempt left (a run that keeps dying, or a window from before this rule): closed
+                    self.transition(pipeline, entity, closed_fields(state, now), now)
+                except Lost:
+                    continue
+                return None
+            part = _resume_part(state) if part is None else part
+            fields = self._running(owner, attempts, now, now + lease, [*state.writing, part])
             if takeover:
-                update["Takeovers"] = state.takeovers + 1
-            if force:
-                update["Takeovers"] = 0
+                fields["Takeovers"] = state.takeovers + 1
             try:
-                meta = self._table.update_entity(
-                    update, mode=UpdateMode.MERGE, etag=entity["_etag"], match_condition=MatchConditions.IfNotModified
-                )
-            except ResourceModifiedError:
-                return None  # someone else changed it first: theirs
-            except AzureError as exc:
-                raise translate(exc, "claim") from exc
-            if force:
-                self.reopen(pipeline, window.key, now)  # it may sit behind the open mark (done, or out of retries)
-            return Claim(pipeline, window, owner, attempts, str(meta["etag"]), until, previous=state)
+                etag, row = self.transition(pipeline, entity, fields, now)
+            except Lost:
+                continue
+            return Claim(pipeline, window, owner, attempts, etag, now + lease, state, row)
+        return None
+
+    def force_claim(
+        self, pipeline: str, window: Window, *, owner: str, now: datetime, lease: timedelta
+    ) -> Claim | None:
+        """T10 (inline replay): claim whatever the status but a live lease, as one transaction with the
+        meta row. An old checkpoint is dropped (its chunks become ``Leftovers``): the run starts over."""
+        self.ensure()
+        for _ in range(5):
+            entity, state = self.current(pipeline, window.key)
+            if state is not None and state.status == "running" and state.lease_until and state.lease_until > now:
+                return None  # someone runs it right now: a queued replay (T9) would supersede it instead
+            fields = self._running(owner, 1, now, now + lease, [])
+            fields |= {"Takeovers": 0, "ReplayAt": now, "NextAttemptAt": CLEAR}
+            if entity is None:
+                fields = new_entity(pipeline, window, now) | fields
+            else:
+                fields |= self._forget_checkpoint(state)
+            try:
+                etag, row = self.transition(pipeline, entity, fields, now, reopen=window.key)
+            except Lost:
+                continue
+            return Claim(pipeline, window, owner, 1, etag, now + lease, state, row)
         return None
 
     @staticmethod
-    def _running(owner: str, attempts: int, now: datetime, until: datetime) -> dict[str, Any]:
+    def _forget_checkpoint(state: WindowState | None) -> dict[str, Any]:
+        """Fields that drop a checkpoint, keeping every name it may have left in ``Leftovers``/``Writing``."""
+        if state is None:
+            return {"Writing": orjson.dumps([""]).decode()}
+        extra = dict(state.extra)
+        checkpoint = extra.pop("checkpoint", None)
+        leftovers = list(state.leftovers)
+        writing = [*state.writing, ""]
+        if isinstance(checkpoint, Mapping):
+            leftovers += [(int(o.get("sink", 0)), str(o["name"])) for o in checkpoint.get("outputs", [])]
+            writing.append(f"c{int(checkpoint.get('chunks', 0)):04d}")  # the chunk being written when it stopped
+        return {
+            "Extra": orjson.dumps(extra).decode(),
+            "Leftovers": orjson.dumps(sorted(set(leftovers))).decode(),
+            "Writing": orjson.dumps(sorted(set(writing))).decode(),
+        }
+
+    @staticmethod
+    def _running(owner: str, attempts: int, now: datetime, until: datetime, writing: Sequence[str]) -> dict[str, Any]:
         return {
             "Status": "running",
             "Attempts": attempts,
             "LeaseOwner": owner,
             "LeaseUntil": until,
+            "QueuedAt": CLEAR,
             "StartedAt": now,
             "UpdatedAt": now,
+            "Writing": orjson.dumps(sorted(set(writing))).decode(),
         }
 
     def renew(self, claim: Claim, now: datetime, lease: timedelta) -> None:
-        """Extend the lease of a long window. Raises ``LeaseLost`` if it was taken over."""
+        """T5: extend the lease of a long window. Raises ``LeaseLost`` if it was taken over."""
         until = now + lease
-        self._write(claim, {"LeaseUntil": until, "UpdatedAt": now})
-        claim.lease_until = until
-
-    def complete(
-        self,
-        claim: Claim,
-        *,
-        now: datetime,
-        rows: int,
-        nbytes: int,
-        outputs: Sequence[Mapping[str, Any]],
-        source_count: int | None = None,
-        quarantined: int = 0,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        """Mark done with counts and output names (also kept as the last good run). ``LeaseLost`` if taken over."""
-        good = {
-            "rows": rows,
-            "bytes": nbytes,
-            "outputs": [o.get("name") for o in outputs],
-            "finished_at": format_ts(now),
-        }
-        fields: dict[str, Any] = {
-            "Status": "done",
-            "Rows": rows,
-            "Bytes": nbytes,
-            "Outputs": orjson.dumps([dict(o) for o in outputs]).decode(),
-            "LastGood": orjson.dumps(good).decode(),
-            "LastError": "",
-            "LeaseOwner": "",
-            "LeaseUntil": _CLEAR,
-            "NextAttemptAt": _CLEAR,
-            "QueuedAt": _CLEAR,
-            "FinishedAt": now,
-            "UpdatedAt": now,
-            "Quarantined": quarantined,
-            "SourceCount": _CLEAR if source_count is None else source_count,
-        }
-        if extra is not None:
-            fields["Extra"] = orjson.dumps(extra).decode()
-        self._write(claim, fields)
-
-    def fail(self, claim: Claim, *, now: datetime, error: str, next_attempt_at: datetime | None) -> None:
-        """Record a failure; the window stays visible as ``failed`` with its reason."""
-        self._write(
-            claim,
-            {
-                "Status": "failed",
-                "LastError": redact(error)[:_MAX_ERROR],
-                "LeaseOwner": "",
-                "LeaseUntil": _CLEAR,
-                "QueuedAt": _CLEAR,
-                "NextAttemptAt": _CLEAR if next_attempt_at is None else next_attempt_at,
-                "FinishedAt": now,
-                "UpdatedAt": now,
-            },
-        )
-
-    def checkpoint(self, claim: Claim, *, now: datetime, extra: dict[str, Any]) -> None:
-        """Record a paused window's progress and hand it back as ``pending`` for the next run.
-
-        The claim's attempt is given back too: pausing is not a failure.
-        """
-        self._write(
-            claim,
-            {
-                "Status": "pending",
-                "Attempts": max(0, claim.attempts - 1),
-                "Extra": orjson.dumps(extra).decode(),
-                "LeaseOwner": "",
-                "LeaseUntil": _CLEAR,
-                "QueuedAt": _CLEAR,
-                "UpdatedAt": now,
-            },
-        )
-
-    def _write(self, claim: Claim, fields: dict[str, Any]) -> None:
         with claim.lock:
-            entity = {"PartitionKey": claim.pipeline, "RowKey": claim.window.key, **fields}
             try:
-                meta = self._table.update_entity(
-                    entity, mode=UpdateMode.MERGE, etag=claim.etag, match_condition=MatchConditions.IfNotModified
-                )
-            except ResourceModifiedError as exc:
+                claim.etag = self.merge_if(claim.pipeline, claim.window.key, claim.etag, {"LeaseUntil": until})
+            except Lost as exc:
+                claim.lost.set()
                 raise LeaseLost(f"{claim.pipeline} {claim.window}: lease taken over") from exc
-            except ResourceNotFoundError as exc:
-                raise LeaseLost(f"{claim.pipeline} {claim.window}: entity vanished") from exc
-            except AzureError as exc:
-                raise translate(exc, "update") from exc
-            claim.etag = str(meta["etag"])
+            claim.entity["LeaseUntil"] = until
+        claim.lease_until = until

@@ -5,11 +5,12 @@ window ever recorded) and the **open mark** (key of the oldest window that may s
 work). A plan reads the meta row, then only the not-done windows from the open mark on —
 a RowKey range, so its cost follows the open windows, not the years already moved.
 
-Ordering that keeps the open mark safe with concurrent writers: whoever re-opens a window
-behind the mark (a replay, a forced claim) writes the window first and then *touches* the
-meta row (an ETag change even when the mark does not move); a planner advances the mark
-only conditionally on the meta ETag it read *before* its range query. So a window re-opened
-after the planner's read always either shows in its query or fails its advance.
+Why the open mark is safe with concurrent writers: whoever re-opens a window behind the mark
+(a replay, a forced claim, a claim of a window no plan recorded) writes the window and the
+meta row in one entity group transaction (``shared.ledger_write``), which changes the meta
+ETag even when the mark does not move; a planner advances the mark only conditionally on the
+meta ETag it read *before* its range query. So a window re-opened after the planner's read
+always either shows in its query or fails its advance, and no crash separates the two writes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.errors import RetriableError
 from shared.ledger_rows import META_KEY, Unreadable, as_dt, new_entity, read_entities, state_of, translate
+from shared.ledger_write import window_of
 from shared.model import Window, window_key
+from shared.rollups import Rollups
 from shared.windows import WindowState
 
 __all__ = ["Marks", "Snapshot"]
@@ -48,6 +51,8 @@ class Marks:
 
     _table: TableClient
     unreadable: dict[str, list[str]]
+
+    rollups: Rollups
 
     if TYPE_CHECKING:  # provided by Ledger; declared here for the type checker only
 
@@ -106,16 +111,6 @@ class Marks:
             raise translate(exc, "open mark") from exc
         return True
 
-    def reopen(self, pipeline: str, key: str, now: datetime) -> None:
-        """Bring the open mark back to ``key`` (or keep it lower), always changing the meta ETag."""
-        self.ensure()
-
-        def lower(meta: dict[str, Any] | None) -> dict[str, Any] | None:
-            current = str(meta.get("OpenFrom") or "") if meta else key
-            return {"OpenFrom": min(current, key) if current else ""}
-
-        self._update_meta(pipeline, now, lower, "open mark")
-
     def _update_meta(
         self, pipeline: str, now: datetime, change: Callable[[dict[str, Any] | None], dict[str, Any] | None], what: str
     ) -> None:
@@ -144,7 +139,7 @@ class Marks:
     def record_new(
         self, pipeline: str, windows: Sequence[Window], now: datetime, *, status: str = "pending"
     ) -> list[Window]:
-        """Create ``pending`` (or ``queued``) entities for new windows, then move the frontier past them.
+        """T1: create ``pending`` (or ``queued``) entities for new windows, then move the frontier past them.
 
         Returns the windows this call created (another planner may have created the rest).
         Entities first, frontier second: a crash in between leaves windows the next plan
@@ -154,22 +149,33 @@ class Marks:
             return []
         self.ensure()
         created: list[Window] = []
-        for i in range(0, len(windows), 100):  # a Table transaction holds at most 100 operations
-            chunk = windows[i : i + 100]
-            try:
-                self._table.submit_transaction([("create", new_entity(pipeline, w, now, status)) for w in chunk])
-                created += chunk
-            except TableTransactionError:
-                for w in chunk:  # some already exist (another planner, or a crash): create the rest one by one
-                    try:
-                        self._table.create_entity(new_entity(pipeline, w, now, status))
-                        created.append(w)
-                    except ResourceExistsError:
-                        pass
-                    except AzureError as exc:
-                        raise translate(exc, "record") from exc
-            except AzureError as exc:
-                raise translate(exc, "record") from exc
+        intent = self.rollups.intend(pipeline, list(windows), now)
+        states: list[WindowState] = []
+        try:
+            for i in range(0, len(windows), 100):  # a Table transaction holds at most 100 operations
+                chunk = windows[i : i + 100]
+                rows = [new_entity(pipeline, w, now, status) | {"Seq": 1} for w in chunk]
+                try:
+                    results = self._table.submit_transaction([("create", row) for row in rows])
+                    pairs = list(zip(rows, (str(r["etag"]) for r in results), strict=True))
+                except TableTransactionError:
+                    pairs = []
+                    for row in rows:  # some exist already (another planner, or a crash): create the rest one by one
+                        try:
+                            pairs.append((row, str(self._table.create_entity(row)["etag"])))
+                        except ResourceExistsError:
+                            pass
+                        except AzureError as exc:
+                            raise translate(exc, "record") from exc
+                except AzureError as exc:
+                    raise translate(exc, "record") from exc
+                for row, etag in pairs:
+                    created.append(window_of(row))
+                    states.append(state_of(row, etag))
+        except BaseException:
+            self.rollups.apply_partial(intent, states)
+            raise
+        self.rollups.apply(intent, states)
         self.advance_frontier(pipeline, max(w.end for w in windows), now)
         return created
 

@@ -22,7 +22,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient
 
-from shared.errors import FatalError, RetriableError
+from shared.errors import RetriableError, StorageDenied
 from shared.model import Window
 from shared.windows import Status, WindowState
 
@@ -31,6 +31,7 @@ __all__ = [
     "MIN_YEAR",
     "Unreadable",
     "as_dt",
+    "entity_of",
     "new_entity",
     "read_entities",
     "state_of",
@@ -63,7 +64,7 @@ def translate(exc: AzureError, what: str) -> Exception:
     if isinstance(exc, HttpResponseError) and (exc.status_code or 0) >= 500:
         return RetriableError(f"ledger {what}: storage error {exc.status_code}")
     if isinstance(exc, HttpResponseError) and exc.status_code in (401, 403):
-        return FatalError(f"ledger {what}: access denied to Table Storage ({exc.status_code})")
+        return StorageDenied(f"ledger {what}: access denied to Table Storage ({exc.status_code})")
     return RetriableError(f"ledger {what}: {type(exc).__name__}: {exc.message}")
 
 
@@ -82,6 +83,48 @@ def new_entity(pipeline: str, window: Window, now: datetime, status: str = "pend
         "CreatedAt": now,
         "UpdatedAt": now,
     }
+
+
+def entity_of(pipeline: str, state: WindowState) -> dict[str, Any]:
+    """The entity a state was read from (with ``_etag``): the base a conditional write merges over."""
+    dumps = orjson.dumps
+    entity: dict[str, Any] = {
+        "PartitionKey": pipeline,
+        "RowKey": state.key,
+        "WindowStart": state.window.start,
+        "WindowEnd": state.window.end,
+        "Status": state.status,
+        "Attempts": state.attempts,
+        "Takeovers": state.takeovers,
+        "Seq": state.seq,
+        "LeaseOwner": state.lease_owner,
+        "Rows": state.rows,
+        "Bytes": state.bytes,
+        "Quarantined": state.quarantined,
+        "LastError": state.error,
+        "FailKind": state.fail_kind,
+        "Outputs": dumps(list(state.outputs)).decode(),
+        "Extra": dumps(dict(state.extra)).decode(),
+        "LastGood": dumps(dict(state.last_good)).decode() if state.last_good else "",
+        "Writing": dumps(list(state.writing)).decode(),
+        "Leftovers": dumps([list(x) for x in state.leftovers]).decode(),
+        "_etag": state.etag,
+    }
+    for key, value in (
+        ("LeaseUntil", state.lease_until),
+        ("NextAttemptAt", state.next_attempt_at),
+        ("QueuedAt", state.queued_at),
+        ("StartedAt", state.started_at),
+        ("FinishedAt", state.finished_at),
+        ("UpdatedAt", state.updated_at),
+        ("ReplayAt", state.replay_at),
+        ("SweepAt", state.sweep_at),
+        ("SweptAt", state.swept_at),
+        ("SourceCount", state.source_count),
+    ):
+        if value is not None:
+            entity[key] = value
+    return entity
 
 
 def _json(value: Any, default: Any) -> Any:
@@ -118,6 +161,13 @@ def state_of(entity: Mapping[str, Any], etag: str = "") -> WindowState:
             queued_at=as_dt(entity.get("QueuedAt")),
             takeovers=int(entity.get("Takeovers", 0) or 0),
             last_good=_json(entity.get("LastGood"), None),
+            seq=int(entity.get("Seq", 0) or 0),
+            writing=tuple(str(p) for p in _json(entity.get("Writing"), [])),
+            leftovers=tuple((int(i), str(n)) for i, n in _json(entity.get("Leftovers"), [])),
+            replay_at=as_dt(entity.get("ReplayAt")),
+            sweep_at=as_dt(entity.get("SweepAt")),
+            swept_at=as_dt(entity.get("SweptAt")),
+            fail_kind=str(entity.get("FailKind", "") or ""),
             etag=etag,
         )
     except Unreadable:

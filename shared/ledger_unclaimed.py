@@ -1,4 +1,5 @@
-"""Ledger writes on windows nobody holds: queueing, poison failures, replay requests.
+"""Ledger writes on windows no run holds: queueing (T2, T3), sweep marks (T11, T13), poison (T15),
+replay requests (T9).
 
 Each is a conditional write on the ETag the caller (or this code) read, so it never
 overrides a claim, a completion or another writer that got there first.
@@ -6,22 +7,23 @@ overrides a claim, a completion or another writer that got there first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient
 
-from shared.ledger_rows import new_entity, translate
+from shared.ledger_claim import CLEAR, closed_fields, free_takeovers
+from shared.ledger_rows import Unreadable, entity_of, new_entity, read_entities, state_of
+from shared.ledger_write import Lost
 from shared.model import Window
 from shared.windows import WindowState
 
 __all__ = ["Unclaimed"]
 
+log = logging.getLogger(__name__)
 _MAX_ERROR = 4000
-_CLEAR = ""  # the SDK drops None from a MERGE; an empty string clears a field
 
 
 class Unclaimed:
@@ -29,104 +31,153 @@ class Unclaimed:
 
     _table: TableClient
 
-    if TYPE_CHECKING:  # provided by Ledger / Marks; declared here for the type checker only
+    if TYPE_CHECKING:  # provided by Ledger / Writes; declared here for the type checker only
 
         def ensure(self) -> None: ...
 
-        def _get(self, pipeline: str, key: str) -> dict[str, Any] | None: ...
+        def current(self, pipeline: str, key: str) -> tuple[dict[str, Any] | None, WindowState | None]: ...
 
-        def reopen(self, pipeline: str, key: str, now: datetime) -> None: ...
+        def transition(
+            self,
+            pipeline: str,
+            entity: Mapping[str, Any] | None,
+            fields: Mapping[str, Any],
+            now: datetime,
+            *,
+            reopen: str | None = None,
+        ) -> tuple[str, dict[str, Any]]: ...
 
-    def mark_queued(self, pipeline: str, state: WindowState, now: datetime) -> bool:
-        """``queued`` for a window the planner read (ETag): ``False`` when it changed since."""
-        fields = {"PartitionKey": pipeline, "RowKey": state.key, "Status": "queued", "QueuedAt": now, "UpdatedAt": now}
-        if state.status == "running":  # a dead runner's window: its lease is over, the next claim takes it over
-            fields |= {"LeaseUntil": _CLEAR}
+        def transition_many(
+            self,
+            pipeline: str,
+            items: Sequence[tuple[Mapping[str, Any] | None, Mapping[str, Any]]],
+            now: datetime,
+            *,
+            reopen: bool = False,
+        ) -> list[tuple[str, dict[str, Any]] | None]: ...
+
+        def merge_if(self, pipeline: str, key: str, etag: str, fields: Mapping[str, Any]) -> str: ...
+
+        @staticmethod
+        def _forget_checkpoint(state: WindowState | None) -> dict[str, Any]: ...
+
+    def mark_queued(self, pipeline: str, state: WindowState, now: datetime, *, max_attempts: int) -> bool:
+        """T2 (and T3 for a ``running`` window whose lease ran out): ``queued`` If-Match the plan's ETag.
+
+        ``False`` when the window changed since the plan read it, or when a dead run used up its
+        window's last attempt (then it is closed instead: only a replay reopens it).
+        """
+        fields: dict[str, Any] = {"Status": "queued", "QueuedAt": now, "UpdatedAt": now}
+        if state.status == "running":  # its run died: the lease ran out without an outcome
+            free = state.takeovers < free_takeovers(max_attempts)
+            if not free and state.attempts >= max_attempts:
+                fields = closed_fields(state, now)
+            else:
+                fields |= {"LeaseOwner": "", "LeaseUntil": CLEAR, "Takeovers": state.takeovers + 1}
+                if free:
+                    fields["Attempts"] = max(0, state.attempts - 1)  # the dead run's attempt is given back
         try:
-            self._table.update_entity(
-                fields, mode=UpdateMode.MERGE, etag=state.etag, match_condition=MatchConditions.IfNotModified
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
+            self.transition(pipeline, entity_of(pipeline, state), fields, now)
+        except Lost:
             return False
-        except AzureError as exc:
-            raise translate(exc, "queue") from exc
-        return True
+        return bool(fields["Status"] == "queued")
 
-    def fail_unclaimed(self, pipeline: str, window: Window, *, now: datetime, error: str, attempts: int) -> bool:
-        """Mark a window nobody holds ``failed`` with ``attempts`` used up (a poison message); replayable."""
+    def mark_sweep(self, pipeline: str, state: WindowState, now: datetime) -> str | None:
+        """T11: a re-sweep message is about to be sent for this done window; the new ETag (the sweep
+        claims If-Match exactly it), or ``None`` when the window changed since the plan read it."""
+        try:
+            return self.merge_if(pipeline, state.key, state.etag, {"SweepAt": now})
+        except Lost:
+            return None
+
+    def mark_swept(self, pipeline: str, window: Window, etag: str, now: datetime) -> None:
+        """T13: a re-sweep found nothing new (the next one may be sent); quietly nothing if it changed."""
+        try:
+            self.merge_if(pipeline, window.key, etag, {"SweptAt": now})
+        except Lost:
+            return
+
+    def poison(self, pipeline: str, window: Window, *, now: datetime, error: str, backoff: timedelta) -> bool:
+        """T15: a work message failed on every delivery. The window becomes ``failed`` (transient) and
+        comes back after ``backoff`` × 2^(times poisoned), at most 6 hours: attempts are unchanged,
+        so an outage never closes it."""
         for _ in range(5):
-            entity = self._get(pipeline, window.key)
-            if entity is None:
+            entity, state = self.current(pipeline, window.key)
+            if entity is None or state is None:
                 return False
-            status = entity.get("Status")
-            until = entity.get("LeaseUntil")
-            if status == "done" or (status == "running" and isinstance(until, datetime) and until > now):
+            live = state.status == "running" and state.lease_until is not None and state.lease_until > now
+            if state.status == "done" or live:
                 return False  # it finished, or someone runs it right now: the ledger knows better
+            poisoned = int(entity.get("Poisoned", 0) or 0)
+            fields = {
+                "Status": "failed",
+                "LastError": error[:_MAX_ERROR],
+                "FailKind": "transient",
+                "NextAttemptAt": now + min(backoff * 2 ** min(poisoned, 16), timedelta(hours=6)),
+                "LeaseOwner": "",
+                "LeaseUntil": CLEAR,
+                "QueuedAt": CLEAR,
+                "FinishedAt": now,
+                "UpdatedAt": now,
+                "Poisoned": poisoned + 1,
+            }
             try:
-                self._table.update_entity(
-                    {
-                        "PartitionKey": pipeline,
-                        "RowKey": window.key,
-                        "Status": "failed",
-                        "LastError": error[:_MAX_ERROR],
-                        "Attempts": max(int(entity.get("Attempts", 0) or 0), attempts),
-                        "NextAttemptAt": _CLEAR,
-                        "LeaseOwner": "",
-                        "LeaseUntil": _CLEAR,
-                        "QueuedAt": _CLEAR,
-                        "FinishedAt": now,
-                        "UpdatedAt": now,
-                        "Poisoned": True,
-                    },
-                    mode=UpdateMode.MERGE,
-                    etag=entity["_etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
+                self.transition(pipeline, entity, fields, now)
                 return True
-            except ResourceModifiedError:
+            except Lost:
                 continue
-            except AzureError as exc:
-                raise translate(exc, "fail") from exc
         return False
 
     def request_replay(self, pipeline: str, windows: Sequence[Window], now: datetime) -> int:
-        """Queue windows for the next plans: mark them ``pending`` (created if missing).
-
-        A window running right now keeps running; returns how many were queued.
+        """T9: each window becomes ``pending`` with fresh attempts and ``ReplayAt``, and the open mark
+        comes back to it in the same transaction. A window running right now is taken from its run
+        (whose next ledger write fails): the operator's request is newer. Returns how many were marked.
         """
         self.ensure()
-        queued = 0
-        for window in windows:
-            for _ in range(5):
-                entity = self._get(pipeline, window.key)
+        if not windows:
+            return 0
+        first, last = min(windows), max(windows)
+        query = "PartitionKey eq @p and RowKey ge @lo and RowKey le @hi"
+        found, _ = read_entities(self._table, query, {"p": pipeline, "lo": first.key, "hi": last.key}, "replay")
+        by_key = {str(e["RowKey"]): e for e in found}
+        items = [(by_key.get(w.key), self._replay_fields(pipeline, w, by_key.get(w.key), now)) for w in windows]
+        marked = 0
+        for window, result in zip(windows, self.transition_many(pipeline, items, now, reopen=True), strict=True):
+            if result is not None:
+                marked += 1
+                continue
+            for _ in range(5):  # changed between the read and the write: read it again
+                entity, _state = self.current(pipeline, window.key)
                 try:
-                    if entity is None:
-                        self._table.create_entity(new_entity(pipeline, window, now))
-                    else:
-                        until = entity.get("LeaseUntil")
-                        if entity.get("Status") == "running" and isinstance(until, datetime) and until > now:
-                            break
-                        self._table.update_entity(
-                            {
-                                "PartitionKey": pipeline,
-                                "RowKey": window.key,
-                                "Status": "pending",
-                                "Attempts": 0,
-                                "Takeovers": 0,
-                                "NextAttemptAt": _CLEAR,
-                                "QueuedAt": _CLEAR,
-                                "UpdatedAt": now,
-                            },
-                            mode=UpdateMode.MERGE,
-                            etag=entity["_etag"],
-                            match_condition=MatchConditions.IfNotModified,
-                        )
-                    queued += 1
-                    break
-                except (ResourceExistsError, ResourceModifiedError):
+                    self.transition(pipeline, entity, self._replay_fields(pipeline, window, entity, now), now,
+                                    reopen=window.key)  # fmt: skip
+                except Lost:
                     continue
-                except AzureError as exc:
-                    raise translate(exc, "replay") from exc
-        if windows:
-            self.reopen(pipeline, min(w.key for w in windows), now)  # after the windows: see ledger_marks
-        return queued
+                marked += 1
+                break
+            else:
+                log.warning("%s %s: replay request lost to concurrent writers five times", pipeline, window)
+        return marked
+
+    def _replay_fields(
+        self, pipeline: str, window: Window, entity: Mapping[str, Any] | None, now: datetime
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "Status": "pending",
+            "Attempts": 0,
+            "Takeovers": 0,
+            "NextAttemptAt": CLEAR,
+            "QueuedAt": CLEAR,
+            "LeaseOwner": "",
+            "LeaseUntil": CLEAR,
+            "FailKind": "",
+            "ReplayAt": now,
+            "UpdatedAt": now,
+        }
+        if entity is None:
+            return new_entity(pipeline, window, now) | fields
+        try:
+            state = state_of(entity, str(entity.get("_etag", "")))
+        except Unreadable:  # the replay rewrites what the engine needs
+            return fields | {"WindowStart": window.start, "WindowEnd": window.end, "Extra": "{}"}
+        return fields | self._forget_checkpoint(state)

@@ -28,12 +28,31 @@ if TYPE_CHECKING:
     from shared.ledger import Ledger
     from shared.runner import Engine
 
-__all__ = ["QUEUE_VISIBILITY", "PipelinePlan", "Planner"]
+__all__ = ["QUEUE_VISIBILITY", "PipelinePlan", "Planner", "due_sweeps"]
 
 log = logging.getLogger(__name__)
 # How long the Functions host keeps a message it is processing invisible (its queue listener's
 # default). A window still ``queued`` after this plus its lease has lost its message.
 QUEUE_VISIBILITY = timedelta(minutes=10)
+
+
+def due_sweeps(done: list[WindowState], now: datetime, requeue_after: timedelta, cap: int) -> list[WindowState]:
+    """Done windows to re-sweep now, at most ``cap`` in flight: one whose sweep message is out
+    (``SweepAt`` after ``SweptAt``) is not sent again until the message must be lost; the least
+    recently swept go first."""
+
+    def in_flight(s: WindowState) -> bool:
+        return (
+            s.sweep_at is not None
+            and (s.swept_at is None or s.swept_at < s.sweep_at)
+            and s.sweep_at + requeue_after > now
+        )
+
+    busy = sum(in_flight(s) for s in done)
+    waiting = [s for s in done if not in_flight(s)]
+    oldest = datetime.min.replace(tzinfo=now.tzinfo)
+    waiting.sort(key=lambda s: (s.swept_at or oldest, s.window.start))
+    return waiting[: max(0, cap - busy)]
 
 
 @dataclass
@@ -84,7 +103,8 @@ class Planner:
         result = PipelinePlan(pipeline, open_states=open_states, operations=ops)
         # a new window another planner recorded first is theirs to enqueue
         result.due = [(w, by_window.get(w)) for w in plan.windows if w in created or w in by_window]
-        result.sweeps = [s for s in snapshot.states if s.status == "done"]
+        done = [s for s in snapshot.states if s.status == "done"]
+        result.sweeps = done if requeue is None else due_sweeps(done, now, requeue, pipeline.window.max_per_tick)
         return result
 
     # -- queue dispatch ---------------------------------------------------------------------
@@ -117,16 +137,19 @@ class Planner:
         plan = self.plan(pipeline, new_status="queued")
         now = self.engine.clock()
         queued = 0
+        attempts = pipeline.window.max_attempts
         for window, state in plan.due:
-            if state is not None and not self.ledger.mark_queued(pipeline.name, state, now):
-                continue  # changed since the plan read it (claimed, replayed): the ledger knows better
+            if state is not None and not self.ledger.mark_queued(pipeline.name, state, now, max_attempts=attempts):
+                continue  # changed since the plan read it (claimed, replayed), or closed: the ledger knows better
             queue.send_window(pipeline.name, window, now)
             queued += 1
         swept = 0
         if sweeps:
             for state in plan.sweeps:
-                queue.send_sweep(pipeline.name, state)
-                swept += 1
+                etag = self.ledger.mark_sweep(pipeline.name, state, now)  # T11: the sweep claims only this record
+                if etag is not None:
+                    queue.send_sweep(pipeline.name, state.window, etag)
+                    swept += 1
         if queued:
             log.info("%s: %d window(s) queued", pipeline.name, queued)
         return queued, swept
@@ -136,7 +159,7 @@ class Planner:
         state = self.ledger.get(pipeline.name, window)
         if state is None or state.status not in ("pending", "failed"):
             return False
-        if not self.ledger.mark_queued(pipeline.name, state, now):
+        if not self.ledger.mark_queued(pipeline.name, state, now, max_attempts=pipeline.window.max_attempts):
             return False
         self.engine.queue.send_window(pipeline.name, window, now)
         return True

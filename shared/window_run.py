@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
 from shared import mapping
 from shared.durations import parse_timestamp
-from shared.ledger import Claim, Ledger
+from shared.ledger import Claim, LeaseLost, Ledger
 from shared.model import Batch, OutputFile, Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig
 from shared.sinks.base import Sink, SinkWriter
@@ -208,6 +210,8 @@ def _move(
                 progress.next, progress.chunks, progress.rows = index, chunk + 1, progress.rows + rows
                 run.ledger.checkpoint(claim, now=run.clock(), extra={"checkpoint": progress.to_json()})
                 return Moved.of("paused", rows, written, source.summary())
+            if claim.lost.is_set():  # a replay or a takeover made this run's work moot: stop reading
+                raise LeaseLost(f"{run.pipeline.name} {window}: lease lost while running")
             rows += run.write(ahead.read(index))
     run.fence()
     written = run.commit(_chunk_part(base, chunk))
@@ -225,8 +229,7 @@ def _move(
         _output(i, sink.write_manifest(window, [_file(o) for o in outputs if o["sink"] == i], info), kind="manifest")
         for i, sink in enumerate(run.sinks)
     ]
-    if late is None:
-        _remove_stale(run.sinks, claim.previous, outputs + manifests)
+    _remove_stale(run.sinks, window, claim, outputs + manifests)
     source_count = summary.source_count
     if source_count is not None:
         if late is not None and previous is not None and previous.source_count is not None:
@@ -298,20 +301,28 @@ def _drain(batches: list[Batch]) -> Iterator[Batch]:
         yield batches.pop()
 
 
-def _remove_stale(sinks: list[Sink], previous: WindowState | None, current: list[dict[str, Any]]) -> None:
-    """A full run replaces everything: drop earlier outputs (late parts, chunks of an abandoned
-    checkpoint) that it did not rewrite, so the outputs always match the latest run."""
-    if previous is None:
-        return
-    earlier = [(int(o.get("sink", 0)), str(o["name"])) for o in previous.outputs]
-    checkpoint = previous.extra.get("checkpoint")
-    if isinstance(checkpoint, dict):
-        earlier += [(int(o.get("sink", 0)), str(o["name"])) for o in checkpoint.get("outputs", [])]
-        # the chunk being written when the run paused or died may be committed but unrecorded
-        orphan = _chunk_part("", int(checkpoint.get("chunks", 0)))
-        if orphan:
-            earlier += [(i, sink.output_name(previous.window, orphan)) for i, sink in enumerate(sinks)]
+def _remove_stale(sinks: list[Sink], window: Window, claim: Claim, current: list[dict[str, Any]]) -> None:
+    """Before the window is recorded done, remove every name it may hold that this run did not
+    (re)write: the previous record's outputs, an abandoned checkpoint's chunks, the parts earlier
+    runs were writing when they died (``Writing``) and ``Leftovers``. So the window's files are
+    exactly its latest run's (docs/reliability.md, "Outputs a run may leave")."""
+    previous = claim.previous
+    earlier: list[tuple[int, str]] = []
+    parts: set[str] = set(_json_list(claim.entity.get("Writing")))
+    if previous is not None:
+        earlier += [(int(o.get("sink", 0)), str(o["name"])) for o in previous.outputs]
+        earlier += list(previous.leftovers)
+        parts |= set(previous.writing)
+        checkpoint = previous.extra.get("checkpoint")
+        if isinstance(checkpoint, dict):
+            earlier += [(int(o.get("sink", 0)), str(o["name"])) for o in checkpoint.get("outputs", [])]
+            parts.add(_chunk_part("", int(checkpoint.get("chunks", 0))))  # committed, maybe unrecorded
+    earlier += [(i, sink.output_name(window, part)) for part in sorted(parts) for i, sink in enumerate(sinks)]
     keep = {(int(o["sink"]), o["name"]) for o in current}
     for index, name in dict.fromkeys(earlier):
         if (index, name) not in keep and index < len(sinks):
             sinks[index].remove(name)
+
+
+def _json_list(raw: Any) -> list[str]:
+    return [str(p) for p in orjson.loads(raw)] if raw else []

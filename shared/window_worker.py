@@ -13,11 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import orjson
+
 from shared import telemetry
-from shared.errors import ConfigError, DataError, FatalError, MoverError, RetriableError
+from shared.errors import ConfigError, DataError, FatalError, MoverError, RetriableError, not_the_windows_fault
 from shared.ledger import Claim, LeaseLost
 from shared.model import Window
 from shared.outcomes import WindowResult
@@ -73,36 +75,34 @@ class WindowWorker:
         """
         began = time.monotonic()
         cfg = pipeline.window
+        now = self.engine.clock()
         try:
-            claim = self.ledger.claim(
-                pipeline.name,
-                window,
-                owner=self.engine.owner,
-                now=self.engine.clock(),
-                lease=cfg.lease,
-                max_attempts=cfg.max_attempts,
-                force=force or late is not None,
-            )
+            if force:  # T10: the operator's replay, whatever the window's status but a live lease
+                owner = self.engine.owner
+                claim = self.ledger.force_claim(pipeline.name, window, owner=owner, now=now, lease=cfg.lease)
+            else:  # T4, or T12 for a sweep: only over exactly the done record it counted against
+                claim = self.ledger.claim(
+                    pipeline.name,
+                    window,
+                    owner=self.engine.owner,
+                    now=now,
+                    lease=cfg.lease,
+                    max_attempts=cfg.max_attempts,
+                    part=None if late is None else late.part if late.kind == "part" else "",
+                    expect=None if late is None or previous is None else previous.etag,
+                )
         except MoverError as exc:  # the ledger is unreachable: nothing was claimed, try next tick
             log.warning("%s %s: cannot claim: %s", pipeline.name, window, exc)
             return WindowResult(pipeline.name, window, "failed", error=f"ledger: {exc}")
         if claim is None:
-            return WindowResult(pipeline.name, window, "skipped")
-        before = claim.previous
-        if (
-            late is not None
-            and previous is not None
-            and before is not None
-            and before.updated_at != previous.updated_at
-        ):
-            self._put_back(claim, before)  # another runner swept it since we looked
             return WindowResult(pipeline.name, window, "skipped")
         stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(claim, cfg.lease, stop), daemon=True)
         heartbeat.start()
         try:
             part = late if late and late.kind == "part" else None
-            return self._move(pipeline, window, claim, began, part, previous, fresh=force, pause=pause)
+            fresh = force or late is not None  # a replay or a sweep starts over: never an old checkpoint
+            return self._move(pipeline, window, claim, began, part, previous, fresh=fresh, pause=pause)
         finally:
             stop.set()
             heartbeat.join()
@@ -182,26 +182,27 @@ class WindowWorker:
             attempt=claim.attempts,
         )
 
-    def _put_back(self, claim: Claim, previous: WindowState) -> None:
-        """Return a done window we claimed for a late part to exactly its done record."""
-        with contextlib.suppress(LeaseLost, MoverError):  # else the lease expires and a sweep retries
-            self.ledger.complete(
-                claim,
-                now=self.engine.clock(),
-                rows=previous.rows,
-                nbytes=previous.bytes,
-                outputs=list(previous.outputs),
-                source_count=previous.source_count,
-                quarantined=previous.quarantined,
-                extra=dict(previous.extra) or None,
-            )
-
     def _restore_done(
         self, pipeline: Pipeline, window: Window, claim: Claim, previous: WindowState, exc: Exception, began: float
     ) -> WindowResult:
-        """A late part failed: the window stays done as it was; the next sweep tries the part again."""
+        """A late part failed: the window goes back to its done record (T14); the next sweep tries
+        the part again. The part's file is removed first if it got written; if that fails, its name
+        stays in ``Writing`` so the next full run removes it."""
         log.warning("%s %s: late part failed, retried on the next sweep: %s", pipeline.name, window, exc)
-        self._put_back(claim, previous)
+        removed = True
+        writing = claim.entity.get("Writing")
+        written = set(orjson.loads(writing) if writing else []) - set(previous.writing)
+        try:
+            for index, sink in enumerate(self.engine.sinks(pipeline)):
+                for part in written:
+                    name = sink.output_name(window, part)
+                    if (index, name) not in {(int(o.get("sink", 0)), str(o.get("name"))) for o in previous.outputs}:
+                        sink.remove(name)
+        except Exception as cleanup:
+            log.warning("%s %s: late part not removed (a full run will): %s", pipeline.name, window, cleanup)
+            removed = False
+        with contextlib.suppress(LeaseLost, MoverError):  # else the lease expires and the window is taken over
+            self.ledger.restore(claim, previous, now=self.engine.clock(), keep_writing=not removed)
         return WindowResult(
             pipeline.name, window, "failed", error=f"late part: {exc}", seconds=time.monotonic() - began
         )
@@ -209,6 +210,8 @@ class WindowWorker:
     def _record_failure(
         self, pipeline: Pipeline, window: Window, claim: Claim, exc: Exception, began: float
     ) -> WindowResult:
+        """T8. Failures the window causes use its attempts; transient and storage failures give the
+        attempt back and come back after a growing backoff, so an outage never closes a window."""
         kind = {RetriableError: "retriable", FatalError: "fatal", DataError: "data", ConfigError: "config"}
         label = next((v for k, v in kind.items() if isinstance(exc, k)), "unexpected")
         message = f"{label}: {exc}"
@@ -218,9 +221,16 @@ class WindowWorker:
             log.warning("%s %s: attempt %d failed: %s", pipeline.name, window, claim.attempts, message)
         now = self.engine.clock()
         cfg = pipeline.window
-        next_at = retry_at(cfg, claim.attempts, now) if claim.attempts < cfg.max_attempts else None
+        if not_the_windows_fault(exc):
+            streak = int(claim.entity.get("Streak", 0) or 0) + 1
+            next_at: datetime | None = retry_at(cfg, streak, now)
+            fail_kind = "transient"
+        else:
+            streak = 0
+            next_at = retry_at(cfg, claim.attempts, now) if claim.attempts < cfg.max_attempts else None
+            fail_kind = "window"
         try:
-            self.ledger.fail(claim, now=now, error=message, next_attempt_at=next_at)
+            self.ledger.fail(claim, now=now, error=message, next_attempt_at=next_at, kind=fail_kind, streak=streak)
         except LeaseLost:
             pass  # taken over: the new owner records the outcome
         except MoverError as exc:  # the ledger is unreachable too: the lease expires, the window comes back
@@ -229,13 +239,17 @@ class WindowWorker:
             pipeline.name, window, "failed", error=message, seconds=time.monotonic() - began, attempt=claim.attempts
         )
 
-    def resweep(self, pipeline: Pipeline, state: WindowState) -> WindowResult | None:
-        """Ask the source whether a done window changed; move what is new. ``None``: nothing to do."""
+    def late_plan(self, pipeline: Pipeline, state: WindowState) -> LatePlan | None:
+        """What a re-sweep of the done window finds (``None``: nothing new). Raises the source's errors."""
         source = self.engine.source(pipeline)
         if not isinstance(source, LateAwareSource):
             return None
+        return source.resweep(state.window, state)
+
+    def resweep(self, pipeline: Pipeline, state: WindowState) -> WindowResult | None:
+        """Ask the source whether a done window changed; move what is new. ``None``: nothing to do."""
         try:
-            plan = source.resweep(state.window, state)
+            plan = self.late_plan(pipeline, state)
         except MoverError as exc:
             log.warning("%s %s: re-sweep failed: %s", pipeline.name, state.window, exc)
             return None

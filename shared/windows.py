@@ -91,7 +91,19 @@ class WindowState:
     queued_at: datetime | None = None  # when the planner put it on the work queue (status ``queued``)
     takeovers: int = 0  # claims that took over an expired lease (a crashed or stalled runner), not failures
     last_good: Mapping[str, Any] | None = None  # rows/bytes/outputs/finished_at of the last done run, if any
+    seq: int = 0  # +1 on every status change: orders the day rollups' copies of this window
+    writing: tuple[str, ...] = ()  # parts the current (or a dead) run may commit: "" main, "c0003", "late-0001"
+    leftovers: tuple[tuple[int, str], ...] = ()  # (sink, name) earlier runs may have left that no record lists
+    replay_at: datetime | None = None  # the newest replay request: the next run starts after it
+    sweep_at: datetime | None = None  # a re-sweep message was sent (done windows)
+    swept_at: datetime | None = None  # a re-sweep found nothing new
+    fail_kind: str = ""  # "window" (counted against max_attempts) or "transient" (never closes the window)
     etag: str = field(default="", compare=False)  # the entity's ETag when read: conditional updates from a plan
+
+    @property
+    def closed(self) -> bool:
+        """Failed with no next attempt: only a replay reopens it."""
+        return self.status == "failed" and self.next_attempt_at is None
 
     @property
     def key(self) -> str:

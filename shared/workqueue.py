@@ -7,7 +7,9 @@ its window ``queued`` until the planner notices and enqueues it again. A message
 keeps failing ends on the poison queue, and its window ``failed`` with the reason.
 
 Messages are small JSON documents (far below the 64 KB limit):
-``{"v": 1, "kind": "window" | "sweep", "pipeline", "start", "end", "at"}``.
+``{"v": 1, "kind": "window" | "sweep", "pipeline", "start", "end", "at", "etag"?}``. A sweep
+carries the ETag of the done record it was planned from (T11): it may claim only exactly that
+record, so a replay or any other newer decision always wins (T12, docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from shared.errors import MoverError, RetriableError
 from shared.model import Window, format_ts
 from shared.settings import Settings
 from shared.storage import queue_client
-from shared.windows import WindowState, align_down
+from shared.windows import align_down
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -48,19 +50,19 @@ class WorkMessage:
     kind: Literal["window", "sweep"]
     pipeline: str
     window: Window
-    at: str = ""  # window: when queued; sweep: the done record's UpdatedAt it was planned from
+    at: str = ""  # when it was sent
+    etag: str = ""  # sweep: the done record's ETag it was planned from
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": 1,
-                "kind": self.kind,
-                "pipeline": self.pipeline,
-                "start": format_ts(self.window.start),
-                "end": format_ts(self.window.end),
-                "at": self.at,
-            }
-        )
+        body = {
+            "v": 1,
+            "kind": self.kind,
+            "pipeline": self.pipeline,
+            "start": format_ts(self.window.start),
+            "end": format_ts(self.window.end),
+            "at": self.at,
+        }
+        return orjson.dumps(body | ({"etag": self.etag} if self.etag else {}))
 
     @classmethod
     def decode(cls, body: bytes | str) -> WorkMessage:
@@ -80,7 +82,10 @@ class WorkMessage:
             window = Window(parse_timestamp(data["start"]), parse_timestamp(data["end"]))
         except (ValueError, OverflowError) as exc:
             raise BadMessage(f"bad window bounds: {exc}") from exc
-        return cls(data["kind"], data["pipeline"], window, str(data.get("at") or ""))
+        etag = data.get("etag") or ""
+        if not isinstance(etag, str) or len(etag) > 256:
+            raise BadMessage("etag must be a short string")
+        return cls(data["kind"], data["pipeline"], window, str(data.get("at") or ""), etag)
 
 
 class WorkQueue:
@@ -114,9 +119,8 @@ class WorkQueue:
     def send_window(self, pipeline: str, window: Window, now: datetime) -> None:
         self.send(WorkMessage("window", pipeline, window, format_ts(now)))
 
-    def send_sweep(self, pipeline: str, state: WindowState) -> None:
-        at = format_ts(state.updated_at) if state.updated_at else ""
-        self.send(WorkMessage("sweep", pipeline, state.window, at))
+    def send_sweep(self, pipeline: str, window: Window, etag: str, now: datetime | None = None) -> None:
+        self.send(WorkMessage("sweep", pipeline, window, format_ts(now) if now else "", etag))
 
     def depth(self) -> int:
         """Approximate number of messages waiting (visible or not)."""
@@ -168,7 +172,7 @@ def handle_message(engine: Engine, body: bytes | str, *, dequeue_count: int = 1)
     elif result.outcome != "skipped" or dequeue_count == 1:
         engine.planner.top_up(pipeline)
     if result.outcome == "skipped":
-        log.info(
+        log.debug(
             "%s %s: nothing to do (done, running elsewhere or changed): message %s",
             pipeline.name,
             message.window,
@@ -178,19 +182,24 @@ def handle_message(engine: Engine, body: bytes | str, *, dequeue_count: int = 1)
 
 
 def _sweep(engine: Engine, pipeline: Any, message: WorkMessage) -> str:
+    """T12/T13: re-sweep the done record the message names — and only it."""
     try:
         state = engine.ledger.get(pipeline.name, message.window)
     except MoverError as exc:
         raise RetriableError(f"sweep {pipeline.name} {message.window}: {exc}") from exc
-    stamp = format_ts(state.updated_at) if state is not None and state.updated_at else ""
-    if state is None or state.status != "done" or stamp != message.at:
-        return "stale"  # changed since it was planned: a later plan sends a fresh sweep if needed
-    result = engine.worker.resweep(pipeline, state)
-    return "swept" if result is None else result.outcome
+    if state is None or state.status != "done" or (message.etag and state.etag != message.etag):
+        return "stale"  # changed since it was planned (a replay, a run): the newer decision stands
+    plan = engine.worker.late_plan(pipeline, state)  # raises: the message is delivered again
+    if plan is None:
+        engine.ledger.mark_swept(pipeline.name, message.window, state.etag, engine.clock())
+        return "swept"
+    log.info("%s %s: late data (%s): %s", pipeline.name, state.window, plan.kind, plan.reason)
+    return engine.run_window(pipeline, state.window, late=plan, previous=state).outcome
 
 
 def handle_poison(engine: Engine, body: bytes | str, *, reason: str = "") -> str:
-    """A message the queue gave up on: its window becomes ``failed`` (replayable) with the reason."""
+    """T15: a message the queue gave up on. Its window becomes ``failed`` (transient) with the
+    reason and comes back after a backoff: attempts are unchanged, so an outage never closes it."""
     parsed = _parse(engine, body, "poison")
     if parsed is None:
         return "dropped"
@@ -199,9 +208,10 @@ def handle_poison(engine: Engine, body: bytes | str, *, reason: str = "") -> str
         log.error("%s %s: late-data sweep gave up after repeated failures", pipeline.name, message.window)
         return "dropped"
     error = "poison: the work message failed on every delivery" + (f" ({reason})" if reason else "")
-    error += "; replay the window once the cause is fixed"
-    marked = engine.ledger.fail_unclaimed(
-        pipeline.name, message.window, now=engine.clock(), error=error, attempts=pipeline.window.max_attempts
+    error += "; it is retried after a backoff"
+    now = engine.clock()
+    marked = engine.ledger.poison(
+        pipeline.name, message.window, now=now, error=error, backoff=pipeline.window.retry_backoff
     )
     log.error("%s %s: %s%s", pipeline.name, message.window, error, "" if marked else " (window already settled)")
     return "failed" if marked else "settled"

@@ -20,6 +20,7 @@ __all__ = [
     "method_not_allowed",
     "not_found",
     "partial_error",
+    "partial_other",
     "service_unavailable",
     "status_error",
     "throttled",
@@ -203,6 +204,36 @@ def partial_error(limit_kind: str, limit: int) -> dict[str, Any]:
                     "severity": 2,
                     "severityName": "Error",
                 },
+            }
+        ],
+    }
+
+
+def partial_other(kind: str) -> dict[str, Any]:
+    """A ``PartialError`` that is not truncation: ``overflow`` (severity 2, Error: the rows are not
+    to be used) or ``warning`` (severity 3, Warning: the result is complete), as recorded responses carry."""
+    if kind == "overflow":
+        inner = {
+            "code": "-2133196794",
+            "message": "Arithmetic overflow occurred while evaluating the query (E_OVERFLOW, 0x80DA0006).",
+            "severity": 2,
+            "severityName": "Error",
+        }
+    else:
+        inner = {
+            "code": "-2133196780",
+            "message": "The query used approximations on part of the data; results are complete (W_APPROXIMATION).",
+            "severity": 3,
+            "severityName": "Warning",
+        }
+    return {
+        "code": "PartialError",
+        "message": "There were some errors when processing your query.",
+        "details": [
+            {
+                "code": "EngineError",
+                "message": "Something went wrong processing your query on the server.",
+                "innererror": inner,
             }
         ],
     }

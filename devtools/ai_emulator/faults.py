@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultInjector", "FaultKind"]
 
-FaultKind = Literal["reset", "truncate", "partial", "delay", "echo"]
-FAULT_KINDS: tuple[str, ...] = ("reset", "truncate", "partial", "delay", "echo")
+FaultKind = Literal["reset", "truncate", "partial", "overflow", "warning", "delay", "echo"]
+FAULT_KINDS: tuple[str, ...] = ("reset", "truncate", "partial", "overflow", "warning", "delay", "echo")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Fault:
     ``status`` is an HTTP error status (429, 503, 504, …) or a kind: ``reset`` closes the
     connection abruptly (TCP RST, no response), ``truncate`` sends headers and half the
     body then resets, ``partial`` forces an HTTP 200 PartialError with half the rows,
+    ``overflow`` an HTTP 200 PartialError that is not truncation (``E_OVERFLOW``, severity
+    Error, half the rows), ``warning`` one with a Warning-severity inner error and every row,
     ``delay`` only waits, ``echo`` answers 400 with the request's credentials (``Authorization``,
     ``x-api-key``, plain and URL-encoded) in the error text, like a misbehaving proxy.
     ``delay`` seconds are waited before any of them.

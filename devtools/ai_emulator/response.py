@@ -14,7 +14,7 @@ from itertools import accumulate
 
 import orjson
 
-from .errors import partial_error
+from .errors import partial_error, partial_other
 from .query import QueryResult
 
 __all__ = ["Rendered", "render"]
@@ -25,10 +25,13 @@ class Rendered:
     parts: list[bytes]
     length: int
     rows: int
-    partial: str | None  # None | "rows" | "bytes" | "forced"
+    partial: str | None  # None | "rows" | "bytes" | "forced" | "overflow" | "warning"
 
 
-def render(result: QueryResult, max_rows: int, max_bytes: int, *, force_partial: bool = False) -> Rendered:
+def render(
+    result: QueryResult, max_rows: int, max_bytes: int, *, force_partial: bool = False, other: str = ""
+) -> Rendered:
+    """The body for ``result``; ``other`` (``overflow``/``warning``) adds a partial error that is not a cap."""
     rows = result.rows
     partial: str | None = None
     error: bytes | None = None
@@ -46,6 +49,11 @@ def render(result: QueryResult, max_rows: int, max_bytes: int, *, force_partial:
         rows = rows[: len(rows) // 2]
         partial = "forced"
         error = orjson.dumps(partial_error("rows", max(len(rows), 1)))
+    if other and partial is None:
+        if other == "overflow":
+            rows = rows[: len(rows) // 2]
+        partial = other
+        error = orjson.dumps(partial_other(other))
     prefix = b'{"tables":[{"name":"PrimaryResult","columns":' + result.columns_json + b',"rows":['
     body = b",".join(rows)
     suffix = b"]}]" + (b',"error":' + error if error is not None else b"") + b"}"

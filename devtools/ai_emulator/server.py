@@ -271,7 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise kql_error(exc, text) from exc
         except ValueError as exc:
             raise bad_argument("InvalidTimespan", f"Invalid timespan '{timespan}': {exc}") from exc
-        out = render(result, cfg.max_rows, cfg.max_bytes, force_partial=mode == "partial")
+        other = mode if mode in ("overflow", "warning") else ""
+        out = render(result, cfg.max_rows, cfg.max_bytes, force_partial=mode == "partial", other=other)
         headers = {"x-emulator-row-count": str(out.rows)}
         latency = cfg.latency_ms + cfg.latency_per_1k_rows_ms * out.rows / 1000
         if latency > 0:  # the service's own time, spent while the query holds its concurrency slot

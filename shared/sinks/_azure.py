@@ -20,7 +20,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from shared.errors import FatalError, MoverError, RetriableError
+from shared.errors import FatalError, MoverError, RetriableError, StorageDenied
 
 __all__ = ["ensure_once", "shared_pool", "translate"]
 
@@ -54,13 +54,13 @@ def translate(exc: BaseException, what: str) -> MoverError:
     if isinstance(exc, MoverError):
         return exc
     if isinstance(exc, ClientAuthenticationError):
-        return FatalError(f"{what}: not authorised ({_short(exc)}); check the identity's storage data role")
+        return StorageDenied(f"{what}: not authorised ({_short(exc)}); check the identity's storage data role")
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         status = int(exc.status_code)
         code = getattr(exc, "error_code", None) or ""
         message = f"{what}: HTTP {status}{f' {code}' if code else ''}: {_short(exc)}"
         if status in (401, 403):
-            return FatalError(f"{message}; check the identity's storage data role or the SAS/key")
+            return StorageDenied(f"{message}; check the identity's storage data role or the SAS/key")
         if status in _RETRIABLE_STATUS:
             return RetriableError(message, retry_after=_retry_after(exc))
         return FatalError(message)

@@ -11,7 +11,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from shared.errors import FatalError, MoverError, RetriableError
+from shared.errors import FatalError, MoverError, RetriableError, StorageDenied
 
 __all__ = ["translate"]
 
@@ -21,7 +21,7 @@ def translate(exc: AzureError, what: str) -> MoverError:
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return RetriableError(f"{what}: storage unreachable: {exc.message}")
     if isinstance(exc, ClientAuthenticationError):
-        return FatalError(f"{what}: authentication failed: {exc.message}")
+        return StorageDenied(f"{what}: authentication failed: {exc.message}")
     if isinstance(exc, ResourceNotFoundError):
         code = getattr(exc, "error_code", None) or exc.status_code
         return FatalError(f"{what}: not found ({code}); check 'container' and the connection setting")
@@ -31,6 +31,6 @@ def translate(exc: AzureError, what: str) -> MoverError:
         if status in (408, 429) or status >= 500:
             return RetriableError(f"{what}: storage error {status} {error_code}".rstrip())
         if status in (401, 403):
-            return FatalError(f"{what}: access denied ({status}); the identity needs Storage Blob Data Reader")
+            return StorageDenied(f"{what}: access denied ({status}); the identity needs Storage Blob Data Reader")
         return FatalError(f"{what}: storage error {status} {error_code}".rstrip())
     return RetriableError(f"{what}: {type(exc).__name__}: {exc.message}")

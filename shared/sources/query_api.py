@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -90,6 +90,7 @@ class QueryStats:
     rows: int = 0
     throttled: int = 0  # 429 answers (each also waited out, and shared with the budget)
     budget_wait_s: float = 0.0  # time spent waiting for the shared query budget
+    warnings: list[str] = field(default_factory=list)  # Warning-severity partial errors (rows kept)
 
 
 class QueryApiSource:
@@ -137,6 +138,7 @@ class QueryApiSource:
                 "splits": self.stats.splits,
                 "throttled": self.stats.throttled,
                 "budget_wait_s": round(self.stats.budget_wait_s, 3),
+                **({"warnings": self.stats.warnings[:10]} if self.stats.warnings else {}),
             },
         )
 
@@ -255,6 +257,13 @@ class QueryApiSource:
         if status == 200:
             result = decode_result(response.content)
             del response  # the body goes before the converted cells come (a query's memory peak)
+            if result.partial_kind == "warning":  # complete rows with a note (docs/reliability.md)
+                log.warning("%s: query answered with a warning (rows kept): %s", self.config.table, result.partial)
+                with self._stats_lock:
+                    self.stats.warnings.append(str(result.partial)[:300])
+                return typed(replace(result, partial=None, partial_kind=""))
+            if result.partial_kind == "error":  # not a cap: splitting cannot cure it
+                raise FatalError(f"query API partial error (not truncation; the rows are not used): {result.partial}")
             if result.partial is not None and complete:
                 raise RetriableError(f"count came back cut (PartialError): {result.partial}")
             if result.partial is not None:  # never used: don't convert up to 64 MB for nothing

@@ -19,7 +19,16 @@ from shared.mapping.normalize import normalize_rows
 from shared.model import Column
 from shared.redact import redact
 
-__all__ = ["QueryResult", "convert_rows", "decode_result", "describe_error", "error_reason", "parse_result", "typed"]
+__all__ = [
+    "QueryResult",
+    "convert_rows",
+    "decode_result",
+    "describe_error",
+    "error_reason",
+    "parse_result",
+    "partial_kind",
+    "typed",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class QueryResult:
     rows: list[list[Any]]
     partial: str | None  # the service's reason when the result was cut (HTTP 200 PartialError)
     body_bytes: int = 0  # size of the response body the rows came from (sizes batches by bytes)
+    partial_kind: str = ""  # "truncated", "error" or "warning" (see ``partial_kind``)
 
 
 def _to_int(v: Any) -> Any:
@@ -157,11 +167,40 @@ def decode_result(body: bytes) -> QueryResult:
         raise FatalError(f"query API returned a body that is not a query result: {exc}") from exc
     if not isinstance(rows, list):
         raise FatalError("query API returned rows that are not a list")
-    partial = None
+    partial, kind = None, ""
     error = doc.get("error")
     if isinstance(error, dict):
-        partial = describe_error(error)
-    return QueryResult(columns=columns, rows=rows, partial=partial, body_bytes=len(body))
+        partial, kind = describe_error(error), partial_kind(error)
+    return QueryResult(columns=columns, rows=rows, partial=partial, body_bytes=len(body), partial_kind=kind)
+
+
+_TRUNCATION = ("E_QUERY_RESULT_SET_TOO_LARGE", "0x80DA0003", "exceed the set limit", "exceeded the internal data size")
+
+
+def partial_kind(error: dict[str, Any]) -> str:
+    """What an HTTP 200 ``PartialError`` means for the rows that came with it.
+
+    - ``truncated``: the result hit the row/size cap (``E_QUERY_RESULT_SET_TOO_LARGE``) — cured by
+      splitting the window;
+    - ``warning``: every inner error has a severity above 2 (Kusto's rule: severities of 2 or
+      less are failures), so the result is complete — the rows are kept and the warning recorded;
+    - ``error``: anything else (``E_OVERFLOW``, runaway query, a cross-cluster failure): the
+      rows cannot be trusted and splitting does not help — the window fails with the service's code.
+    """
+    inner: list[dict[str, Any]] = []
+    stack: list[Any] = [*(error.get("details") or []), error.get("innererror")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            inner.append(item)
+            stack.append(item.get("innererror"))
+    text = " ".join(f"{i.get('code', '')} {i.get('message', '')}" for i in [error, *inner])
+    if any(marker.lower() in text.lower() for marker in _TRUNCATION):
+        return "truncated"
+    severities = [i.get("severity") for i in inner if "severity" in i]
+    if severities and all(isinstance(s, int) and s > 2 for s in severities):
+        return "warning"
+    return "error"
 
 
 def describe_error(error: dict[str, Any]) -> str:

@@ -97,19 +97,34 @@ def test_duplicate_late_and_malformed_messages_are_no_ops(functions, engine, sto
     assert blob_names(storage_conn, f"out-{unique}") == names
 
 
-def test_poison_message_fails_the_window_visibly_and_replay_recovers_it(functions, engine):
+def test_poison_message_fails_the_window_visibly_and_it_comes_back_after_a_backoff(
+    functions, make_engine, emulator, unique
+):
+    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 1})
+    clock = {"now": NOW}
+    engine = make_engine([pipeline], now=lambda: clock["now"], MOVER_DISPATCH="queue")
+    api.reset_engine(engine)
     functions.timers["mover_tick"].call(TimerRequest(past_due=False))
     body = take(engine)[0]
     window = WorkMessage.decode(body).window
-    deliver(functions, body, name="mover_poison")
+    deliver(functions, body, name="mover_poison")  # e.g. a storage outage outlasted every delivery
     state = engine.ledger.get("requests", window)
     assert state.status == "failed" and state.error.startswith("poison:")
-    assert state.attempts >= engine.settings.pipeline("requests").window.max_attempts  # no silent retries
+    assert (state.fail_kind, state.attempts) == ("transient", 0)  # not the window's fault: never closes it
+    assert state.next_attempt_at == NOW + pipeline_backoff(engine)
     report = engine.status()
     assert any(f["start"] == state.window.start.strftime("%Y-%m-%dT%H:%M:%SZ")
                for f in report["pipelines"][0]["failed"])  # fmt: skip
-    result = engine.replay(engine.settings.pipeline("requests"), window.start, window.end, mode="inline")
-    assert [r.outcome for r in result.results] == ["done"]
+    clock["now"] = state.next_attempt_at
+    functions.timers["mover_tick"].call(TimerRequest(past_due=False))
+    again = [m for m in take(engine) if WorkMessage.decode(m).window == window]
+    assert len(again) == 1
+    deliver(functions, again[0])
+    assert engine.ledger.get("requests", window).status == "done"
+
+
+def pipeline_backoff(engine):
+    return engine.settings.pipeline("requests").window.retry_backoff
 
 
 def test_a_lost_message_is_enqueued_again_after_its_timeout(functions, make_engine, emulator, unique):

@@ -103,7 +103,7 @@ def engine(emulator, make_engine, storage_conn, unique):
     good = ledger.get("requests", w(2))
     assert good is not None and good.rows > 0
     # 02:00 replayed and failed: the ledger keeps its last good run apart from the failed attempt
-    claim = ledger.claim("requests", w(2), owner="replayer", now=NOW, lease=H, max_attempts=3, force=True)
+    claim = ledger.force_claim("requests", w(2), owner="replayer", now=NOW, lease=H)
     assert claim is not None
     ledger.fail(claim, now=NOW, error="fatal: query API 400 " + EVIL, next_attempt_at=None)
     last_good = {

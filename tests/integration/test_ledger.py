@@ -25,7 +25,9 @@ def w(i: int) -> Window:
     return Window(T0 + i * H, T0 + (i + 1) * H)
 
 
-def claim(ledger, i, owner="a", now=T0 + 48 * H, **kw):
+def claim(ledger, i, owner="a", now=T0 + 48 * H, force=False, **kw):
+    if force:
+        return ledger.force_claim("p1", w(i), owner=owner, now=now, lease=LEASE)
     return ledger.claim("p1", w(i), owner=owner, now=now, lease=LEASE, max_attempts=3, **kw)
 
 

@@ -88,14 +88,34 @@ def test_failed_window_is_visible_then_retried_on_a_later_tick(emu, make_engine,
     (result,) = engine.tick().results
     assert result.outcome == "failed" and "503" in result.error
     state = engine.ledger.get("req", W0)
-    assert state.status == "failed" and state.attempts == 1 and "retriable: query API 503" in state.error
+    assert state.status == "failed" and "retriable: query API 503" in state.error
+    assert (state.fail_kind, state.attempts) == ("transient", 0)  # a service fault is not the window's: no attempt used
     assert state.next_attempt_at == now[0] + timedelta(minutes=10)
     assert engine.tick().results == []  # backing off
     assert not _exists(storage_conn, container) or blob_names(storage_conn, container) == []  # nothing written
     now[0] += timedelta(minutes=11)
     (again,) = engine.tick().results
-    assert again.outcome == "done" and again.attempt == 2
+    assert again.outcome == "done" and again.attempt == 1
     assert engine.ledger.get("req", W0).error == ""
+
+
+def test_transient_failures_never_close_a_window_and_back_off_longer_each_time(emu, make_engine, unique):
+    now = [T0 + H + timedelta(minutes=5)]
+    pipeline = query_pipeline(
+        "req", "requests", emu, f"out-{unique}", source={"max_retries": 0},
+        window={"max_attempts": 2, "retry_backoff": "PT1M"},
+    )  # fmt: skip
+    engine = make_engine([pipeline], now=lambda: now[0])
+    emu.faults.push(status=503, count=5)
+    waits = []
+    for _ in range(5):  # more failures than max_attempts: a service outage must not close the window
+        assert [r.outcome for r in engine.tick().results] == ["failed"]
+        state = engine.ledger.get("req", W0)
+        assert (state.status, state.fail_kind, state.attempts) == ("failed", "transient", 0)
+        waits.append(state.next_attempt_at - now[0])
+        now[0] = state.next_attempt_at
+    assert waits == [timedelta(minutes=m) for m in (1, 2, 4, 8, 16)]
+    assert [r.outcome for r in engine.tick().results] == ["done"]
 
 
 def _exists(conn, container):
@@ -115,16 +135,16 @@ def test_window_stays_failed_after_max_attempts_until_replayed(emu, make_engine,
         window={"max_attempts": 2, "retry_backoff": "PT1M"},
     )
     engine = make_engine([pipeline], now=lambda: now[0])
-    emu.faults.push(status=503, count=2)
+    emu.faults.push("overflow", count=2)  # a partial error that is not truncation: the window's own failure
     for _ in range(2):
         assert [r.outcome for r in engine.tick().results] == ["failed"]
         now[0] += timedelta(minutes=5)
     assert engine.tick().results == []
     state = engine.ledger.get("req", W0)
-    assert (state.status, state.attempts) == ("failed", 2)
+    assert (state.status, state.attempts, state.fail_kind) == ("failed", 2, "window")
     report = engine.status()
     assert report["pipelines"][0]["counts"]["failed"] == 1
-    assert report["pipelines"][0]["failed"][0]["error"].startswith("retriable: query API 503")
+    assert report["pipelines"][0]["failed"][0]["error"].startswith("fatal: query API partial error")
     result = engine.replay(engine.settings.pipeline("req"), T0, T0 + H)
     assert [r.outcome for r in result.results] == ["done"]
 

@@ -14,7 +14,7 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 
-from shared.errors import DataError, FatalError, RetriableError
+from shared.errors import DataError, FatalError, RetriableError, StorageDenied
 from shared.sinks._azure import translate
 
 
@@ -48,9 +48,9 @@ def http(status: int, headers: dict[str, str] | None = None, cls: Any = HttpResp
         (http(409), RetriableError),
         (http(400), FatalError),
         (http(404, cls=ResourceNotFoundError), FatalError),
-        (http(401), FatalError),
-        (http(403), FatalError),
-        (http(403, cls=ClientAuthenticationError), FatalError),
+        (http(401), StorageDenied),  # refused storage is not the window's fault (docs/reliability.md)
+        (http(403), StorageDenied),
+        (http(403, cls=ClientAuthenticationError), StorageDenied),
         (ServiceRequestError("connection refused"), RetriableError),
         (ServiceResponseTimeoutError("read timed out"), RetriableError),
         (AzureError("something odd"), RetriableError),
