@@ -157,6 +157,12 @@ def _window_by(
         for key in sorted({"max_event_lag", "max_event_lead"} & set(raw)):
             p.fail(where, f"'{key}' applies only with \"window_by\": \"ingestion\"")
         return "event", lag, lead
+    if "time_column" in raw:
+        p.fail(
+            where,
+            "'time_column' has no effect with \"window_by\": \"ingestion\" (windows are bounded by"
+            " ingestion_time(), and the request timespan applies to the table's own time column); remove it",
+        )
     for key, value in (("max_event_lag", lag), ("max_event_lead", lead)):
         if not timedelta(0) <= value <= timedelta(days=30):
             p.fail(where, f"'{key}' must be from PT0S to P30D; got {raw.get(key)}")

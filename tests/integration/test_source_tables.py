@@ -25,9 +25,7 @@ def test_every_table_of_a_source_lands_in_its_own_pipeline(emulator, make_engine
     assert {p.group for p in engine.settings.pipelines} == {"shop"}
 
     report = engine.tick()
-    assert sorted((r.pipeline, r.window, r.outcome) for r in report.results) == sorted(
-        (n, W0, "done") for n in names
-    )
+    assert sorted((r.pipeline, r.window, r.outcome) for r in report.results) == sorted((n, W0, "done") for n in names)
     for table, name in zip(TABLES, names, strict=True):
         state = engine.ledger.get(name, W0)  # its own ledger partition
         default, by_table = (o["name"] for o in state.outputs if o["kind"] == "data")

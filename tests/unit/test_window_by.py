@@ -79,8 +79,16 @@ def test_default_delay_covers_commit_latency_only(over, window, delay):
             {"window_by": "ingestion", "query": "union requests, traces"},
             "the 'query' must start with its table (e.g. 'requests | where success == false')",
         ),
+        ({"window_by": "ingestion", "time_column": "timestamp"}, "'time_column' has no effect with"),
     ],
-    ids=["unknown-mode", "lag-without-ingestion", "lead-too-far", "lag-not-a-duration", "query-without-table"],
+    ids=[
+        "unknown-mode",
+        "lag-without-ingestion",
+        "lead-too-far",
+        "lag-not-a-duration",
+        "query-without-table",
+        "time-column-unused",
+    ],
 )
 def test_bad_window_by_settings_are_refused_with_the_fix(over, fragment):
     src = {"kind": "app_insights", "app_id": "a", "query": "requests"} | over
