@@ -32,8 +32,14 @@ TOKEN = "dev-token"  # noqa: S105 - the local emulator's documented dev token, n
 IDENTITY_KEY = "dev-identity-key-not-a-secret-0123456789"  # signs devtools.identity's tokens (local only)
 
 
+# Tables of the "app" source: one source, one pipeline per table, windows bounded by ingestion time.
+INGESTION_TABLES = ("exceptions", "customEvents", "pageViews")
+
+
 def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
-    """The dev stack's pipelines: three query-API tables, 5-minute windows, a one-minute delay."""
+    """The dev stack's pipelines: three query-API tables in 5-minute windows with a one-minute delay,
+    and one source ("app") whose tables are moved by ingestion time (late rows land in the window
+    of their ingestion, with their own older timestamp)."""
     window = {"size": "PT5M", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "delay": "PT1M", "max_per_tick": 24}
     items: list[dict[str, Any]] = []
     for table, fmt in (("requests", "jsonl"), ("dependencies", "parquet"), ("traces", "csv")):
@@ -54,6 +60,21 @@ def pipelines(emulator_url: str, start: datetime) -> dict[str, Any]:
                 "sink": {"container": "telemetry", "format": fmt},
             }
         )
+    items.append(
+        {
+            "name": "app",
+            "source": {
+                "kind": "app_insights",
+                "app_id": APP_ID,
+                "endpoint": emulator_url,
+                "tables": list(INGESTION_TABLES),
+                "window_by": "ingestion",
+                "auth": {"kind": "token", "setting": "MOVER_DEV_TOKEN"},
+            },
+            "window": {k: v for k, v in window.items() if k != "delay"},  # the ingestion default (PT2M)
+            "sink": {"container": "telemetry", "format": "jsonl"},
+        }
+    )
     return {"pipelines": items}
 
 
@@ -115,6 +136,8 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
     start = align_down(now - history, timedelta(minutes=5))
     for i, table in enumerate(("requests", "dependencies", "traces")):
         emulator.generate(table, start, now, count=int(history.total_seconds() // 2), seed=i + 1, late_fraction=0.05)
+    for i, table in enumerate(INGESTION_TABLES):  # some arrive up to 3 h late: in later ingestion windows
+        emulator.generate(table, start, now, count=int(history.total_seconds() // 20), seed=i + 11, late_fraction=0.2)
     emulator.start_seeder(rate=5.0, late_fraction=0.05)
     _say(f"query emulator {emulator.url}/v1/apps/{APP_ID}/query (token {TOKEN})")
 

@@ -6,7 +6,8 @@ windows answers that in a handful of queries: a span holds at most ``SPAN_WINDOW
 windows (result rows, so far below the service's 500,000-row / 64 MB caps) and at most
 ``SPAN_DAYS`` days (a short scan per query). Queries go through the query source's own
 request path (auth, retries, ``Retry-After``), paced to the pipeline's request budget.
-A cut answer (PartialError) is never used: the span is halved and asked again.
+A cut answer (PartialError) is never used: the span is halved and asked again. Windows bounded
+by ingestion time (``window_by: ingestion``) are counted by ``bin(ingestion_time(), …)``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from shared.durations import parse_timestamp
 from shared.errors import FatalError
 from shared.model import Window
 from shared.settings import QuerySourceConfig
-from shared.sources.query_api import QueryApiSource, bounded_query
+from shared.sources.bounds import bin_expression, bounded_query
+from shared.sources.query_api import QueryApiSource
 
 __all__ = [
     "DEFAULT_CONCURRENT",
@@ -171,7 +173,7 @@ def _span(
     config = source.config
     seconds = int(size.total_seconds())
     aggs = f"n=count(), b=sum({BILLED})" if billed else "n=count()"
-    query = f"{bounded_query(config, span)}\n| summarize {aggs} by bin({config.time_column}, {seconds}s)"
+    query = f"{bounded_query(config, span)}\n| summarize {aggs} by bin({bin_expression(config)}, {seconds}s)"
     pacer.wait()
     result = source._query(query, span)  # the source's request path: auth, retries, error mapping
     with lock:
@@ -186,6 +188,11 @@ def _span(
         yield from _span(source, Window(middle, span.end), size, billed, pacer, counts, lock)
         return
     for row in result.rows:
+        if row[0] is None:  # ingestion_time() has no value after operators that drop table rows
+            raise FatalError(
+                f"the count of {span} came back with an empty time bin: the query's operators drop"
+                f" {bin_expression(config)}; keep table rows (where, extend, project-away)"
+            )
         bin_start = parse_timestamp(str(row[0]))
         rows = int(row[1] or 0)
         nbytes = float(row[2] or 0) if billed else None

@@ -2,8 +2,8 @@
 
 ``count()`` and ``sum``/``avg``/``min``/``max`` of one column; nulls are ignored and an
 aggregate over no values is null (``count()`` is 0). ``summarize count(), sum(_BilledSize)
-[by bin(time, span)]`` — what a backfill estimate sends — is answered from the stored row
-bytes without decoding: a workspace row's ``_BilledSize`` is the length of its stored
+[by bin(time | ingestion_time(), span)]`` — what a backfill estimate sends — is answered from
+the stored row bytes without decoding: a workspace row's ``_BilledSize`` is the length of its stored
 classic JSON (see :mod:`.schema`).
 """
 
@@ -23,9 +23,11 @@ __all__ = [
     "AggFn",
     "agg_column",
     "agg_rows",
+    "bins_on_ingestion",
     "check_agg",
     "fast_aggs",
     "summarize_op",
+    "time_bin",
 ]
 
 # KQL bins datetimes on ticks since 0001-01-01, not since the Unix epoch.
@@ -101,15 +103,22 @@ def summarize_op(keyfns: list[RowFn], aggs: list[AggFn]) -> Callable[[list[Row]]
     return run_summarize
 
 
-def _time_bin(group: Group, schema: TableSchema) -> int | None:
-    """The span of ``bin(<time column>, <timespan literal>)``, else None."""
+def bins_on_ingestion(expr: object) -> bool:
+    """Whether ``expr`` is ``ingestion_time()`` (a bin over the rows' ingestion ticks)."""
+    return isinstance(expr, Call) and expr.name == "ingestion_time" and not expr.args
+
+
+def time_bin(group: Group, schema: TableSchema) -> int | None:
+    """The span of ``bin(<time column> | ingestion_time(), <timespan literal>)``, else None."""
     g = group.expr
     if (
         isinstance(g, Call)
         and g.name == "bin"
         and len(g.args) == 2
-        and isinstance(g.args[0], ColumnRef)
-        and g.args[0].name == schema.time_column
+        and (
+            (isinstance(g.args[0], ColumnRef) and g.args[0].name == schema.time_column)
+            or bins_on_ingestion(g.args[0])
+        )
         and isinstance(g.args[1], Lit)
         and g.args[1].type == "timespan"
         and isinstance(g.args[1].value, int)
@@ -121,7 +130,8 @@ def _time_bin(group: Group, schema: TableSchema) -> int | None:
 
 def fast_aggs(tail: list[Any], schema: TableSchema) -> tuple[str | None, int, tuple[str, ...]]:
     """``summarize`` of ``count()`` / ``sum(_BilledSize)`` [by bin(time)]: answerable from the
-    stored row bytes (a row's billed size is the length of its stored classic JSON)."""
+    stored row bytes (a row's billed size is the length of its stored classic JSON). ``iaggs``:
+    the bins are of ``ingestion_time()``."""
     if len(tail) != 1 or not isinstance(tail[0], Summarize) or len(tail[0].by) > 1:
         return None, 0, ()
     stage = tail[0]
@@ -140,16 +150,20 @@ def fast_aggs(tail: list[Any], schema: TableSchema) -> tuple[str | None, int, tu
         else:
             return None, 0, ()
     span = 0
+    fast = "aggs"
     if stage.by:
-        found = _time_bin(stage.by[0], schema)
+        found = time_bin(stage.by[0], schema)
         if found is None:
             return None, 0, ()
         span = found
-    return "aggs", span, tuple(kinds)
+        assert isinstance(stage.by[0].expr, Call)
+        fast = "iaggs" if bins_on_ingestion(stage.by[0].expr.args[0]) else "aggs"
+    return fast, span, tuple(kinds)
 
 
 def agg_rows(ts: list[int], rows: list[bytes], span: int, kinds: tuple[str, ...]) -> list[bytes]:
-    """Rows of ``summarize count()/sum(_BilledSize) [by bin(time, span)]`` (span 0: one row)."""
+    """Rows of ``summarize count()/sum(_BilledSize) [by bin(time, span)]`` (span 0: one row);
+    ``ts`` are the ticks binned (event or ingestion)."""
     groups: dict[int, list[float]] = {}  # bin → [rows, billed bytes]
     off = KUSTO_EPOCH_OFFSET
     for t, raw in zip(ts, rows, strict=True):

@@ -6,7 +6,7 @@ No auth (loopback dev tool). Datetimes are ISO 8601 text. Endpoints::
     GET    /_emulator/stats                      counters;  POST /_emulator/stats/reset
     POST   /_emulator/generate                   {table, start, end, count, seed?, late_fraction?}
     POST   /_emulator/rows                       {table, rows: [{...}], ingested_at?}
-    GET    /_emulator/expected?table=&start=&end=[&rows=false][&visible_only=false]
+    GET    /_emulator/expected?table=&start=&end=[&rows=false][&visible_only=false][&by=ingestion]
     GET    /_emulator/faults                     pending scripted faults and rates
     POST   /_emulator/faults                     {status, count?, retry_after?, delay?}
                                                  or {rates: {"429": 0.1, ...}, seed?}
@@ -113,10 +113,13 @@ def _route(emu: Emulator, method: str, route: str, params: dict[str, str], body:
             raise _bad("'table' is required")
         start, end = _dt(params.get("start"), "start"), _dt(params.get("end"), "end")
         visible = _flag(params.get("visible_only"), True)
+        by = params.get("by") or "event"
+        if by not in ("event", "ingestion"):
+            raise _bad("'by' must be event or ingestion")
         if _flag(params.get("rows"), True):
-            rows = emu.expected(table, start, end, visible_only=visible)
+            rows = emu.expected(table, start, end, visible_only=visible, by=by)
             return 200, {"table": table, "count": len(rows), "rows": rows}
-        return 200, {"table": table, "count": emu.expected_count(table, start, end, visible_only=visible)}
+        return 200, {"table": table, "count": emu.expected_count(table, start, end, visible_only=visible, by=by)}
     if route == "faults":
         return _faults(emu, method, body)
     if route == "clock":

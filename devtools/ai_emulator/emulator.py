@@ -362,21 +362,30 @@ class Emulator:
         }
 
     def expected(
-        self, table: str, start: datetime, end: datetime, *, visible_only: bool = True
+        self, table: str, start: datetime, end: datetime, *, visible_only: bool = True, by: str = "event"
     ) -> list[dict[str, Any]]:
         """Rows a correct mover outputs for ``[start, end)``: column → JSON cell value,
-        exactly as ``T | where ts >= start and ts < end`` returns them (time order)."""
+        exactly as ``T | where ts >= start and ts < end`` returns them (time order).
+        ``by="ingestion"``: the rows whose ingestion time lies in ``[start, end)`` instead, whatever
+        their event time (``T | where ingestion_time() >= start and ingestion_time() < end``)."""
         schema = resolve_table(table)
-        sel = self._select(schema, start, end, visible_only)
+        sel = self._select(schema, start, end, visible_only, by)
         names = schema.names
         return [dict(zip(names, orjson.loads(r), strict=True)) for r in sel.rows]
 
-    def expected_count(self, table: str, start: datetime, end: datetime, *, visible_only: bool = True) -> int:
-        return len(self._select(resolve_table(table), start, end, visible_only).rows)
+    def expected_count(
+        self, table: str, start: datetime, end: datetime, *, visible_only: bool = True, by: str = "event"
+    ) -> int:
+        return len(self._select(resolve_table(table), start, end, visible_only, by).rows)
 
-    def _select(self, schema: TableSchema, start: datetime, end: datetime, visible_only: bool) -> Any:
+    def _select(self, schema: TableSchema, start: datetime, end: datetime, visible_only: bool, by: str) -> Any:
+        if by not in ("event", "ingestion"):
+            raise ValueError(f"by must be event or ingestion, got {by!r}")
         now = self.now_ticks() if visible_only else 2**63 - 1
-        return self.store.select(schema, _aware(start, "start"), _aware(end, "end"), -(2**63), 2**63 - 1, now)
+        lo, hi = _aware(start, "start"), _aware(end, "end")
+        full = (-(2**63), 2**63 - 1)
+        ts, ing = (full, (lo, hi)) if by == "ingestion" else ((lo, hi), full)
+        return self.store.select(schema, ts[0], ts[1], ing[0], ing[1], now)
 
     def clear(self) -> None:
         """Drop all telemetry (faults, stats and clock are kept)."""

@@ -4,9 +4,9 @@ Two execution paths give the same answers:
 
 * **fast path** — the query is ``T`` followed by ``where`` stages made only of range
   conjuncts on the time column / ``ingestion_time()`` and at most one simple tail
-  (``take``, ``count``, ``summarize count() [by bin(time, span)]``, ``order by time``, or
-  ``summarize`` of ``count()`` / ``sum(_BilledSize)`` [by bin(time, span)] — what a
-  backfill estimate sends).
+  (``take``, ``count``, ``summarize count() [by bin(time | ingestion_time(), span)]``,
+  ``order by time``, or ``summarize`` of ``count()`` / ``sum(_BilledSize)`` [by bin(…)] —
+  what a backfill estimate sends).
   Rows are never decoded: the store bisects its sorted tick arrays and the response is
   joined from the pre-serialized row bytes. This is what the mover sends, so it is what
   the benchmark measures.
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from .aggregate import KUSTO_EPOCH_OFFSET as _KUSTO_EPOCH_OFFSET
-from .aggregate import AggFn, agg_column, agg_rows, check_agg, fast_aggs, summarize_op
+from .aggregate import AggFn, agg_column, agg_rows, bins_on_ingestion, check_agg, fast_aggs, summarize_op, time_bin
 from .kql import (
     Agg,
     Call,
@@ -353,7 +353,7 @@ class Plan:
     ing_lo: int
     ing_hi: int
     columns: list[OutCol]
-    fast: str | None  # None (generic) | "rows" | "take" | "count" | "bin" | "desc" | "aggs"
+    fast: str | None  # None (generic) | "rows" | "take" | "count" | "bin" | "ibin" | "desc" | "aggs" | "iaggs"
     fast_arg: int = 0
     filters: list[RowFn] = field(default_factory=list)  # leading where stages, applied while decoding
     ops: list[RowsOp] = field(default_factory=list)
@@ -463,16 +463,11 @@ def _fast_tail(tail: list[Any], schema: TableSchema) -> tuple[str | None, int]:
         if not first.by:
             return "count", 0
         if len(first.by) == 1:
-            g = first.by[0].expr
-            if (
-                isinstance(g, Call)
-                and g.name == "bin"
-                and isinstance(g.args[0], ColumnRef)
-                and g.args[0].name == schema.time_column
-                and isinstance(g.args[1], Lit)
-                and isinstance(g.args[1].value, int)
-            ):
-                return "bin", g.args[1].value
+            span = time_bin(first.by[0], schema)
+            if span is not None:
+                g = first.by[0].expr
+                assert isinstance(g, Call)
+                return ("ibin" if bins_on_ingestion(g.args[0]) else "bin"), span
     if isinstance(first, OrderBy) and len(first.keys) == 1 and len(tail) <= 2:
         key = first.keys[0]
         rest = tail[1:]
@@ -568,8 +563,8 @@ def _compile_group(group: Group, scope: _Scope, now: int) -> tuple[RowFn, OutCol
             raise _sem("cannot group by a dynamic column", expr.pos, expr.name)
         return typed.fn, OutCol(group.name or expr.name, typed.type)
     if isinstance(expr, Call) and expr.name == "bin":
-        if len(expr.args) != 2 or not isinstance(expr.args[0], ColumnRef):
-            raise _sem("bin() expects (column, timespan)", expr.pos, "bin")
+        if len(expr.args) != 2 or not (isinstance(expr.args[0], ColumnRef) or bins_on_ingestion(expr.args[0])):
+            raise _sem("bin() expects (column or ingestion_time(), timespan)", expr.pos, "bin")
         col = expr.args[0]
         typed = _compile_expr(col, scope, now, "summarize")
         span = _compile_expr(expr.args[1], scope, now, "summarize")
@@ -582,7 +577,10 @@ def _compile_group(group: Group, scope: _Scope, now: int) -> tuple[RowFn, OutCol
         if int(span.value) <= 0:
             raise _sem("bin() size must be positive", expr.pos, "bin")
         fn, size = typed.fn, int(span.value)
-        return (lambda r: _bin_value(fn(r), size)), OutCol(group.name or col.name, "datetime")
+        # An unnamed bin of a column is named for the column; of ingestion_time(), Column1 (Kusto's name
+        # for an unnamed computed column).
+        name = group.name or (col.name if isinstance(col, ColumnRef) else "Column1")
+        return (lambda r: _bin_value(fn(r), size)), OutCol(name, "datetime")
     raise _sem(
         "'summarize' by-expressions must be a column or bin(column, timespan) in the emulator",
         group.pos,
@@ -595,10 +593,11 @@ def _compile_group(group: Group, scope: _Scope, now: int) -> tuple[RowFn, OutCol
 
 def run(plan: Plan, store: RowSource, now: int) -> QueryResult:
     """Execute ``plan`` against ``store`` with rows visible at ``now`` (ingestion ≤ now)."""
-    if plan.fast == "aggs":  # classic bytes: their length is the billed size, no workspace conversion
+    if plan.fast in ("aggs", "iaggs"):  # classic bytes: their length is the billed size, no workspace conversion
         classic = CLASSIC_TABLES[plan.schema.classic]
         sel = store.select(classic, plan.ts_lo, plan.ts_hi, plan.ing_lo, plan.ing_hi, now)
-        return QueryResult(plan.columns, agg_rows(sel.ts, sel.rows, plan.fast_arg, plan.fast_aggs), len(sel.rows))
+        ticks = sel.ing if plan.fast == "iaggs" else sel.ts
+        return QueryResult(plan.columns, agg_rows(ticks, sel.rows, plan.fast_arg, plan.fast_aggs), len(sel.rows))
     sel = store.select(plan.schema, plan.ts_lo, plan.ts_hi, plan.ing_lo, plan.ing_hi, now)
     fast, n = plan.fast, plan.fast_arg
     read = len(sel.rows)
@@ -613,8 +612,8 @@ def run(plan: Plan, store: RowSource, now: int) -> QueryResult:
         return QueryResult(plan.columns, rev if n < 0 else rev[:n], read)
     if fast == "count":
         return QueryResult(plan.columns, [b"[%d]" % read], read)
-    if fast == "bin":
-        return QueryResult(plan.columns, _bin_counts(sel.ts, n), read)
+    if fast in ("bin", "ibin"):
+        return QueryResult(plan.columns, _bin_counts(sel.ing if fast == "ibin" else sel.ts, n), read)
     return _run_generic(plan, sel)
 
 

@@ -13,13 +13,22 @@ from shared.errors import ConfigError
 from shared.model import format_ts
 from shared.settings import sinks as sink_section
 from shared.settings import sources as source_section
+from shared.settings import tables as table_section
 from shared.settings.fields import CONTAINER as _CONTAINER
 from shared.settings.fields import NAME as _NAME
 from shared.settings.fields import TABLE_NAME as _TABLE_NAME
 from shared.settings.fields import Fields
-from shared.settings.model import ExportSourceConfig, Pipeline, Settings, SinkConfig, SourceConfig, WindowConfig
+from shared.settings.model import (
+    ExportSourceConfig,
+    Pipeline,
+    QuerySourceConfig,
+    Settings,
+    SinkConfig,
+    SourceConfig,
+    WindowConfig,
+)
 
-__all__ = ["parse_settings"]
+__all__ = ["INGESTION_DELAY", "parse_settings"]
 
 _SIZES_PER_DAY = 86400
 DEFAULT_SCHEDULE = "0 */5 * * * *"
@@ -27,6 +36,12 @@ DEFAULT_SCHEDULE = "0 */5 * * * *"
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _WINDOW_DURATIONS = {"delay": "PT5M", "retry_backoff": "PT2M", "lease": "PT10M", "resweep_lookback": "PT0S"}
+# Default delay of windows bounded by ingestion_time(): the service stamps a row when its ingestion
+# completes, so a row is queryable at about its stamp; the delay covers only the spread between that
+# stamp and the commit (concurrent ingestions, service node clocks vs. this app's clock). Late
+# telemetry needs no delay here: it lands in the window of its ingestion. `verify` shows a window
+# that gained rows after it was moved as `short` (raise the delay then).
+INGESTION_DELAY = timedelta(minutes=2)
 
 
 def parse_settings(env: dict[str, str]) -> Settings:
@@ -55,9 +70,7 @@ def _settings(p: Fields) -> Settings:
             p.fail("MOVER_PIPELINES", 'expected {"pipelines": [ ... ]} with at least one pipeline')
         else:
             for i, item in enumerate(items):
-                parsed = pipeline(p, i, item)
-                if parsed is not None:
-                    pipelines.append(parsed)
+                pipelines.extend(pipeline(p, i, item))
             names = [x.name for x in pipelines]
             for dup in sorted({n for n in names if names.count(n) > 1}):
                 p.fail(f"pipeline {dup!r}", "name used twice; names must be unique")
@@ -127,11 +140,12 @@ def _load_json(p: Fields, raw: str) -> Any:
     return None
 
 
-def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
+def pipeline(p: Fields, index: int, item: Any) -> list[Pipeline]:
+    """The pipeline of ``item``, or one per table when its query source names ``tables``."""
     where = f"pipelines[{index}]"
     if not isinstance(item, dict):
         p.fail(where, "must be an object")
-        return None
+        return []
     raw_name = item.get("name")
     valid_name = isinstance(raw_name, str) and bool(_NAME.match(raw_name))
     if not valid_name:
@@ -143,6 +157,11 @@ def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
     p.reject_unknown(where, item, known)
     before = len(p.problems)
     source = source_section.source(p, where, name, item.get("source"))
+    tables = (
+        table_section.table_list(p, f"{where} source", source.kind, item["source"])
+        if isinstance(source, QuerySourceConfig)
+        else None
+    )
     window_config = window(p, where, item.get("window"), source)
     raw_sinks = item.get("sinks", [item["sink"]] if "sink" in item else None)
     sinks: list[SinkConfig] = []
@@ -154,6 +173,8 @@ def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
             if parsed is not None:
                 sinks.append(parsed)
         sinks = sink_section.separate_outputs(p, where, sinks)
+        if tables:
+            table_section.check_sinks(p, where, sinks, len(tables))
     columns = item.get("columns")
     if columns is not None:
         columns = column_spec(p, where, columns)
@@ -161,10 +182,11 @@ def pipeline(p: Fields, index: int, item: Any) -> Pipeline | None:
     if not isinstance(enabled, bool):
         p.fail(where, "'enabled' must be true or false")
     if not valid_name or len(p.problems) > before or source is None or window_config is None:
-        return None
-    return Pipeline(
+        return []
+    one = Pipeline(
         name=name, source=source, window=window_config, sinks=tuple(sinks), columns=columns, enabled=bool(enabled)
     )
+    return [one] if tables is None else table_section.expand(p, where, one, tables)
 
 
 def column_spec(p: Fields, where: str, raw: Any) -> Any:
@@ -225,6 +247,8 @@ def window(p: Fields, where: str, raw: Any, source: SourceConfig | None) -> Wind
     config = WindowConfig(
         size=size, start=start, end=end, max_per_tick=max_per_tick, max_attempts=max_attempts, **durations
     )
+    if isinstance(source, QuerySourceConfig) and source.window_by == "ingestion" and "delay" not in raw:
+        config = dataclasses.replace(config, delay=INGESTION_DELAY)  # commit latency only: see the constant
     if isinstance(source, ExportSourceConfig):
         if "delay" not in raw:
             config = dataclasses.replace(config, delay=max(config.delay, source.min_delay))

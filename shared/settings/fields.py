@@ -16,12 +16,14 @@ from shared.redact import register_connection_string
 from shared.settings.connstr import connection_problems, uri_problem
 from shared.settings.model import StorageConfig
 
-__all__ = ["CONTAINER", "IDENT", "NAME", "TABLE_NAME", "Fields"]
+__all__ = ["CONTAINER", "IDENT", "NAME", "TABLE_HEAD", "TABLE_NAME", "Fields"]
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
 TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+# A KQL query that starts with its table: ``requests`` or ``requests | where success == false``.
+TABLE_HEAD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\|[\s\S]*)?$")
 
 
 class Fields:

@@ -88,6 +88,13 @@ class QuerySourceConfig:
     retention: timedelta = timedelta(days=90)  # how far back the API still holds data (bounds replays)
     max_concurrent_queries: int = 5  # shared by every pipeline with this identity + endpoint (shared/budget.py)
     max_requests_per_30s: int = 180
+    # What bounds a window: ``event`` the time column (late rows need re-sweeps), ``ingestion``
+    # ``ingestion_time()`` (every row in exactly one window, see shared/sources/kql.py). The request
+    # timespan of an ingestion window reaches back ``max_event_lag`` and ahead ``max_event_lead``
+    # on the time column: rows whose event time lies further from their ingestion are not returned.
+    window_by: Literal["event", "ingestion"] = "event"
+    max_event_lag: timedelta = timedelta(days=2)
+    max_event_lead: timedelta = timedelta(days=1)
 
     @property
     def in_flight(self) -> int:
@@ -166,6 +173,9 @@ class Pipeline:
     sinks: tuple[SinkConfig, ...]
     columns: Any = None
     enabled: bool = True
+    # The source group a pipeline was expanded from (a query source naming several ``tables``):
+    # ``{group}-{table}`` is the pipeline's name; None for a pipeline written as such.
+    group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from shared.redact import register
 from shared.settings.fields import CONTAINER as _CONTAINER
 from shared.settings.fields import IDENT as _IDENT
-from shared.settings.fields import Fields
+from shared.settings.fields import TABLE_HEAD, Fields
 from shared.settings.model import DEFAULT_ENDPOINTS, AuthConfig, ExportSourceConfig, QuerySourceConfig, SourceConfig
 
 __all__ = ["DEFAULT_SCOPES", "DEFAULT_TIME_COLUMN", "source"]
@@ -36,6 +36,10 @@ _QUERY_FIELDS = {
     "parallel_queries",
     "max_concurrent_queries",
     "max_requests_per_30s",
+    "window_by",
+    "max_event_lag",
+    "max_event_lead",
+    "tables",
 }
 # How far back the query API still returns data by default: Application Insights keeps 90 days,
 # a Log Analytics workspace 30 (both up to 730 days interactively, set per app/workspace/table).
@@ -81,6 +85,11 @@ def query_source(
         p.fail(where, f"'endpoint' must be a base URL like {DEFAULT_ENDPOINTS[kind]}; got {endpoint!r}")
         endpoint = DEFAULT_ENDPOINTS[kind]
     query = raw.get("query", raw.get("table"))
+    if "tables" in raw:  # one pipeline per table (shared.settings.tables): each gets its table as query
+        for one in ("query", "table", "table_name"):
+            if one in raw:
+                p.fail(where, f"'{one}' and 'tables' exclude each other: 'tables' makes one pipeline per table")
+        query = "tables"
     if not isinstance(query, str) or not query.strip():
         p.fail(where, "'query' is required: a table name (e.g. requests) or a KQL query without time bounds")
         query = ""
@@ -105,6 +114,7 @@ def query_source(
         p.fail(where, f"'retention' must be from P1D to P4383D (12 years); got {raw.get('retention')}")
     max_concurrent = p.whole(where, raw, "max_concurrent_queries", 5, 1, 50)
     max_requests = p.whole(where, raw, "max_requests_per_30s", 180, 1, 10_000)
+    window_by, lag, lead = _window_by(p, where, raw, query)
     if auth_config is None or not isinstance(resource_id, str):
         return None
     return QuerySourceConfig(
@@ -122,7 +132,48 @@ def query_source(
         retention=retention,
         max_concurrent_queries=max_concurrent,
         max_requests_per_30s=max_requests,
+        window_by=window_by,
+        max_event_lag=lag,
+        max_event_lead=lead,
     )
+
+
+def _window_by(
+    p: Fields, where: str, raw: dict[str, Any], query: str
+) -> tuple[Literal["event", "ingestion"], timedelta, timedelta]:
+    """``window_by`` (event | ingestion) and, for ingestion windows, how far the request timespan
+    reaches before (``max_event_lag``) and after (``max_event_lead``) the window on the time column."""
+    window_by = raw.get("window_by", "event")
+    if window_by not in ("event", "ingestion"):
+        p.fail(
+            where,
+            f"'window_by' must be event (windows bounded by the time column) or ingestion (by ingestion_time());"
+            f" got {window_by!r}",
+        )
+        window_by = "event"
+    lag = p.duration_field(where, raw, "max_event_lag", "P2D")
+    lead = p.duration_field(where, raw, "max_event_lead", "P1D")
+    if window_by == "event":
+        for key in sorted({"max_event_lag", "max_event_lead"} & set(raw)):
+            p.fail(where, f"'{key}' applies only with \"window_by\": \"ingestion\"")
+        return "event", lag, lead
+    if "time_column" in raw:
+        p.fail(
+            where,
+            "'time_column' has no effect with \"window_by\": \"ingestion\" (windows are bounded by"
+            " ingestion_time(), and the request timespan applies to the table's own time column); remove it",
+        )
+    for key, value in (("max_event_lag", lag), ("max_event_lead", lead)):
+        if not timedelta(0) <= value <= timedelta(days=30):
+            p.fail(where, f"'{key}' must be from PT0S to P30D; got {raw.get(key)}")
+    if query and query != "tables" and not TABLE_HEAD.match(query):
+        p.fail(
+            where,
+            "with \"window_by\": \"ingestion\" the 'query' must start with its table (e.g. 'requests | where"
+            " success == false'): the window's ingestion_time() bound goes right after the table, where the"
+            " service still knows each row's ingestion time",
+        )
+    return "ingestion", lag, lead
 
 
 def auth(p: Fields, where: str, kind: str, raw: Any) -> AuthConfig | None:

@@ -16,7 +16,8 @@ __all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary", "SteppedSou
 
 @runtime_checkable
 class Source(Protocol):
-    """Yields every row whose event time lies in ``window`` (half-open), in batches.
+    """Yields every row whose time lies in ``window`` (half-open), in batches: the event time, or
+    for a query source with ``window_by: ingestion`` the time the service committed the row.
 
     Raises ``RetriableError`` / ``FatalError``; must never yield rows of an
     incomplete (truncated) result.

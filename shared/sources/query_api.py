@@ -24,10 +24,11 @@ from shared import telemetry
 from shared.auth import HeaderProvider
 from shared.budget import BudgetTimeout
 from shared.errors import FatalError, RetriableError
-from shared.model import Batch, Window, format_ts
+from shared.model import Batch, Window
 from shared.retry import with_retries
 from shared.settings import QuerySourceConfig
 from shared.sources.base import LatePlan, SourceSummary
+from shared.sources.bounds import bin_expression, bounded_query, timespan
 from shared.sources.wire import QueryResult, decode_result, error_reason, typed
 from shared.windows import WindowState
 
@@ -40,18 +41,6 @@ log = logging.getLogger(__name__)
 _MIN_SPLIT = timedelta(milliseconds=1)
 BATCH_BYTES = 2 * 2**20  # response JSON per Batch handed to the sinks (a response is sliced; see _fetch)
 _MIN_BATCH_ROWS = 100
-
-
-def _bounds(time_column: str, window: Window) -> str:
-    return (
-        f"| where {time_column} >= datetime({format_ts(window.start)})"
-        f" and {time_column} < datetime({format_ts(window.end)})"
-    )
-
-
-def bounded_query(config: QuerySourceConfig, window: Window) -> str:
-    """The pipeline's KQL restricted to ``[start, end)`` on its time column."""
-    return f"{config.query}\n{_bounds(config.time_column, window)}"
 
 
 def _bin_size(window: Window) -> timedelta:
@@ -78,7 +67,7 @@ def _cut_bin(start: datetime, rows: int, size: timedelta, limit: int) -> list[tu
 def count_bins_query(config: QuerySourceConfig, window: Window) -> str:
     """Rows per bin (≈60 bins a window), to cut the window into sub-windows that fit."""
     seconds = int(_bin_size(window).total_seconds())
-    return f"{bounded_query(config, window)}\n| summarize count() by bin({config.time_column}, {seconds}s)"
+    return f"{bounded_query(config, window)}\n| summarize count() by bin({bin_expression(config)}, {seconds}s)"
 
 
 @dataclass
@@ -212,7 +201,7 @@ class QueryApiSource:
     def _query(self, query: str, window: Window, *, complete: bool = False) -> QueryResult:
         """POST with retries. ``complete``: a cut (PartialError) answer is retried, never used —
         for counts, which cannot be split like a row query can."""
-        body = orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
+        body = orjson.dumps({"query": query, "timespan": timespan(self.config, window)})
 
         def attempt() -> QueryResult:
             try:
@@ -309,4 +298,9 @@ def _retry_after(value: str | None) -> float | None:
 def _parse_bin(value: object) -> datetime:
     from shared.durations import parse_timestamp
 
+    if value is None:  # ingestion_time() has no value after operators that drop table rows (summarize, join…)
+        raise FatalError(
+            "a count came back with an empty time bin: the query's operators drop ingestion_time();"
+            " with window_by ingestion keep table rows (where, extend, project-away)"
+        )
     return parse_timestamp(str(value))
