@@ -210,11 +210,13 @@ class LocalHost:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":  # a HEAD answer carries the headers only
+                    self.wfile.write(body)
 
             do_GET = _serve
             do_POST = _serve
-            do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve  # 405 from the route, as the host answers
+            # 405 from the route, as the host answers (HEAD included: never the server's own 501)
+            do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
         return Handler
 

@@ -188,8 +188,10 @@ class Ledger(Finish, Unclaimed, Marks, Writes):
             fields = self._running(owner, attempts, now, now + lease, [*state.writing, part])
             if takeover:
                 fields["Takeovers"] = state.takeovers + 1
+            # a done window sits behind the open mark: its sweep claim brings the mark back with it
+            reopen = window.key if state.status == "done" else None
             try:
-                etag, row = self.transition(pipeline, entity, fields, now)
+                etag, row = self.transition(pipeline, entity, fields, now, reopen=reopen)
             except Lost:
                 continue
             return Claim(pipeline, window, owner, attempts, etag, now + lease, state, row)
