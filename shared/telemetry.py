@@ -4,6 +4,9 @@ Everything OpenTelemetry lives here. ``configure(env)`` runs once per process at
 (function app, CLI): with ``APPLICATIONINSIGHTS_CONNECTION_STRING`` set it starts the
 ``azure-monitor-opentelemetry`` distro, otherwise it does nothing and every call below goes
 to OpenTelemetry's no-op providers (cheap, so the engine calls them unconditionally).
+``APPLICATIONINSIGHTS_AUTHENTICATION_STRING`` (``ClientId=<id>;Authorization=AAD``, the
+setting the Functions host reads too) makes the exporter send with that managed identity,
+which Entra-only ingestion (local auth off) requires.
 
 The distro's defaults would export a dependency span for every query and storage call and
 every log record of every library; a mover that reads the same App Insights resource would
@@ -32,16 +35,20 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, cast
 from opentelemetry import metrics, trace
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
     from shared.model import Window
     from shared.runner import WindowResult
     from shared.settings import Pipeline
     from shared.sources.base import SourceSummary
 
 __all__ = [
+    "AUTHENTICATION_SETTING",
     "INSTRUMENTATIONS_SETTING",
     "SCOPE",
     "configure",
     "configured",
+    "ingestion_credential",
     "source_done",
     "throttled",
     "traced_window",
@@ -51,6 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 SCOPE = "insights_mover"
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+AUTHENTICATION_SETTING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"  # ClientId=<id>;Authorization=AAD
 INSTRUMENTATIONS_SETTING = "MOVER_TELEMETRY_INSTRUMENTATIONS"  # comma list to turn back on, e.g. "httpx"
 # The distro's library instrumentations: each would add a span per HTTP/storage call.
 _INSTRUMENTATIONS = ("azure_sdk", "django", "fastapi", "flask", "httpx", "psycopg2", "requests", "urllib", "urllib3")
@@ -160,6 +168,9 @@ def configure(env: Mapping[str, str]) -> bool:
 def distro_options(env: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``configure_azure_monitor``: only bounded, per-window telemetry.
 
+    With ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING`` the exporter gets the managed identity it
+    names (``ingestion_credential``), read from ``env`` like every other setting here rather than
+    left to the exporter's own look at the process environment.
     Library instrumentations are off (each query and storage call would be a span); those
     named in ``MOVER_TELEMETRY_INSTRUMENTATIONS`` are turned back on. Logs: only the engine's
     logger (``shared``), not the root (azure-core logs every request), and none inside the
@@ -172,6 +183,9 @@ def distro_options(env: Mapping[str, str]) -> dict[str, Any]:
 
     wanted = {n.strip() for n in env.get(INSTRUMENTATIONS_SETTING, "").split(",") if n.strip()}
     options: dict[str, Any] = {} if env.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
+    credential = ingestion_credential(env)
+    if credential is not None:
+        options["credential"] = credential
     return options | {
         "connection_string": env[CONNECTION_SETTING].strip(),
         "instrumentation_options": {name: {"enabled": name in wanted} for name in _INSTRUMENTATIONS},
@@ -180,6 +194,30 @@ def distro_options(env: Mapping[str, str]) -> dict[str, Any]:
         "enable_performance_counters": False,
         "resource": Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", "insights-mover")}),
     }
+
+
+def ingestion_credential(env: Mapping[str, str]) -> TokenCredential | None:
+    """The managed identity ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING`` names, or None (key-based ingestion).
+
+    ``ClientId=<id>;Authorization=AAD`` is a user-assigned identity, ``Authorization=AAD`` alone the
+    system-assigned one. Anything else raises ``ValueError`` naming the setting (never its value):
+    with local auth off the service rejects whatever is sent without a token, so a typo must be seen.
+    """
+    raw = env.get(AUTHENTICATION_SETTING, "").strip()
+    if not raw:
+        return None
+    fields: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{AUTHENTICATION_SETTING} must read ClientId=<client id>;Authorization=AAD")
+        fields[key.strip().lower()] = value.strip()
+    if fields.get("authorization", "").lower() != "aad" or set(fields) - {"authorization", "clientid"}:
+        raise ValueError(f"{AUTHENTICATION_SETTING} must read ClientId=<client id>;Authorization=AAD")
+    from azure.identity import ManagedIdentityCredential
+
+    client_id = fields.get("clientid")
+    return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
 
 
 def _connection_field(connection: str, name: str) -> str:

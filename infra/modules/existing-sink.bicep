@@ -10,6 +10,9 @@ param containers array
 @description('Principal (object) ID of the function app\'s user-assigned identity.')
 param principalId string
 
+@description('Grant the identity Storage Blob Data Contributor here (main.bicep\'s assignRoles).')
+param assignRole bool
+
 // Storage Blob Data Contributor (docs/deploy.md, role table).
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
@@ -30,7 +33,7 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
   }
 ]
 
-resource writer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource writer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (assignRole) {
   name: guid(account.id, principalId, storageBlobDataContributor)
   scope: account
   properties: {

@@ -17,6 +17,9 @@ param hierarchicalNamespace bool
 @description('Principal (object) ID of the function app\'s user-assigned identity.')
 param principalId string
 
+@description('Grant the identity Storage Blob Data Contributor here (main.bicep\'s assignRoles).')
+param assignRole bool
+
 @description('Tags on the account.')
 param tags object
 
@@ -67,7 +70,7 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
   }
 ]
 
-resource writer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource writer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (assignRole) {
   name: guid(account.id, principalId, storageBlobDataContributor)
   scope: account
   properties: {

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-MAIN = INFRA / "main.bicep"
+MAIN = INFRA / "main.bicep"  # subscription scope: parameters users set, the resource group, outputs
+RESOURCES = INFRA / "resources.bicep"  # everything inside the resource group
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -46,7 +48,7 @@ def object_strings(block: str) -> dict[str, str]:
 
 def app_settings() -> list[str]:
     """Names of the app settings ``main.bicep`` gives the function app (``{ name: '...', value: ... }`` items)."""
-    block = strip_comments(var_block(MAIN.read_text(encoding="utf-8"), "appSettings"))
+    block = strip_comments(var_block(RESOURCES.read_text(encoding="utf-8"), "appSettings"))
     items = [line.strip() for line in block.splitlines() if line.strip()]
     names = []
     for item in items:
@@ -60,11 +62,128 @@ def app_settings() -> list[str]:
 
 
 def param_default(name: str) -> str:
-    """The default expression of ``param <name> <type> = <default>``."""
+    """The default expression of ``param <name> <type> = <default>`` in main.bicep (what users get)."""
     m = re.search(rf"^param {name} \w+ = (.+)$", MAIN.read_text(encoding="utf-8"), re.MULTILINE)
     if m is None:
         raise AssertionError(f"main.bicep has no `param {name} ... = default`")
     return m.group(1).strip()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ``param`` line with the decorator lines right above it."""
+
+    name: str
+    type: str
+    default: str | None
+    decorators: tuple[str, ...]
+
+    def decorator(self, name: str) -> str | None:
+        """The argument text of ``@name(...)``, or None."""
+        for line in self.decorators:
+            m = re.fullmatch(rf"@{name}\((.*)\)", line)
+            if m:
+                return m.group(1)
+        return None
+
+
+def params(path: Path) -> dict[str, Param]:
+    """Every ``param`` of a template, in order, with its decorators."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found: dict[str, Param] = {}
+    for i, line in enumerate(lines):
+        m = re.fullmatch(r"param (\w+) (\w+)(?: = (.+))?", line.strip())
+        if m is None:
+            continue
+        decorators: list[str] = []
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith(("@", "//")):
+            if lines[j].strip().startswith("@"):
+                decorators.insert(0, lines[j].strip())
+            j -= 1
+        found[m.group(1)] = Param(m.group(1), m.group(2), m.group(3), tuple(decorators))
+    return found
+
+
+def block_at(text: str, start: int) -> str:
+    """The ``{...}`` or ``[...]`` opening at or after ``start``, brackets balanced outside strings and comments."""
+    i = min(j for j in (text.find("{", start), text.find("[", start)) if j >= 0)
+    depth, quoted = 0, False
+    begin = i
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == "'":
+                quoted = False
+        elif ch == "'":
+            quoted = True
+        elif text.startswith("//", i):
+            i = text.find("\n", i)
+            continue
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return text[begin : i + 1]
+        i += 1
+    raise AssertionError(f"unbalanced block at offset {begin}")
+
+
+def resources(path: Path, type_prefix: str) -> dict[str, str]:
+    """Symbolic name → declaration line + body of every resource whose type starts with ``type_prefix``."""
+    text = path.read_text(encoding="utf-8")
+    found = {}
+    for m in re.finditer(rf"^resource (\w+) '({re.escape(type_prefix)}[^'@]*)@[^']+' = [^\n]*$", text, re.MULTILINE):
+        found[m.group(1)] = text[m.start() : m.end() - 1] + block_at(text, m.end() - 1)
+    return found
+
+
+def modules(path: Path) -> dict[str, str]:
+    """Symbolic name → declaration line + body of every ``module``."""
+    text = path.read_text(encoding="utf-8")
+    return {
+        m.group(1): text[m.start() : m.end() - 1] + block_at(text, m.end() - 1)
+        for m in re.finditer(r"^module (\w+) '[^']+' = [^\n]*$", text, re.MULTILINE)
+    }
+
+
+def _depth_change(line: str) -> int:
+    """Brackets opened minus closed on one line, outside strings and comments."""
+    change, quoted, i = 0, False, 0
+    while i < len(line):
+        ch = line[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == "'":
+                quoted = False
+        elif ch == "'":
+            quoted = True
+        elif line.startswith("//", i):
+            break
+        elif ch in "{[":
+            change += 1
+        elif ch in "}]":
+            change -= 1
+        i += 1
+    return change
+
+
+def object_keys(block: str) -> list[str]:
+    """Top-level keys of a multi-line Bicep object ``{ ... }`` (one key a line, as the templates are written)."""
+    lines = block.strip().splitlines()
+    assert lines[0].rstrip().endswith("{") and lines[-1].strip() == "}", block[:120]
+    keys, depth = [], 0
+    for line in lines[1:-1]:
+        if depth == 0:
+            m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*|'[^']*')\s*:", line)
+            if m:
+                keys.append(m.group(1).strip("'"))
+        depth += _depth_change(line)
+    return keys
 
 
 def bicep_files() -> list[Path]:

@@ -22,7 +22,7 @@ HOST_SETTINGS = {
     "AzureWebJobsStorage__credential": "host: makes AzureWebJobsStorage identity-based ('managedidentity')",
     "AZURE_CLIENT_ID": "azure-identity DefaultAzureCredential: selects the user-assigned identity for `entra` sources",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "host and OpenTelemetry exporter: where the app's own telemetry goes",
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "host: sends its telemetry with the identity (Entra ingestion)",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "host and shared/telemetry.py: send with the identity (Entra-only)",
 }
 
 # Engine settings the template leaves at the engine's default on purpose.
@@ -43,7 +43,7 @@ NOT_SETTINGS = {
 }
 
 HOW_TO_ADD = (
-    "set it in `var appSettings` in infra/main.bicep (a parameter if users choose it), or add it to "
+    "set it in `var appSettings` in infra/resources.bicep (a parameter if users choose it), or add it to "
     "DEFAULTED in tests/infra/test_app_settings.py with the reason the default is right in Azure"
 )
 
@@ -113,7 +113,7 @@ def test_the_template_sets_nothing_that_nothing_reads() -> None:
 
 
 def test_no_setting_carries_an_account_key() -> None:
-    text = bicep.strip_comments(bicep.MAIN.read_text(encoding="utf-8"))
+    text = bicep.strip_comments(bicep.RESOURCES.read_text(encoding="utf-8"))
     for needle in ("listKeys(", "AccountKey=", "DefaultEndpointsProtocol", "SharedAccessSignature"):
         assert needle not in text
     for path in bicep.bicep_files():
@@ -152,7 +152,7 @@ def test_the_shipped_pipelines_parse_with_the_template_settings() -> None:
     ],
 )
 def test_state_names_in_settings_are_the_resources_the_template_creates(setting: str, bicep_var: str) -> None:
-    text = bicep.MAIN.read_text(encoding="utf-8")
+    text = bicep.RESOURCES.read_text(encoding="utf-8")
     assert re.search(rf"^\s+\{{ name: '{setting}', value: {bicep_var} \}}$", text, re.MULTILINE), (
         f"{setting} should be set from {bicep_var}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.infra import bicep
 
@@ -81,10 +82,10 @@ def test_every_role_assignment_is_built_in_and_names_its_principal() -> None:
 
 
 def test_the_state_account_gets_blob_queue_and_table_data_roles() -> None:
-    text = bicep.MAIN.read_text(encoding="utf-8")
+    text = bicep.RESOURCES.read_text(encoding="utf-8")
     roles = bicep.object_strings(bicep.var_block(text, "roles"))
     state = re.search(r"^var stateRoles = \[(.*?)^\]", text, re.MULTILINE | re.DOTALL)
-    assert state, "main.bicep has no `var stateRoles = [...]`"
+    assert state, "resources.bicep has no `var stateRoles = [...]`"
     ids = {roles[name] for name in re.findall(r"roles\.(\w+)", state.group(1))}
     names = {role for role, guid in BUILTIN.items() if guid in ids}
     assert names == {"Storage Blob Data Owner", "Storage Queue Data Contributor", "Storage Table Data Contributor"}
@@ -104,3 +105,25 @@ def test_each_source_kind_gets_its_reader_role() -> None:
         assert block, f"no role assignment for {kind} sources"
         var = re.search(r"roleDefinitions', (\w+)\)", block.group(1))
         assert var and re.search(rf"^var {var.group(1)} = '{BUILTIN[role]}'", text, re.MULTILINE), f"{kind}: not {role}"
+
+
+def test_every_role_assignment_can_be_left_to_an_administrator() -> None:
+    """assignRoles=false: the template grants nothing, so hand-made grants never collide (RoleAssignmentExists)."""
+
+    def guards(path: Path) -> list[str]:
+        """The declaration and the loop line (if any) of every role assignment."""
+        found = bicep.resources(path, "Microsoft.Authorization/roleAssignments")
+        return [" ".join(line.strip() for line in body.splitlines()[:2]) for body in found.values()]
+
+    assigned = guards(bicep.RESOURCES)
+    assert len(assigned) == 2 and all(": if (assignRoles) {" in g or "= if (assignRoles) {" in g for g in assigned)
+    for name in ("new-sink", "existing-sink"):
+        [writer] = guards(bicep.INFRA / "modules" / f"{name}.bicep")
+        assert "= if (assignRole) {" in writer, (name, writer)
+    modules = bicep.modules(bicep.RESOURCES)
+    for name in ("newSink", "existingSink"):
+        assert "assignRole: assignRoles" in modules[name], name
+    readers = [body for body in modules.values() if "'modules/source-access.bicep'" in body]
+    assert len(readers) == 3 and all(": if (assignRoles) {" in body.splitlines()[1] for body in readers)
+    doc = bicep.DEPLOY_DOC.read_text(encoding="utf-8")
+    assert "`assignRoles`" in doc and "RoleAssignmentExists" in doc
