@@ -105,8 +105,40 @@ def _replay(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def _status(engine: Engine, args: argparse.Namespace) -> int:
-    _print(engine.status(recent=args.recent))
+    from shared.status import StatusView
+
+    try:
+        since = parse_timestamp(args.since) if args.since else None
+        until = parse_timestamp(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"status: {exc}", file=sys.stderr)
+        return 2
+    if args.pipeline and _pipeline(engine, args.pipeline) is None:
+        return 2
+    _print(engine.status(view=StatusView(since, until, recent=args.recent), only=args.pipeline))
     return 0
+
+
+def _rollups(engine: Engine, args: argparse.Namespace) -> int:
+    """Build the day rollups of a ledger written before they existed; safe while the mover runs."""
+    failed = 0
+    for pipeline in engine.settings.pipelines:
+        if args.pipeline and pipeline.name != args.pipeline:
+            continue
+        built = 0
+        while True:
+            try:
+                step = engine.planner.build_history(pipeline, max_days=args.days)
+            except MoverError as exc:
+                print(f"{pipeline.name}: rollups not built: {exc}", file=sys.stderr)
+                failed += 1
+                break
+            built += step.built_now
+            if step.done or step.next_day is None:
+                print(f"{pipeline.name}: rollups complete ({built} day(s) built now)", flush=True)
+                break
+            print(f"{pipeline.name}: {built} day(s) built, next {format_ts(step.next_day)}", flush=True)
+    return 1 if failed else 0
 
 
 def _run(engine: Engine, args: argparse.Namespace) -> int:
@@ -223,6 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rp.add_argument("--mode", choices=("auto", "inline", "queue"), default="inline")
     st = sub.add_parser("status", help="print the ledger summary as JSON")
     st.add_argument("--recent", type=int, default=20)
+    st.add_argument("--pipeline", help="only this pipeline")
+    st.add_argument("--from", dest="since", help="windows starting at or after (ISO 8601 UTC); default the newest")
+    st.add_argument("--to", dest="until", help="windows starting before (ISO 8601 UTC)")
+    ru = sub.add_parser("rollups", help="build the status rollups of a ledger from before them (safe while running)")
+    ru.add_argument("--pipeline", help="only this pipeline")
+    ru.add_argument("--days", type=int, default=31, help="days built per step (progress is printed per step)")
     run = sub.add_parser("run", help="local scheduler loop")
     run.add_argument("--schedule", help="NCRONTAB; default MOVER_SCHEDULE")
     run.add_argument("--every", type=float, help="tick every N seconds instead of the schedule")
@@ -261,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "work": _work}
+    commands = {"tick": _tick, "replay": _replay, "status": _status, "run": _run, "work": _work, "rollups": _rollups}
     commands |= {"estimate": _estimate, "verify": _verify}
     commands["delta-maintenance"] = _delta_maintenance
     try:

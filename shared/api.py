@@ -20,7 +20,7 @@ import orjson
 
 from shared.durations import parse_timestamp
 from shared.errors import ConfigError, MoverError
-from shared.model import format_ts
+from shared.model import Window, format_ts
 from shared.params import BadRequest, choice, json_fields, quoted, text, time_range, timestamp, whole_number
 from shared.redact import redact
 from shared.runner import Engine
@@ -113,8 +113,9 @@ def replay(engine: Engine, body: bytes, params: Mapping[str, str]) -> Response:
 def status(engine: Engine, params: Mapping[str, str]) -> Response:
     """``GET /api/status`` (JSON) or with ``?format=html`` the status page.
 
-    ``from``/``to`` (ISO 8601 UTC or a date) limit the windows read to those starting in
-    ``[from, to)``; ``status`` (comma-separated) lists only windows in those states.
+    ``from``/``to`` (ISO 8601 UTC or a date) choose the windows shown (default: the newest ones);
+    ``status`` (comma-separated) lists only windows in those states; ``pipeline`` shows one
+    pipeline, and with ``window`` (a window's start) everything the ledger holds about that window.
     """
     from shared.status import STATUSES, StatusView
 
@@ -123,6 +124,11 @@ def status(engine: Engine, params: Mapping[str, str]) -> Response:
         recent = whole_number(params, "recent", 20, 1, 500)
     except BadRequest as exc:
         return _bad(exc.status, exc.reason)
+    only = params.get("pipeline", "").strip() or None
+    if only is not None and only not in {p.name for p in engine.settings.pipelines}:
+        return _bad(404, f"unknown pipeline {quoted(only, 64)}", pipelines=[p.name for p in engine.settings.pipelines])
+    if params.get("window", "").strip():
+        return _window(engine, only, params["window"].strip())
     bounds: dict[str, datetime | None] = {}
     for key in ("from", "to"):
         raw = params.get(key, "").strip()
@@ -138,13 +144,39 @@ def status(engine: Engine, params: Mapping[str, str]) -> Response:
     wanted = frozenset(s.strip() for s in params.get("status", "").split(",") if s.strip())
     if wanted - set(STATUSES):
         return _bad(400, f"'status' takes a comma-separated list of {', '.join(STATUSES)}")
-    report = engine.status(view=StatusView(since, until, wanted, recent))
+    report = engine.status(view=StatusView(since, until, wanted, recent), only=only)
     if fmt == "html":
         from shared.status_page import render_html
 
         shown = {k: params[k][:64] for k in ("from", "to", "status") if params.get(k)}
         return Response(200, redact(render_html(report, shown)).encode(), "text/html; charset=utf-8")
     return Response.json(200, report)
+
+
+def _window(engine: Engine, only: str | None, raw: str) -> Response:
+    """One window's ledger record, for drilling down from the page or a script."""
+    from shared.status_read import window_detail
+    from shared.windows import align_down
+
+    if only is None:
+        return _bad(400, "'window' needs 'pipeline'")
+    if len(raw) > 64:
+        return _bad(400, "'window' is too long")
+    try:
+        start = parse_timestamp(raw)
+    except ValueError as exc:
+        return _bad(400, f"'window': {exc} (use the window's start, ISO 8601 UTC)")
+    pipeline = engine.settings.pipeline(only)
+    size = pipeline.window.size
+    if align_down(start, size) != start:
+        return _bad(400, f"'window': {format_ts(start)} is not the start of a {only} window")
+    try:
+        state = engine.ledger.get(only, Window(start, start + size))
+    except MoverError as exc:
+        return _bad(503, f"ledger not readable: {exc}")
+    if state is None:
+        return _bad(404, f"{only} has no record of the window starting {format_ts(start)}")
+    return Response.json(200, window_detail(only, state, engine.clock()))
 
 
 def with_engine(op: Callable[[Engine], Response]) -> Response:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from shared.errors import MoverError
 from shared.model import Window
 from shared.outcomes import TickReport
+from shared.rollups import Migration
 from shared.settings import Pipeline
 from shared.window_worker import lookback
 from shared.windows import WindowState, open_mark, plan_windows
@@ -114,6 +115,7 @@ class Planner:
         for pipeline in self.engine.settings.pipelines:
             if not pipeline.enabled:
                 continue
+            self.step_history(pipeline)
             try:
                 queued, sweeps = self._enqueue(pipeline, sweeps=True)
             except MoverError as exc:
@@ -123,6 +125,22 @@ class Planner:
             report.queued += queued
             report.sweeps += sweeps
         return report
+
+    def build_history(self, pipeline: Pipeline, *, max_days: int = 31) -> Migration:
+        """Build up to ``max_days`` of day rollups missing from a ledger older than them (each tick
+        does a step, so a long history is built in the background without stopping anything)."""
+        now = self.engine.clock()
+        return self.ledger.rollups.migrate(pipeline.name, pipeline.window.size, until=now, now=now, max_days=max_days)
+
+    def step_history(self, pipeline: Pipeline) -> None:
+        try:
+            step = self.build_history(pipeline)
+        except MoverError as exc:
+            log.warning("%s: status rollups not built this tick: %s", pipeline.name, exc)
+            return
+        if step.built_now:
+            log.info("%s: status rollups: %d day(s) of history built%s", pipeline.name, step.built_now,
+                     "" if step.done else f", next {step.next_day:%Y-%m-%d}")  # fmt: skip
 
     def top_up(self, pipeline: Pipeline) -> int:
         """Enqueue what is due for one pipeline now (a worker that just finished a window calls this)."""

@@ -23,7 +23,7 @@ import orjson
 from shared.model import Window, format_ts
 from shared.windows import WindowState
 
-__all__ = ["DAY", "NONE", "Day", "Sums", "code_of", "day_key", "day_of", "status_of_code"]
+__all__ = ["DAY", "NONE", "Day", "Sums", "code_of", "day_from_key", "day_key", "day_of", "status_of_code"]
 
 DAY = timedelta(days=1)
 NONE = "."
@@ -51,6 +51,11 @@ def day_of(ts: datetime) -> datetime:
 
 def day_key(day: datetime) -> str:
     return "d" + day.strftime("%Y%m%d")
+
+
+def day_from_key(key: str) -> datetime:
+    """``d20261102`` → that UTC midnight."""
+    return datetime.strptime(key[1:], "%Y%m%d").replace(tzinfo=UTC)
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -216,7 +221,7 @@ class Day:
     @classmethod
     def from_entity(cls, entity: dict[str, Any], size: timedelta | None = None) -> Day:
         stored = timedelta(seconds=int(entity.get("Size", 0) or 0))
-        day = datetime.strptime(str(entity["RowKey"])[1:], "%Y%m%d").replace(tzinfo=UTC)
+        day = day_from_key(str(entity["RowKey"]))
         want = size or stored
         etag = entity.get("_etag")
         if stored != want or not entity.get("Slots"):  # another window size (settings changed): rebuild it

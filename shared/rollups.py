@@ -24,7 +24,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from shared.errors import MoverError, RetriableError
 from shared.ledger_rows import translate
 from shared.model import Window
-from shared.rollup_days import DAY, NONE, Day, Sums, day_key, day_of
+from shared.rollup_days import DAY, NONE, Day, Sums, day_from_key, day_key, day_of
 from shared.windows import WindowState, align_down
 
 __all__ = ["STALE_INTENT", "DaySums", "Intent", "Migration", "Rollups", "WindowReader"]
@@ -183,8 +183,8 @@ class Rollups:
                 day = self.resolve(day, now)
                 out.append(DaySums(day.day, day.sums(), day.built))
                 continue
-            day_start = Day.from_entity({**entity, "Slots": "."}, size).day
-            out.append(DaySums(day_start, Sums.from_entity(entity), bool(entity.get("Built", False))))
+            day_start = day_from_key(str(entity["RowKey"]))
+            out.append(DaySums(day_start, Sums.from_entity(entity), bool(entity.get("Built"))))
         return out
 
     def resolve(self, day: Day, now: datetime) -> Day:
@@ -220,6 +220,16 @@ class Rollups:
         return day
 
     # -- migration ----------------------------------------------------------------------------------
+    def built(self, pipeline: str) -> bool:
+        """Rollups exist for every recorded day (built from the start, or a finished migration)."""
+        if pipeline in self._migrated:
+            return True
+        raw = self._raw_get(pipeline, _BUILD_KEY)
+        if raw is not None and raw.get("Done"):
+            self._migrated.add(pipeline)
+            return True
+        return False
+
     def migrate(
         self, pipeline: str, size: timedelta, *, until: datetime, now: datetime, max_days: int = 31
     ) -> Migration:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -28,7 +27,7 @@ from shared import telemetry
 from shared.auth import HeaderProvider
 from shared.errors import MoverError
 from shared.ledger import Ledger
-from shared.model import Window, format_ts
+from shared.model import Window
 from shared.outcomes import ReplayResult, TickReport, WindowResult
 from shared.planner import Planner
 from shared.settings import Pipeline, QuerySourceConfig, Settings
@@ -36,7 +35,8 @@ from shared.sinks import build_sink
 from shared.sinks.base import Sink
 from shared.sources import LatePlan, Source, build_source
 from shared.sources.export_quarantine import Quarantine
-from shared.status import StatusView, pipeline_status, summarize
+from shared.status import StatusView
+from shared.status_read import status_report
 from shared.storage import blob_service, table_service
 from shared.window_worker import WindowWorker
 from shared.windows import WindowState
@@ -154,6 +154,7 @@ class Engine:
         for pipeline in self.settings.pipelines:
             if not pipeline.enabled:
                 continue
+            self.planner.step_history(pipeline)
             try:
                 plan = self.planner.plan(pipeline)
             except MoverError as exc:
@@ -204,35 +205,7 @@ class Engine:
         return replay(self, pipeline, start, end, mode=mode, pause_after=pause_after)
 
     # -- status ---------------------------------------------------------------------------------
-    def status(self, *, recent: int = 20, view: StatusView | None = None) -> dict[str, Any]:
-        """The ledger summarised per pipeline (see ``shared.status``); a ranged view reads only its range."""
+    def status(self, *, recent: int = 20, view: StatusView | None = None, only: str | None = None) -> dict[str, Any]:
+        """The ledger summarised per pipeline from its day rollups (``shared.status``, ``shared.status_read``)."""
         view = view or StatusView(recent=recent)
-        now = self.clock()
-        report: dict[str, Any] = {"now": format_ts(now), "owner": self.owner, "pipelines": [], "errors": {}}
-        for pipeline in self.settings.pipelines:
-            open_states: list[WindowState] | None = None
-            try:
-                states = list(self.ledger.states(pipeline.name, since=view.since, until=view.until))
-                snap = self.ledger.snapshot(pipeline.name) if view.ranged else None  # frontier + open windows
-                if snap is not None:  # windows out of retries sit behind the open mark: read them too
-                    failed = {s.key: s for s in self.ledger.failed(pipeline.name)}
-                    open_states = [s for s in snap.states if s.key not in failed] + list(failed.values())
-            except MoverError as exc:
-                report["errors"][pipeline.name] = str(exc)
-                continue
-            for bad in self.ledger.unreadable.get(pipeline.name, []):
-                report["errors"].setdefault(pipeline.name, f"unreadable ledger entity skipped: {bad}")
-            entry = pipeline_status(
-                pipeline,
-                states,
-                now,
-                view=view,
-                frontier=snap.frontier if snap else None,
-                open_states=open_states,
-            )
-            with contextlib.suppress(MoverError):  # the last verification (shared.verify_record), if any
-                from shared.verify_record import load_verification
-
-                entry["verified"] = load_verification(self.ledger, pipeline.name)
-            report["pipelines"].append(entry)
-        return summarize(report)
+        return status_report(self.ledger, self.settings, now=self.clock(), owner=self.owner, view=view, only=only)

@@ -1,45 +1,53 @@
-"""The status report (pure): per pipeline counts, watermark, lag, gaps and the windows of a time range.
+"""The status report (pure): per pipeline totals, watermark, lag and the windows of a time range.
 
-The JSON of ``GET /api/status`` and the page (``shared.status_page``) show this one report.
-A range (``StatusView.since``/``until``) is read from the ledger as a RowKey range, so the
-cost follows what is shown; past ``DETAIL_LIMIT`` windows the timeline is aggregated per
-UTC day and only windows that are not done are listed.
+It is computed from the day rollups (``shared.rollup_days``), never from the window entities:
+the whole history's totals come from every day's sums (one small query per 1,000 days), and
+a range's windows from its days (``shared.status_read`` does the reads). So a year of
+five-minute windows reports as fast as a week. ``GET /api/status`` and the page
+(``shared.status_page``) show this one report.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.model import format_ts
+from shared.rollup_days import DAY, NONE, Day, Sums, day_of, status_of_code
+from shared.rollups import DaySums
 from shared.settings import Pipeline, WindowConfig
-from shared.windows import WindowState, align_down, align_up, due_end
+from shared.windows import align_down, align_up, due_end
 
 __all__ = [
     "ATTENTION",
+    "DEFAULT_DAYS",
     "DETAIL_LIMIT",
+    "FULL_DAYS",
     "LIST_LIMIT",
     "STATUSES",
+    "History",
     "StatusView",
-    "open_watermark",
+    "days_to_read",
     "pipeline_status",
     "summarize",
-    "watermark",
+    "view_span",
 ]
 
 STATUSES = ("done", "running", "queued", "pending", "failed", "missing")
-DETAIL_LIMIT = 1000  # windows in view above this: one timeline row per UTC day instead of one cell per window
+DETAIL_LIMIT = 1000  # windows in view above this: one row per UTC day instead of one cell per window
 ATTENTION = ("failed", "running", "queued", "missing", "pending", "done")  # listing order: what needs action first
-LIST_LIMIT = 500  # windows listed in the day view (the ones not done, newest first)
-_DAY = timedelta(days=1)
+LIST_LIMIT = 500  # windows listed (the ones not done, newest first)
+DEFAULT_DAYS = 7  # the default view: the newest windows, at most this many days and DETAIL_LIMIT windows
+FULL_DAYS = 31  # a range up to this long reads its whole days; longer ranges their sums (one row per day)
 
 
 @dataclass(frozen=True)
 class StatusView:
-    """What a report covers: window starts in ``[since, until)`` (``None``: unbounded) and the statuses listed."""
+    """What a report covers: window starts in ``[since, until)`` (``None``: the newest windows) and the
+    statuses listed."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -54,112 +62,138 @@ class StatusView:
         return not self.statuses or status in self.statuses
 
 
-def landed(state: WindowState) -> bool:
-    """Its data is in place: done, or being replayed (or failed a replay) after an earlier good run,
-    whose outputs stay until a new run commits."""
-    return state.status == "done" or state.last_good is not None
+@dataclass
+class History:
+    """What the reads gathered for one pipeline: every day's sums, and the days read whole."""
+
+    sums: list[DaySums]
+    days: dict[datetime, Day] = field(default_factory=dict)
+    complete: bool = True  # rollups exist for every recorded day (a ledger from before rollups: being built)
+    changing: int = 0  # windows whose change was in flight when read (resolved from the window entities)
 
 
-def watermark(config: WindowConfig, ordered: Sequence[WindowState]) -> datetime:
-    """End of the contiguous run of landed windows from the pipeline's start: everything before it has landed."""
-    mark = config.start
-    for state in ordered:
-        if state.window.end <= mark:
-            continue  # before the configured start (replayed history)
-        if state.window.start != mark or not landed(state):
-            break
-        mark = state.window.end
-    return mark
-
-
-def open_watermark(config: WindowConfig, frontier: datetime | None, open_states: Iterable[WindowState]) -> datetime:
-    """The watermark from the windows not done and the frontier (no full read).
-
-    Windows below the frontier are all recorded (the planner records before it moves the
-    frontier), so the first one not done, or the frontier itself, ends the done run.
-    """
-    mark = max(frontier or config.start, config.start)
-    for state in open_states:
-        if not landed(state) and state.window.end > config.start:
-            mark = min(mark, max(state.window.start, config.start))
-    return mark
-
-
-def pipeline_status(
-    pipeline: Pipeline,
-    states: Iterable[WindowState],
-    now: datetime,
-    *,
-    recent: int = 20,
-    view: StatusView | None = None,
-    frontier: datetime | None = None,
-    open_states: Sequence[WindowState] | None = None,
-) -> dict[str, Any]:
-    """Summary of one pipeline over ``view`` (pure).
-
-    ``states`` are the recorded windows in the view. ``watermark`` is the end of the
-    contiguous run of done windows from the pipeline's start; for a ranged view, which does
-    not hold that run, pass ``frontier`` and ``open_states`` (every window not done) instead.
-    Counts, rows, bytes and ``missing`` cover the view; ``missing`` counts due windows not
-    done yet, ``counts["missing"]`` the due windows with no ledger entry at all (gaps).
-    """
-    view = view or StatusView(recent=recent)
-    cfg = pipeline.window
-    ordered = sorted(states, key=lambda s: s.window.start)
+# -- what to read --------------------------------------------------------------------------------
+def view_span(cfg: WindowConfig, now: datetime, view: StatusView) -> tuple[datetime, datetime]:
+    """Aligned window starts ``[lo, hi)`` the view covers."""
     due = due_end(cfg, now)
-    mark = watermark(cfg, ordered) if open_states is None else open_watermark(cfg, frontier, open_states)
-    lo, hi = _span(cfg, ordered, view, due)
-    gaps = _gaps(cfg, ordered, lo, hi, due)
-    counts = Counter[str](s.status for s in ordered)
-    counts["missing"] = len(gaps) if gaps is not None else _gap_count(cfg, ordered, lo, hi, due)
-    slots = _slot_count(cfg, lo, min(hi, due))
-    floor = max(lo, cfg.start)
-    done_due = sum(1 for s in ordered if s.status == "done" and floor <= s.window.start and s.window.end <= due)
-    failed_from = ordered if open_states is None else sorted(open_states, key=lambda s: s.window.start)
-    failed = [s for s in failed_from if s.status == "failed"]
+    if not view.ranged:
+        hi = max(due, cfg.start)
+        lo = max(cfg.start, hi - min(DEFAULT_DAYS * DAY, DETAIL_LIMIT * cfg.size))
+        return align_down(lo, cfg.size), hi
+    lo = align_down(view.since, cfg.size) if view.since else cfg.start
+    hi = min(align_up(view.until, cfg.size), max(due, lo)) if view.until else max(due, lo)
+    return lo, max(lo, hi)
+
+
+def days_to_read(cfg: WindowConfig, now: datetime, view: StatusView, sums: Sequence[DaySums]) -> set[datetime]:
+    """The days a report needs whole: the range (when short), the watermark's day, the first and the due
+    day (clipped at the pipeline's start and the due end), and the newest days with failed windows."""
+    lo, hi = view_span(cfg, now, view)
+    want: set[datetime] = set()
+    if hi - lo <= FULL_DAYS * DAY:
+        want |= set(_days_between(lo, hi))
+    due = due_end(cfg, now)
+    want |= {day_of(cfg.start), day_of(due - timedelta(microseconds=1)) if due > cfg.start else day_of(cfg.start)}
+    by_day = {d.day: d for d in sums}
+    mark = _first_unlanded_day(cfg, due, by_day)
+    if mark is not None:
+        want.add(mark)
+    failed = 0
+    for d in sorted(sums, key=lambda s: s.day, reverse=True):
+        if failed >= max(view.recent, 1):
+            break
+        n = d.sums.status_counts().get("failed", 0)
+        if n:
+            want.add(d.day)
+            failed += n
+    return want
+
+
+def _days_between(lo: datetime, hi: datetime) -> list[datetime]:
+    out, day = [], day_of(lo)
+    while day < hi:
+        out.append(day)
+        day += DAY
+    return out
+
+
+def _expected(cfg: WindowConfig, day: datetime, due: datetime) -> tuple[int, int]:
+    """Slot range ``[first, last)`` of ``day`` between the pipeline's start and the due end."""
+    lo, hi = max(day, cfg.start), min(day + DAY, due)
+    if hi <= lo:
+        return 0, 0
+    return int((align_up(lo, cfg.size) - day) / cfg.size), int((align_up(hi, cfg.size) - day) / cfg.size)
+
+
+def _first_unlanded_day(cfg: WindowConfig, due: datetime, by_day: Mapping[datetime, DaySums]) -> datetime | None:
+    """The first day from the start whose due windows have not all landed (``None``: all have)."""
+    day = day_of(cfg.start)
+    while day < due:  # the boundary days are read whole anyway: the report checks them slot by slot
+        first, last = _expected(cfg, day, due)
+        found = by_day.get(day)
+        if last > first and (found is None or found.sums.landed < last - first):
+            return day
+        day += DAY
+    return None
+
+
+# -- the report --------------------------------------------------------------------------------------
+def pipeline_status(pipeline: Pipeline, now: datetime, view: StatusView, history: History) -> dict[str, Any]:
+    """One pipeline's section of the report (pure)."""
+    cfg = pipeline.window
+    due = due_end(cfg, now)
+    lo, hi = view_span(cfg, now, view)
+    total = sum((d.sums for d in history.sums), Sums())
+    expected = max(0, int((align_up(due, cfg.size) - cfg.start) / cfg.size)) if due > cfg.start else 0
+    recorded_due, done_due = _due_counts(cfg, due, history)
+    counts = {k: total.status_counts().get(k, 0) for k in STATUSES}
+    counts["missing"] = max(0, expected - recorded_due)
+    mark = _watermark(cfg, due, history)
+    in_range = _windows(cfg, history, lo, hi, due)
+    view_counts = Counter(w["status"] for w in in_range)
+    detail = int((hi - lo) / cfg.size) <= DETAIL_LIMIT and hi - lo <= FULL_DAYS * DAY
     report: dict[str, Any] = {
         "pipeline": pipeline.name,
+        "group": pipeline.group,
         "enabled": pipeline.enabled,
         "window_size_s": int(cfg.size.total_seconds()),
-        "counts": {k: counts.get(k, 0) for k in STATUSES},
-        "rows": sum(s.rows for s in ordered),
-        "bytes": sum(s.bytes for s in ordered),
-        "quarantined": sum(s.quarantined for s in ordered),
+        "counts": counts,
+        "rows": total.rows,
+        "bytes": total.bytes,
+        "quarantined": total.quarantined,
+        "missing": max(0, expected - done_due),
         "watermark": format_ts(mark),
         "due_until": format_ts(due),
         "lag_seconds": max(0.0, (due - mark).total_seconds()),
-        "missing": max(0, slots - done_due),
-        "failed": [_window(s, now) for s in failed[-view.recent :]],
-        "recent": [_window(s, now) for s in ordered[-view.recent :]][::-1],
+        "history_complete": history.complete,
+        "changing": history.changing,
         "range": {"from": format_ts(lo), "to": format_ts(hi)},
-        "view": "windows" if gaps is not None else "days",
+        "range_counts": {k: view_counts.get(k, 0) for k in STATUSES},
+        "view": "windows" if detail else "days",
+        "failed": _failed(cfg, history, view.recent),
+        "recent": [w for w in reversed(in_range) if w["status"] != "missing"][: view.recent],
     }
-    if gaps is not None:
-        merged = sorted([*(_window(s, now) for s in ordered), *gaps], key=lambda w: str(w["start"]))
-        report["timeline"] = [[w["start"], w["end"], w["status"]] for w in merged]
-        report["windows"] = [w for w in merged if view.lists(str(w["status"]))]
+    listed = [w for w in reversed(in_range) if w["status"] != "done" and view.lists(str(w["status"]))]
+    listed.sort(key=lambda w: ATTENTION.index(str(w["status"])))
+    report["windows_total"] = len(listed)
+    report["windows"] = listed[:LIST_LIMIT]
+    if detail:
+        report["grid"] = _grid(cfg, history, lo, hi, due)
     else:
-        report["days"] = _days(cfg, ordered, lo, hi, due)
-        open_ = [s for s in ordered if s.status != "done" and view.lists(s.status)][::-1]  # newest first
-        open_.sort(key=lambda s: ATTENTION.index(s.status))  # failed first
-        gaps_listed = _gap_windows(cfg, ordered, lo, hi, due, LIST_LIMIT) if view.lists("missing") else []
-        total = len(open_) + (counts["missing"] if view.lists("missing") else 0)
-        cut = ATTENTION.index("missing")
-        listed = [_window(s, now) for s in open_[:LIST_LIMIT] if ATTENTION.index(s.status) < cut]
-        listed += gaps_listed[::-1]
-        listed += [_window(s, now) for s in open_[:LIST_LIMIT] if ATTENTION.index(s.status) > cut]
-        report["windows_total"] = total
-        report["windows"] = listed[:LIST_LIMIT]
+        report["days"] = _day_rows(cfg, history, lo, hi, due)
     return report
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
-    """Add ``summary``: counts and totals across pipelines, the worst lag and the oldest watermark."""
+    """Add ``summary``: totals across pipelines (whole histories), the worst lag and the oldest watermark."""
     pipelines: list[dict[str, Any]] = report.get("pipelines", [])
     counts = Counter[str]()
     for p in pipelines:
         counts.update(p["counts"])
     worst = max(pipelines, key=lambda p: float(p["lag_seconds"]), default=None)
+    verified = [p["verified"] for p in pipelines if isinstance(p.get("verified"), Mapping)]
+    checked = sum(int(v.get("checked", 0) or 0) for v in verified)
+    complete = sum(int(v.get("complete", 0) or 0) for v in verified)
     report["summary"] = {
         "pipelines": len(pipelines),
         "unreadable": len(report.get("errors", {})),
@@ -170,178 +204,162 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "max_lag_seconds": float(worst["lag_seconds"]) if worst else 0.0,
         "most_lagging": worst["pipeline"] if worst else None,
         "oldest_watermark": min((str(p["watermark"]) for p in pipelines), default=None),
+        "verified_share": round(complete / checked, 4) if checked else None,
+        "history_complete": all(p.get("history_complete", True) for p in pipelines),
     }
     return report
 
 
-# -- windows --------------------------------------------------------------------------------------
-def _ts(value: datetime | None) -> str | None:
-    return format_ts(value) if value else None
+# -- pieces ----------------------------------------------------------------------------------------
+def _due_counts(cfg: WindowConfig, due: datetime, history: History) -> tuple[int, int]:
+    """(recorded, done) windows whose start is in ``[start, due)``: interior days from their sums,
+    the boundary days (read whole) slot by slot."""
+    recorded = done = 0
+    for d in history.sums:
+        first, last = _expected(cfg, d.day, due)
+        if last <= first:
+            continue
+        whole = history.days.get(d.day)
+        if whole is not None and (first > 0 or last < len(whole.codes)):
+            codes = whole.codes[first:last]
+            recorded += sum(c != NONE for c in codes)
+            done += sum(c == "d" for c in codes)
+        else:
+            recorded += d.sums.recorded
+            done += d.sums.codes.get("d", 0)
+    return recorded, done
 
 
-def _names(outputs: Iterable[Any]) -> list[str]:
-    return [str(o.get("name", "")) if isinstance(o, Mapping) else str(o) for o in outputs]
+def _watermark(cfg: WindowConfig, due: datetime, history: History) -> datetime:
+    """End of the contiguous run of landed windows from the pipeline's start."""
+    by_day = {d.day: d for d in history.sums}
+    day = day_of(cfg.start)
+    while day < due:
+        first, last = _expected(cfg, day, due)
+        whole = history.days.get(day)
+        if whole is not None:
+            for i in range(first, last):
+                code = whole.codes[i]
+                if code == NONE or not (code == "d" or code.isupper()):
+                    return day + i * cfg.size
+        elif last > first:
+            found = by_day.get(day)
+            if found is None or found.sums.landed < last - first:
+                return day + first * cfg.size  # not read whole: the day's first due window (conservative)
+        day += DAY
+    return max(due, cfg.start)
 
 
-def _duration(state: WindowState, now: datetime) -> float | None:
-    if state.started_at is None:
-        return None
-    if state.status == "running":
-        return max(0.0, (now - state.started_at).total_seconds())
-    if state.status in ("done", "failed") and state.finished_at and state.finished_at >= state.started_at:
-        return (state.finished_at - state.started_at).total_seconds()
-    return None
-
-
-def _last_good(state: WindowState) -> dict[str, Any] | None:
-    """The last done run of a window whose latest attempt is not done (a failed replay, say)."""
-    good = state.last_good
-    if state.status == "done" or not good:
-        return None
-    finished = good.get("finished_at")
-    return {
-        "rows": int(good.get("rows", 0) or 0),
-        "bytes": int(good.get("bytes", 0) or 0),
-        "outputs": _names(good.get("outputs") or ()),
-        "finished_at": format_ts(finished) if isinstance(finished, datetime) else finished,
+def _window(cfg: WindowConfig, day: Day, i: int) -> dict[str, Any]:
+    start = day.day + i * cfg.size
+    code = day.codes[i]
+    info = day.info.get(i, {})
+    out: dict[str, Any] = {
+        "start": format_ts(start),
+        "end": format_ts(start + cfg.size),
+        "status": status_of_code(code),
+        "rows": day.rows[i],
+        "bytes": day.bytes[i],
+        "quarantined": day.quarantined[i],
     }
-
-
-def _window(state: WindowState, now: datetime) -> dict[str, Any]:
-    held = state.status in ("running", "queued")
-    return {
-        "start": format_ts(state.window.start),
-        "end": format_ts(state.window.end),
-        "status": state.status,
-        "worker": state.lease_owner if held else "",
-        "attempts": state.attempts,
-        "takeovers": state.takeovers,
-        "rows": state.rows,
-        "bytes": state.bytes,
-        "quarantined": state.quarantined,
-        "outputs": _names(state.outputs),
-        "error": state.error,
-        "queued_at": _ts(state.queued_at),
-        "started_at": _ts(state.started_at),
-        "finished_at": _ts(state.finished_at),
-        "duration_s": _duration(state, now),
-        "next_attempt_at": _ts(state.next_attempt_at) if state.status == "failed" else None,
-        "last_good": _last_good(state),
+    if code == NONE:
+        return out
+    out |= {
+        "attempts": int(info.get("a", 0) or 0),
+        "takeovers": int(info.get("t", 0) or 0),
+        "worker": str(info.get("w", "") or ""),
+        "error": str(info.get("e", "") or ""),
+        "next_attempt_at": info.get("n"),
+        "queued_at": info.get("q"),
+        "lease_until": info.get("l"),
+        "fail_kind": str(info.get("k", "") or ""),
+        "closed": code in ("x", "X"),
+        "landed": code == "d" or code.isupper(),
     }
+    if code != "d" and code.isupper():
+        out["last_good"] = {"rows": int(info.get("g", 0) or 0)}
+    return out
 
 
 def _missing(start: datetime, size: timedelta) -> dict[str, Any]:
-    return {
-        "start": format_ts(start),
-        "end": format_ts(start + size),
-        "status": "missing",
-        "worker": "",
-        "attempts": 0,
-        "takeovers": 0,
-        "rows": 0,
-        "bytes": 0,
-        "quarantined": 0,
-        "outputs": [],
-        "error": "",
-        "queued_at": None,
-        "started_at": None,
-        "finished_at": None,
-        "duration_s": None,
-        "next_attempt_at": None,
-        "last_good": None,
-    }
+    return {"start": format_ts(start), "end": format_ts(start + size), "status": "missing",
+            "rows": 0, "bytes": 0, "quarantined": 0}  # fmt: skip
 
 
-# -- span, gaps and days ----------------------------------------------------------------------------
-def _span(
-    cfg: WindowConfig, ordered: Sequence[WindowState], view: StatusView, due: datetime
-) -> tuple[datetime, datetime]:
-    """The time the report covers: the view's bounds, narrowed to what the pipeline has or is due."""
-    first = min(cfg.start, ordered[0].window.start) if ordered else cfg.start
-    last = max(due, ordered[-1].window.end) if ordered else due
-    lo = first if view.since is None else max(view.since, first)
-    hi = last if view.until is None else min(view.until, last)
-    return lo, max(lo, hi)
-
-
-def _grid(cfg: WindowConfig, lo: datetime, hi: datetime, due: datetime) -> tuple[datetime, datetime]:
-    """Aligned window starts that should be recorded by now: from the pipeline's start to the due end."""
-    return align_up(max(lo, cfg.start), cfg.size), min(hi, due)
-
-
-def _slot_count(cfg: WindowConfig, lo: datetime, hi: datetime) -> int:
-    first = align_up(max(lo, cfg.start), cfg.size)
-    return max(0, int((align_up(hi, cfg.size) - first) / cfg.size)) if hi > first else 0
-
-
-def _recorded_in(cfg: WindowConfig, ordered: Sequence[WindowState], lo: datetime, hi: datetime) -> set[datetime]:
-    return {
-        s.window.start
-        for s in ordered
-        if lo <= s.window.start < hi and align_down(s.window.start, cfg.size) == s.window.start
-    }
-
-
-def _gap_count(cfg: WindowConfig, ordered: Sequence[WindowState], lo: datetime, hi: datetime, due: datetime) -> int:
-    first, end = _grid(cfg, lo, hi, due)
-    return max(0, _slot_count(cfg, first, end) - len(_recorded_in(cfg, ordered, first, end)))
-
-
-def _gaps(
-    cfg: WindowConfig, ordered: Sequence[WindowState], lo: datetime, hi: datetime, due: datetime
-) -> list[dict[str, Any]] | None:
-    """Due windows with no ledger entry, or ``None`` when the span is too long to show window by window."""
-    first, end = _grid(cfg, lo, hi, due)
-    slots = _slot_count(cfg, first, end)
-    recorded = _recorded_in(cfg, ordered, first, end)
-    if slots + len(ordered) - len(recorded) > DETAIL_LIMIT:
-        return None
-    return _gap_windows(cfg, ordered, lo, hi, due, DETAIL_LIMIT)
-
-
-def _gap_windows(
-    cfg: WindowConfig, ordered: Sequence[WindowState], lo: datetime, hi: datetime, due: datetime, limit: int
-) -> list[dict[str, Any]]:
-    """The newest ``limit`` gaps (newest first when cut, so the recent ones stay visible)."""
-    first, end = _grid(cfg, lo, hi, due)
-    recorded = _recorded_in(cfg, ordered, first, end)
+def _windows(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime) -> list[dict[str, Any]]:
+    """The windows of ``[lo, hi)`` that the reads can tell apart, oldest first: every slot of a day read
+    whole, and the due slots of a day with nothing recorded (missing). A day of a long range that was
+    only summed is shown by its row in ``days``."""
+    summed = {d.day for d in history.sums}
+    per_day = int(DAY / cfg.size)
     out: list[dict[str, Any]] = []
-    cursor = align_up(end, cfg.size) - cfg.size
-    while cursor >= first and len(out) < limit:
-        if cursor not in recorded:
-            out.append(_missing(cursor, cfg.size))
-        cursor -= cfg.size
-    return out[::-1]
-
-
-def _days(
-    cfg: WindowConfig, ordered: Sequence[WindowState], lo: datetime, hi: datetime, due: datetime
-) -> list[dict[str, Any]]:
-    """One row per UTC day, newest first: counts per status (gaps included), rows, bytes, quarantined."""
-    buckets: dict[datetime, list[WindowState]] = {}
-    for state in ordered:
-        buckets.setdefault(align_down(state.window.start, _DAY), []).append(state)
-    gap_first, gap_end = _grid(cfg, lo, hi, due)
-    out: list[dict[str, Any]] = []
-    day = align_down(hi - timedelta(microseconds=1), _DAY) if hi > lo else align_down(lo, _DAY)
-    while day >= align_down(lo, _DAY):
-        states = buckets.get(day, [])
-        d_lo, d_hi = max(day, gap_first), min(day + _DAY, gap_end)
-        counts = Counter[str](s.status for s in states)
-        if d_hi > d_lo:
-            counts["missing"] = _slot_count(cfg, d_lo, d_hi) - len(_recorded_in(cfg, states, d_lo, d_hi))
-        if states or counts["missing"]:
-            out.append(
-                {
-                    "day": day.strftime("%Y-%m-%d"),
-                    "from": format_ts(day),
-                    "to": format_ts(day + _DAY),
-                    "windows": sum(counts.values()),
-                    "counts": {k: counts.get(k, 0) for k in STATUSES},
-                    "rows": sum(s.rows for s in states),
-                    "bytes": sum(s.bytes for s in states),
-                    "quarantined": sum(s.quarantined for s in states),
-                }
-            )
-        day -= _DAY
+    for day_start in _days_between(lo, hi):
+        day = history.days.get(day_start)
+        if day is None and day_start in summed:
+            continue
+        first = max(0, int((max(lo, day_start) - day_start) / cfg.size))
+        last = min(per_day, int((min(hi, day_start + DAY) - day_start) / cfg.size))
+        for i in range(first, last):
+            start = day_start + i * cfg.size
+            if start < cfg.start:
+                continue
+            if day is not None and day.codes[i] != NONE:
+                out.append(_window(cfg, day, i))
+            elif start + cfg.size <= due:
+                out.append(_missing(start, cfg.size))
     return out
+
+
+def _failed(cfg: WindowConfig, history: History, limit: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for day_start in sorted(history.days, reverse=True):
+        day = history.days[day_start]
+        for i in range(len(day.codes) - 1, -1, -1):
+            if day.codes[i] in ("f", "x", "F", "X"):
+                found.append(_window(cfg, day, i))
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def _grid(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime) -> list[dict[str, Any]]:
+    """One row per UTC day (newest first): the status code of each window slot of the view.
+
+    Codes as ``shared.rollup_days`` (``.`` not recorded); ``-`` marks a slot outside the view or not due."""
+    rows = []
+    for day_start in reversed(_days_between(lo, hi)):
+        day = history.days.get(day_start)
+        codes = []
+        for i in range(int(DAY / cfg.size)):
+            start = day_start + i * cfg.size
+            code = day.codes[i] if day is not None else NONE
+            shown = lo <= start < hi and start >= cfg.start and (start + cfg.size <= due or code != NONE)
+            codes.append(code if shown else "-")
+        rows.append({"day": day_start.strftime("%Y-%m-%d"), "from": format_ts(day_start), "codes": "".join(codes)})
+    return rows
+
+
+def _day_rows(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime) -> list[dict[str, Any]]:
+    """One row per UTC day of the view (newest first) from the days' sums: counts, rows, bytes."""
+    by_day = {d.day: d for d in history.sums}
+    out = []
+    for day_start in reversed(_days_between(lo, hi)):
+        found = by_day.get(day_start)
+        sums = found.sums if found is not None else Sums()
+        counts = Counter(sums.status_counts())
+        first, last = _expected(cfg, day_start, due)
+        counts["missing"] = max(0, (last - first) - sums.recorded) if last > first else 0
+        if not sums.recorded and not counts["missing"]:
+            continue
+        out.append({
+            "day": day_start.strftime("%Y-%m-%d"),
+            "from": format_ts(day_start),
+            "to": format_ts(day_start + DAY),
+            "windows": sum(counts.values()),
+            "counts": {k: counts.get(k, 0) for k in STATUSES},
+            "rows": sums.rows,
+            "bytes": sums.bytes,
+            "quarantined": sums.quarantined,
+        })  # fmt: skip
+    return out
+

@@ -121,7 +121,7 @@ def render_html(report: Mapping[str, Any], params: Mapping[str, str] | None = No
         parts.append("</ul></div>")
     if not pipelines and not errors:
         parts.append("<p class='muted'>No pipelines configured.</p>")
-    parts += [_pipeline(p, params) for p in pipelines]
+    parts += _grouped(pipelines, params)
     parts += [
         "</main>",
         "<dialog id='confirm'><form method='dialog'><p id='confirm-text'></p>",
@@ -130,6 +130,28 @@ def render_html(report: Mapping[str, Any], params: Mapping[str, str] | None = No
         f"<script>{_JS}</script></body></html>",
     ]
     return "".join(parts)
+
+
+def _grouped(pipelines: list[Mapping[str, Any]], params: Mapping[str, str]) -> list[str]:
+    """Pipelines in settings order; the tables of one source (``group``) together under its name."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in pipelines:
+        group = p.get("group")
+        if not group:
+            out.append(_pipeline(p, params))
+            continue
+        if group in seen:
+            continue
+        seen.add(str(group))
+        members = [q for q in pipelines if q.get("group") == group]
+        out.append(
+            f"<section class='group' data-group='{_e(group)}'><h2 class='gname'>{_e(group)}"
+            f" <span class='muted'>{len(members)} tables</span></h2>"
+            + "".join(_pipeline(q, params) for q in members)
+            + "</section>"
+        )
+    return out
 
 
 def _summary(summary: Mapping[str, Any]) -> str:
@@ -152,6 +174,11 @@ def _summary(summary: Mapping[str, Any]) -> str:
         card(f"max lag ({summary.get('most_lagging') or '-'})", _e(_span(lag) or "0s"), "lag"),
         card("oldest watermark", _e(_short(summary.get("oldest_watermark"))), "watermark"),
     ]
+    share = summary.get("verified_share")
+    if share is not None:
+        cards.append(card("verified", f"{float(share) * 100:.1f}%", "verified", alert=float(share) < 1))
+    if summary.get("history_complete") is False:
+        cards.append(card("history being summarised (counts partial)", "…", "history", alert=True))
     if summary.get("unreadable"):
         cards.append(card("unreadable ledgers", _num(summary["unreadable"]), "unreadable", alert=True))
     return "<section class='cards' id='summary' aria-label='summary'>" + "".join(cards) + "</section>"
@@ -228,20 +255,25 @@ def _pipeline(p: Mapping[str, Any], params: Mapping[str, str]) -> str:
                 f" at {_e(_short(verified.get('at')))}",
             )
         )
+    if p.get("history_complete") is False:
+        facts.append(("history", "being summarised: totals cover the days summarised so far"))
+    in_view = p.get("range_counts") or {}
     parts = [
         f"<section class='pipeline' data-pipeline='{_e(name)}' data-view='{_e(p.get('view'))}'>",
         f"<h2>{_e(name)}{badge}{lag_badge}</h2>",
         "<dl class='facts'>",
         *(f"<div data-fact='{k}'><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts),
-        "</dl><p class='counts'>",
+        "</dl><p class='counts' title='all windows of the pipeline'>",
         *(_chip(s, counts.get(s, 0)) for s in STATUSES),
+        "</p><p class='muted in-view' data-in-view='1'>in this range: ",
+        _e(" · ".join(f"{_num(in_view[s])} {s}" for s in STATUSES if in_view.get(s)) or "no windows"),
         "</p>",
     ]
     if p.get("view") == "days":
         parts.append(_days(p.get("days") or [], params))
     else:
-        parts.append(_timeline(p.get("timeline") or [], params.get("status", "")))
-    parts.append(_windows(p.get("windows") or [], int(p.get("windows_total") or 0)))
+        parts.append(_timeline(p.get("grid") or [], int(p.get("window_size_s") or 3600), params.get("status", "")))
+    parts.append(_windows(name, p.get("windows") or [], int(p.get("windows_total") or 0), p.get("recent") or []))
     parts.append(
         f"<form class='replay' data-pipeline='{_e(name)}' autocomplete='off'><b>Replay</b>"
         "<label>from <input name='start' size='21' placeholder='click a window'></label>"
@@ -252,24 +284,36 @@ def _pipeline(p: Mapping[str, Any], params: Mapping[str, str]) -> str:
     return "".join(parts)
 
 
-def _timeline(timeline: Iterable[Any], chosen: str) -> str:
+_CODES = {"p": "pending", "q": "queued", "r": "running", "d": "done", "f": "failed", "x": "failed", ".": "missing"}
+
+
+def _timeline(grid: Iterable[Mapping[str, Any]], size_s: int, chosen: str) -> str:
     """One row per UTC day (newest first), one cell per window: colour, symbol and a title that says it all."""
     wanted = set(chosen.split(",")) - {""}
-    days: dict[str, list[str]] = {}
-    for start, end, status in timeline:
-        dim = " dim" if wanted and status not in wanted else ""
-        title = f"{_short(start)}–{str(end)[11:16]} UTC: {status}"
-        days.setdefault(str(start)[:10], []).append(
-            f"<button type='button' class='cell s-{_e(status)}{dim}' data-start='{_e(start)}' data-end='{_e(end)}'"
-            f" data-status='{_e(status)}' title='{_e(title)}' aria-label='{_e(title)}'>"
-            f"{SYMBOLS.get(status, '·')}</button>"
-        )
-    if not days:
+    size = timedelta(seconds=size_s)
+    rows = []
+    for row in grid:
+        day = parse_timestamp(str(row["from"]))
+        cells = []
+        for i, code in enumerate(str(row.get("codes", ""))):
+            if code == "-" or code.lower() not in _CODES:
+                continue
+            start, status = day + i * size, _CODES[code.lower()]
+            extra = (" landed" if code.isupper() else "") + (" closed" if code in "xX" else "")
+            dim = " dim" if wanted and status not in wanted else ""
+            title = f"{_short(format_ts(start))}–{format_ts(start + size)[11:16]} UTC: {status}"
+            title += " (an earlier run's data is in place)" if code.isupper() else ""
+            title += " (closed: replay to retry)" if code in "xX" else ""
+            cells.append(
+                f"<button type='button' class='cell s-{status}{extra}{dim}' data-start='{format_ts(start)}'"
+                f" data-end='{format_ts(start + size)}' data-status='{status}' title='{_e(title)}'"
+                f" aria-label='{_e(title)}'>{SYMBOLS.get(status, '·')}</button>"
+            )
+        if cells:
+            label = f"<span class='dlabel'>{_e(row['day'])}</span>"
+            rows.append(f"<div class='day'>{label}<div class='cells'>{''.join(cells)}</div></div>")
+    if not rows:
         return "<p class='muted'>No windows in this range.</p>"
-    rows = [
-        f"<div class='day'><span class='dlabel'>{_e(d)}</span><div class='cells'>{''.join(c)}</div></div>"
-        for d, c in sorted(days.items(), reverse=True)
-    ]
     return "<div class='timeline' role='group' aria-label='windows per day'>" + "".join(rows) + "</div>"
 
 
@@ -302,33 +346,35 @@ def _days(days: Iterable[Mapping[str, Any]], params: Mapping[str, str]) -> str:
     )
 
 
-def _window_row(w: Mapping[str, Any]) -> str:
+def _window_row(pipeline: str, w: Mapping[str, Any]) -> str:
     status = str(w["status"])
     detail = ""
     if w.get("error"):
         detail += f"<div class='err'>{_e(w['error'])}</div>"
     good = w.get("last_good")
     if isinstance(good, Mapping):
-        outputs = ", ".join(str(o) for o in good.get("outputs") or [])
         detail += (
-            f"<div class='last-good' data-last-good='1'>last good run: {_num(good.get('rows'))} rows · "
-            f"{_e(_bytes(good.get('bytes')))} · finished {_e(_short(good.get('finished_at')))}"
-            f"{' · ' + _e(outputs) if outputs else ''}</div>"
+            f"<div class='last-good' data-last-good='1'>last good run in place: {_num(good.get('rows'))} rows</div>"
         )
-    if status == "done" and w.get("outputs"):
-        detail += f"<div class='muted'>{_e(', '.join(str(o) for o in w['outputs']))}</div>"
+    if w.get("closed"):
+        detail += "<div class='muted'>closed: no attempt left; replay it once the cause is fixed</div>"
     attempts = f"{_num(w.get('attempts'))}" + (f" (+{_num(w['takeovers'])} takeovers)" if w.get("takeovers") else "")
     when = w.get("next_attempt_at") or w.get("queued_at") or ""
     when_label = "retry " if w.get("next_attempt_at") else "queued " if w.get("queued_at") else ""
+    link = ""
+    if status != "missing":
+        href = "?" + urlencode({"pipeline": pipeline, "window": str(w["start"])})
+        link = (
+            f"<a class='keep detail' href='{_e(href)}' title='the window&#39;s whole ledger record (JSON)'>record</a>"
+        )
     return (
         f"<tr class='w s-{_e(status)}' data-start='{_e(w['start'])}' data-end='{_e(w['end'])}'"
         f" data-status='{_e(status)}'>"
         f"<td>{_e(_short(w['start']))}–{_e(str(w['end'])[11:16])}</td>"
         f"<td class='st'><span class='sym'>{SYMBOLS.get(status, '·')}</span> {_e(status)}</td>"
-        f"<td>{_e(w.get('worker'))}</td><td class='num'>{_e(attempts)}</td>"
-        f"<td class='num'>{_e(_span(w.get('duration_s')))}</td><td class='num'>{_num(w.get('rows'))}</td>"
+        f"<td>{_e(w.get('worker'))}</td><td class='num'>{_e(attempts)}</td><td class='num'>{_num(w.get('rows'))}</td>"
         f"<td class='num'>{_e(_bytes(w.get('bytes')))}</td><td class='num'>{_num(w.get('quarantined'))}</td>"
-        f"<td>{_e(when_label)}{_e(_short(when))}</td><td>{detail}</td></tr>"
+        f"<td>{_e(when_label)}{_e(_short(when))}</td><td>{detail}</td><td>{link}</td></tr>"
     )
 
 
@@ -336,24 +382,23 @@ def _rank(status: str) -> int:
     return ATTENTION.index(status) if status in ATTENTION else len(ATTENTION)
 
 
-def _windows(windows: list[Mapping[str, Any]], total: int) -> str:
-    """Windows needing attention first (open), the done ones folded away."""
+def _windows(pipeline: str, windows: list[Mapping[str, Any]], total: int, recent: list[Mapping[str, Any]]) -> str:
+    """Windows needing attention first (not done, gaps included), then the newest windows folded away."""
     head = (
         "<table class='windows'><thead><tr><th>window (UTC)</th><th>status</th><th>worker</th>"
-        "<th class='num'>attempts</th><th class='num'>duration</th><th class='num'>rows</th><th class='num'>bytes</th>"
-        "<th class='num'>quarantined</th><th>next</th><th>error · last good run · outputs</th></tr></thead><tbody>"
+        "<th class='num'>attempts</th><th class='num'>rows</th><th class='num'>bytes</th>"
+        "<th class='num'>quarantined</th><th>next</th><th>error · last good run</th><th></th></tr></thead><tbody>"
     )
-    ordered = sorted(windows, key=lambda w: str(w["start"]), reverse=True)
-    attention = sorted((w for w in ordered if w["status"] != "done"), key=lambda w: _rank(str(w["status"])))
-    done = [w for w in ordered if w["status"] == "done"]
-    parts = [f"<h3>Needs attention ({len(attention)})</h3>"]
+    attention = sorted(windows, key=lambda w: (_rank(str(w["status"])), "~" + str(w["start"])))
+    attention.sort(key=lambda w: _rank(str(w["status"])))  # by status, newest first within one
+    parts = [f"<h3>Needs attention ({_num(total)})</h3>"]
     if attention:
-        parts.append(head + "".join(_window_row(w) for w in attention) + "</tbody></table>")
+        parts.append(head + "".join(_window_row(pipeline, w) for w in attention) + "</tbody></table>")
     else:
         parts.append("<p class='muted'>Nothing failed, missing or waiting in this range.</p>")
     if total > len(windows):
         parts.append(f"<p class='muted'>{_num(total - len(windows))} more not listed: narrow the range.</p>")
-    if done:
-        parts.append(f"<details><summary>Done windows ({len(done)})</summary>{head}")
-        parts.append("".join(_window_row(w) for w in done) + "</tbody></table></details>")
+    if recent:
+        parts.append(f"<details><summary>Newest windows ({len(recent)})</summary>{head}")
+        parts.append("".join(_window_row(pipeline, w) for w in recent) + "</tbody></table></details>")
     return "".join(parts)

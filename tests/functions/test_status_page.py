@@ -9,17 +9,15 @@ action is driven like an operator does: select, cancel (nothing sent), confirm (
 from __future__ import annotations
 
 import json
-import time
+import re
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import azure.functions as func
-import orjson
 import pytest
-from azure.data.tables import TableServiceClient, UpdateMode
-from playwright.sync_api import BrowserContext, Page, Request, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Request, expect, sync_playwright
 
 from devtools.funchost import FunctionIndex, LocalHost
 from shared import api
@@ -75,16 +73,6 @@ def page(browser: BrowserContext) -> Iterator[Page]:
     assert errors == []  # the page's script ran without errors
 
 
-def wait_for(check, what: str, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture()
 def engine(emulator, make_engine, storage_conn, unique):
     engine = make_engine(
@@ -106,17 +94,6 @@ def engine(emulator, make_engine, storage_conn, unique):
     claim = ledger.force_claim("requests", w(2), owner="replayer", now=NOW, lease=H)
     assert claim is not None
     ledger.fail(claim, now=NOW, error="fatal: query API 400 " + EVIL, next_attempt_at=None)
-    last_good = {
-        "rows": good.rows,
-        "bytes": good.bytes,
-        "outputs": list(good.outputs),
-        "finished_at": "2026-11-02T09:00:00Z",
-    }
-    table = TableServiceClient.from_connection_string(storage_conn).get_table_client(f"ledger{unique}")
-    table.update_entity(
-        {"PartitionKey": "requests", "RowKey": w(2).key, "LastGood": orjson.dumps(last_good).decode()},
-        mode=UpdateMode.MERGE,
-    )
     # 03:00 failed with a retry planned
     claim = ledger.claim("requests", w(3), owner="worker-1", now=NOW, lease=H, max_attempts=3)
     assert claim is not None
@@ -126,16 +103,7 @@ def engine(emulator, make_engine, storage_conn, unique):
     # 05:00 queued by the planner, 06:00 pending (replay requested); 07:00-10:00 never recorded: missing
     assert ledger.request_replay("requests", [w(5), w(6)], NOW) == 2
     ledger.advance_frontier("requests", w(6).end, NOW)  # as the planner does after recording windows
-    table.update_entity(
-        {
-            "PartitionKey": "requests",
-            "RowKey": w(5).key,
-            "Status": "queued",
-            "QueuedAt": NOW,
-            "LeaseOwner": "planner-1",
-        },
-        mode=UpdateMode.MERGE,
-    )
+    assert ledger.mark_queued("requests", ledger.get("requests", w(5)), NOW, max_attempts=3)
     return engine
 
 
@@ -143,34 +111,33 @@ def test_page_shows_every_state_and_takes_a_screenshot(host, engine, page, tmp_p
     page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}")
     section = page.locator("section.pipeline[data-pipeline='requests']")
     cells = section.locator(".timeline .cell")
-    assert cells.count() == 10  # 00:00-10:00
-    statuses = [cells.nth(i).get_attribute("data-status") for i in range(10)]
-    assert statuses == ["done", "done", "failed", "failed", "running", "queued", "pending", *["missing"] * 3]
-    assert [cells.nth(i).inner_text() for i in (0, 2, 4, 5, 6, 7)] == ["✓", "✗", "▶", "≡", "○", "?"]  # not colour only
+    expect(cells).to_have_count(10)  # 00:00-10:00
+    statuses = ["done", "done", "failed", "failed", "running", "queued", "pending", *["missing"] * 3]
+    for i, status in enumerate(statuses):
+        expect(cells.nth(i)).to_have_attribute("data-status", status)
+    for i, symbol in zip((0, 2, 4, 5, 6, 7), ("✓", "✗", "▶", "≡", "○", "?"), strict=True):
+        expect(cells.nth(i)).to_have_text(symbol)  # not colour only
+    expect(cells.nth(2)).to_have_class(re.compile(r"\blanded\b"))  # 02:00 failed a replay; its good run is in place
     for status, count in {"done": 2, "failed": 2, "running": 1, "queued": 1, "pending": 1, "missing": 3}.items():
-        assert section.locator(f".counts .chip[data-status='{status}']").get_attribute("data-count") == str(count)
-        assert (
-            section.locator(f".counts .chip[data-status='{status}']")
-            .inner_text()
-            .startswith(("✓", "✗", "▶", "≡", "○", "?"))
-        )
-    assert section.locator("[data-fact='watermark'] dd").inner_text() == "2026-11-02T03:00:00Z"  # 02:00 has a good run
-    assert section.locator("[data-fact='lag'] dd").inner_text() == "7h 00m"
+        chip = section.locator(f".counts .chip[data-status='{status}']")
+        expect(chip).to_have_attribute("data-count", str(count))
+        expect(chip).to_have_text(re.compile(r"^[✓✗▶≡○?]"))
+    expect(section.locator("[data-fact='watermark'] dd")).to_have_text("2026-11-02T03:00:00Z")
+    expect(section.locator("[data-fact='lag'] dd")).to_have_text("7h 00m")
 
-    rows = section.locator("table.windows tr.w")
-    failed = section.locator("tr.w[data-status='failed'][data-start='2026-11-02T02:00:00Z']")
-    assert EVIL in failed.inner_text()  # shown as text, escaped
+    attention = section.locator("table.windows").first
+    failed = attention.locator("tr.w[data-status='failed'][data-start='2026-11-02T02:00:00Z']")
+    expect(failed).to_contain_text(EVIL)  # shown as text, escaped
     assert page.evaluate("window.__pwned") is None  # and never run
-    assert "last good run: " in failed.locator(".last-good").inner_text()
-    assert "retry 11-02 10:14" in section.locator("tr.w[data-start='2026-11-02T03:00:00Z']").inner_text()
-    assert "worker-7" in section.locator("tr.w[data-status='running']").inner_text()
-    assert "planner-1" in section.locator("tr.w[data-status='queued']").inner_text()
-    assert rows.locator("xpath=self::*[@data-status='missing']").count() == 3
-    assert page.locator("#summary [data-summary='failed'] b").inner_text() == "2"
-    assert page.locator("section.pipeline[data-pipeline='traces'] .badge").first.inner_text() == "disabled"
-    assert section.locator("form.replay button.replay-btn").is_visible()
-    assert page.locator("#fkey").input_value() == KEY  # from the page's own URL
-    assert not page.locator("#autorefresh").is_checked()  # &refresh=0
+    expect(failed.locator(".last-good")).to_contain_text("last good run in place: ")
+    expect(section.locator("tr.w[data-start='2026-11-02T03:00:00Z']").first).to_contain_text("retry 11-02 10:14")
+    expect(section.locator("tr.w[data-status='running']").first).to_contain_text("worker-7")
+    expect(section.locator("table.windows").first.locator("tr.w[data-status='missing']")).to_have_count(3)
+    expect(page.locator("#summary [data-summary='failed'] b")).to_have_text("2")
+    expect(page.locator("section.pipeline[data-pipeline='traces'] .badge").first).to_have_text("disabled")
+    expect(section.locator("form.replay button.replay-btn")).to_be_visible()
+    expect(page.locator("#fkey")).to_have_value(KEY)  # from the page's own URL
+    expect(page.locator("#autorefresh")).not_to_be_checked()  # &refresh=0
     with urllib.request.urlopen(f"{host.url}/api/status?format=html&code={KEY}") as resp:
         assert KEY not in resp.read().decode()  # the server never renders the key
 
@@ -179,6 +146,17 @@ def test_page_shows_every_state_and_takes_a_screenshot(host, engine, page, tmp_p
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     print(f"screenshot: {shot} ({len(data)} bytes)")
+
+
+def test_a_windows_record_link_opens_its_whole_ledger_record(host, engine, page):
+    page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}")
+    row = page.locator("section.pipeline[data-pipeline='requests'] tr.w[data-start='2026-11-02T02:00:00Z']").first
+    row.locator("a.detail").click()
+    page.wait_for_url("**window=2026-11-02T02**")
+    assert f"code={KEY}" in page.url
+    record = json.loads(page.locator("body").inner_text())
+    assert (record["status"], record["closed"], record["last_good"]["rows"]) == ("failed", True, record["rows"])
+    assert record["outputs"] and record["replay_at"] == "2026-11-02T10:10:00Z"
 
 
 def test_replay_needs_confirmation_then_posts_with_the_key(host, engine, page):
@@ -190,23 +168,24 @@ def test_replay_needs_confirmation_then_posts_with_the_key(host, engine, page):
 
     section.locator(".cell[data-start='2026-11-02T03:00:00Z']").click()
     section.locator(".cell[data-start='2026-11-02T02:00:00Z']").click(modifiers=["Shift"])
-    assert form.locator("input[name='start']").input_value() == "2026-11-02T02:00:00Z"
-    assert form.locator("input[name='end']").input_value() == "2026-11-02T04:00:00Z"
-    assert section.locator(".cell.sel").count() == 2
+    expect(form.locator("input[name='start']")).to_have_value("2026-11-02T02:00:00Z")
+    expect(form.locator("input[name='end']")).to_have_value("2026-11-02T04:00:00Z")
+    expect(section.locator(".cell.sel")).to_have_count(2)
 
     form.locator("button.replay-btn").click()
-    assert page.locator("#confirm").is_visible()
-    assert "from 2026-11-02T02:00:00Z to 2026-11-02T04:00:00Z" in page.locator("#confirm-text").inner_text()
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text("from 2026-11-02T02:00:00Z to 2026-11-02T04:00:00Z")
     page.locator("#confirm-cancel").click()
-    assert "nothing was sent" in form.locator("output").inner_text()
+    expect(form.locator("output")).to_contain_text("nothing was sent")  # the dialog's close event comes first
     assert sent == []
     assert engine.ledger.get("requests", w(3)).status == "failed"
 
     form.locator("button.replay-btn").click()
     page.locator("#confirm-ok").click()
     out = form.locator("output")
-    wait_for(lambda: out.inner_text().startswith("200"), "the replay's answer")
-    assert "inline: 2 window(s)" in out.inner_text() and "2 done" in out.inner_text()
+    expect(out).to_have_text(re.compile(r"^200"), timeout=30_000)
+    expect(out).to_contain_text("inline: 2 window(s)")
+    expect(out).to_contain_text("2 done")
     (request,) = sent
     assert request.method == "POST" and request.headers["x-functions-key"] == KEY
     assert json.loads(request.post_data or "") == {
@@ -228,8 +207,9 @@ def test_replay_refusal_shows_the_reason(host, engine, page):
         page.locator("#confirm-ok").click()
     assert req.value.headers["x-functions-key"] == "typed-key"
     out = form.locator("output")
-    wait_for(lambda: out.inner_text().startswith("400"), "the refusal")
-    assert "not closed yet" in out.inner_text() and out.get_attribute("data-ok") == "false"
+    expect(out).to_have_text(re.compile(r"^400"))
+    expect(out).to_contain_text("not closed yet")
+    expect(out).to_have_attribute("data-ok", "false")
     assert engine.ledger.get("requests", w(9)) is None
 
 
@@ -242,15 +222,13 @@ def test_filter_by_status_and_range(host, engine, page):
     page.wait_for_url("**from=2026-11-02T02**")
     assert f"code={KEY}" in page.url and "refresh=0" in page.url  # both stay in the URL across navigation
     section = page.locator("section.pipeline[data-pipeline='requests']")
-    assert section.locator(".timeline .cell").count() == 6  # 02:00-08:00
-    assert section.locator(".timeline .cell.dim").count() == 3  # running, queued, pending dimmed
-    listed = section.locator("table.windows tr.w")
-    assert [listed.nth(i).get_attribute("data-status") for i in range(listed.count())] == [
-        "failed",
-        "failed",
-        "missing",
-    ]
-    assert section.locator("[data-fact='watermark'] dd").inner_text() == "2026-11-02T03:00:00Z"  # still the pipeline's
+    expect(section.locator(".timeline .cell")).to_have_count(6)  # 02:00-08:00
+    expect(section.locator(".timeline .cell.dim")).to_have_count(3)  # running, queued, pending dimmed
+    listed = section.locator("table.windows").first.locator("tr.w")
+    expect(listed).to_have_count(3)
+    for i, status in enumerate(["failed", "failed", "missing"]):
+        expect(listed.nth(i)).to_have_attribute("data-status", status)
+    expect(section.locator("[data-fact='watermark'] dd")).to_have_text("2026-11-02T03:00:00Z")  # the pipeline's
 
 
 def test_thousands_of_windows_aggregate_by_day(host, make_engine, emulator, page, unique, tmp_path_factory):
@@ -272,32 +250,32 @@ def test_thousands_of_windows_aggregate_by_day(host, make_engine, emulator, page
         assert claim is not None
         engine.ledger.fail(claim, now=now, error=f"fatal: window {i} broke", next_attempt_at=None)
 
-    began = time.perf_counter()
-    page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}")
-    loaded = time.perf_counter() - began
+    page.goto(f"{host.url}/api/status?format=html&refresh=0&code={KEY}&from={start.date().isoformat()}")
     section = page.locator("section.pipeline[data-pipeline='big']")
-    assert section.get_attribute("data-view") == "days"
+    expect(section).to_have_attribute("data-view", "days")
     day_rows = section.locator("table.days tr.dayrow")
-    assert day_rows.count() == days
-    assert section.locator(".counts .chip[data-status='pending']").get_attribute("data-count") == str(3000 - 5 - 2 - 24)
-    assert section.locator(".counts .chip[data-status='missing']").get_attribute("data-count") == "5"
+    expect(day_rows).to_have_count(days)
+    pending = section.locator(".counts .chip[data-status='pending']")
+    expect(pending).to_have_attribute("data-count", str(3000 - 5 - 2 - 24))
+    expect(section.locator(".counts .chip[data-status='missing']")).to_have_attribute("data-count", "5")
     newest = day_rows.first
-    assert newest.get_attribute("data-day") == "2026-11-01" and "5 missing" in newest.inner_text()
-    assert "24 done" in day_rows.nth(1).inner_text() and day_rows.nth(1).get_attribute("data-day") == "2026-10-31"
-    assert section.locator("tr.w[data-status='failed']").count() == 2  # listed first, however old
+    expect(newest).to_have_attribute("data-day", "2026-11-01")
+    expect(newest).to_contain_text("5 missing")
+    expect(day_rows.nth(1)).to_have_attribute("data-day", "2026-10-31")
+    expect(day_rows.nth(1)).to_contain_text("24 done")
+    expect(section.locator("table.windows").first.locator("tr.w[data-status='failed']")).to_have_count(2)  # however old
     shot = tmp_path_factory.mktemp("status-page") / "status-days.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
-    print(f"3,000 windows: page loaded in {loaded:.2f} s; screenshot {shot}")
 
     day_rows.nth(1).click()  # select the whole done day and replay it: 24 windows are queued in the ledger
     form = section.locator("form.replay")
-    assert form.locator("input[name='start']").input_value() == "2026-10-31T00:00:00Z"
-    assert form.locator("input[name='end']").input_value() == "2026-11-01T00:00:00Z"
+    expect(form.locator("input[name='start']")).to_have_value("2026-10-31T00:00:00Z")
+    expect(form.locator("input[name='end']")).to_have_value("2026-11-01T00:00:00Z")
     form.locator("button.replay-btn").click()
     page.locator("#confirm-ok").click()
-    wait_for(lambda: form.locator("output").inner_text().startswith("202"), "the queued replay")
-    assert "24 queued" in form.locator("output").inner_text()
+    expect(form.locator("output")).to_have_text(re.compile(r"^202"), timeout=30_000)
+    expect(form.locator("output")).to_contain_text("24 queued")
     day = engine.ledger.states("big", since=windows[2952].start, until=windows[2976].start)
     assert {s.status for s in day} == {"pending"}
 
@@ -305,9 +283,27 @@ def test_thousands_of_windows_aggregate_by_day(host, make_engine, emulator, page
     page.wait_for_url("**from=2026-11-01**")
     assert f"code={KEY}" in page.url
     section = page.locator("section.pipeline[data-pipeline='big']")
-    assert section.get_attribute("data-view") == "windows"
-    assert section.locator(".timeline .cell").count() == 24
-    assert section.locator(".timeline .cell[data-status='missing']").count() == 5
+    expect(section).to_have_attribute("data-view", "windows")
+    expect(section.locator(".timeline .cell")).to_have_count(24)
+    expect(section.locator(".timeline .cell[data-status='missing']")).to_have_count(5)
+
+
+def test_the_default_page_shows_the_newest_windows_and_the_whole_history_in_its_totals(
+    host, make_engine, emulator, page, unique
+):
+    days = 40
+    start = T0 - days * 24 * H
+    now = T0 + timedelta(minutes=10)
+    engine = make_engine(
+        [query_pipeline("old", "requests", emulator, f"old-{unique}", window={"start": start.isoformat()})], now=now
+    )
+    api.reset_engine(engine)
+    engine.ledger.record_new("old", [Window(start + i * H, start + (i + 1) * H) for i in range(days * 24)], now)
+    page.goto(f"{host.url}/api/status?format=html&refresh=0")
+    section = page.locator("section.pipeline[data-pipeline='old']")
+    expect(section).to_have_attribute("data-view", "windows")
+    expect(section.locator(".timeline .day")).to_have_count(7)  # the newest week, window by window
+    expect(section.locator(".counts .chip[data-status='pending']")).to_have_attribute("data-count", str(days * 24))
 
 
 def test_status_json_for_a_range_reads_only_that_range(host, engine):
@@ -315,14 +311,24 @@ def test_status_json_for_a_range_reads_only_that_range(host, engine):
     with urllib.request.urlopen(url) as resp:
         report = json.loads(resp.read())
     p = next(p for p in report["pipelines"] if p["pipeline"] == "requests")
-    assert p["counts"] == {"done": 0, "running": 1, "queued": 1, "pending": 0, "failed": 1, "missing": 0}
+    assert p["range_counts"] == {"done": 0, "running": 1, "queued": 1, "pending": 0, "failed": 1, "missing": 0}
+    assert p["counts"] == {"done": 2, "running": 1, "queued": 1, "pending": 1, "failed": 2, "missing": 3}
     assert [(x["start"], x["status"], x["worker"]) for x in p["windows"]] == [
         ("2026-11-02T03:00:00Z", "failed", ""),
-        ("2026-11-02T05:00:00Z", "queued", "planner-1"),
+        ("2026-11-02T05:00:00Z", "queued", ""),
     ]
     assert p["watermark"] == "2026-11-02T03:00:00Z"  # the pipeline's, not the range's (02:00 has a good run)
-    assert [f["start"] for f in p["failed"]] == ["2026-11-02T02:00:00Z", "2026-11-02T03:00:00Z"]
-    assert report["summary"]["counts"]["failed"] == 1
+    assert [f["start"] for f in p["failed"]] == ["2026-11-02T03:00:00Z", "2026-11-02T02:00:00Z"]  # newest first
+    assert report["summary"]["counts"]["failed"] == 2
+
+
+def test_status_of_one_pipeline_and_one_window(functions, engine):
+    report = json.loads(_get(functions, {"pipeline": "traces"}).get_body())
+    assert [p["pipeline"] for p in report["pipelines"]] == ["traces"]
+    record = json.loads(_get(functions, {"pipeline": "requests", "window": "2026-11-02T04:00:00Z"}).get_body())
+    assert (record["status"], record["worker"], record["attempts"]) == ("running", "worker-7", 1)
+    missing = _get(functions, {"pipeline": "requests", "window": "2026-11-02T08:00:00Z"})
+    assert missing.status_code == 404 and "no record" in json.loads(missing.get_body())["error"]
 
 
 def test_ledger_reads_only_the_range_and_never_the_meta_row(engine):
@@ -347,8 +353,11 @@ def _get(functions, params):
         ({"from": "2026-11-02T05:00:00Z" + "0" * 60}, "'from' is too long"),
         ({"status": "failed,broken"}, "'status' takes a comma-separated list of done, running, queued"),
         ({"format": "html", "status": "<script>"}, "'status' takes"),
+        ({"window": "2026-11-02T04:00:00Z"}, "'window' needs 'pipeline'"),
+        ({"pipeline": "requests", "window": "2026-11-02T04:30:00Z"}, "is not the start of a requests window"),
+        ({"pipeline": "requests", "window": "soon"}, "'window': not an ISO 8601 timestamp"),
     ],
-    ids=["words", "naive", "reversed", "long", "unknown-status", "html-status"],
+    ids=["words", "naive", "reversed", "long", "unknown-status", "html-status", "window-alone", "unaligned", "words-w"],
 )
 def test_status_rejects_bad_parameters_with_a_reason(functions, engine, params, fragment):
     resp = _get(functions, params)
