@@ -37,7 +37,9 @@ def mover_tick(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("timer is past due; catching up")
     report = api.engine_from_env().tick()
-    log.info(
+    happened = report.queued or report.done or report.failed or report.deferred
+    log.log(  # a line only when windows moved: Functions logs cost money in Application Insights
+        logging.INFO if happened else logging.DEBUG,
         "tick: %d queued, %d re-sweeps queued, %d done, %d failed, %d deferred",
         report.queued,
         report.sweeps,
@@ -53,7 +55,7 @@ def mover_tick(timer: func.TimerRequest) -> None:
 def mover_worker(msg: func.QueueMessage) -> None:
     """Move the window one message names; raising makes the host deliver it again (then poison)."""
     outcome = api.engine_from_env().handle(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
-    log.info("work message %s: %s", msg.id, outcome)
+    log.debug("work message %s: %s", msg.id, outcome)  # the window's own line says what moved
 
 
 @app.queue_trigger(arg_name="msg", queue_name=f"{QUEUE}-poison", connection=STATE)

@@ -40,13 +40,26 @@ def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
         busy += len(plan.due) + sum(in_flight(s, now, requeue) or s.status == "queued" for s in plan.open_states)
     if busy:
         return busy, []
-    failed = [  # once idle, the whole ledger: windows out of retries sit behind the open mark
-        {"pipeline": p.name, "window": format_ts(s.window.start), "attempts": s.attempts, "error": s.error}
-        for p in pipelines
-        for s in engine.ledger.states(p.name)
-        if s.status == "failed"
-    ]
-    return 0, failed
+    return 0, failed_windows(engine, pipelines)
+
+
+def failed_windows(engine: Engine, pipelines: list[Any]) -> list[dict[str, Any]]:
+    """Every failed window, from the day rollups: only the days that hold one are read whole."""
+    out: list[dict[str, Any]] = []
+    now = engine.clock()
+    for pipeline in pipelines:
+        size = pipeline.window.size
+        for day in engine.ledger.rollups.sums(pipeline.name, size, now):
+            if not day.sums.status_counts().get("failed"):
+                continue
+            found = engine.ledger.rollups.day(pipeline.name, day.day, size, now)
+            for i, code in enumerate(found.codes if found else ""):
+                if code in "fxFX" and found is not None:
+                    info = found.info.get(i, {})
+                    start = format_ts(day.day + i * size)
+                    out.append({"pipeline": pipeline.name, "window": start, "attempts": int(info.get("a", 0) or 0),
+                                "error": str(info.get("e", ""))})  # fmt: skip
+    return out
 
 
 def start_workers(argv: list[str], count: int) -> list[subprocess.Popen[bytes]]:

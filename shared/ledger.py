@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -25,7 +25,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from shared.ledger_claim import CLEAR, Claim, LeaseLost, closed_fields, free_takeovers
 from shared.ledger_finish import Finish
 from shared.ledger_marks import Marks, Snapshot
-from shared.ledger_rows import META_KEY, Unreadable, new_entity, read_entities, state_of, translate
+from shared.ledger_rows import META_KEY, MIN_YEAR, Unreadable, new_entity, read_entities, state_of, translate
 from shared.ledger_unclaimed import Unclaimed
 from shared.ledger_write import Lost, Writes
 from shared.model import Window, window_key
@@ -88,17 +88,23 @@ class Ledger(Finish, Unclaimed, Marks, Writes):
         self.unreadable[pipeline] = bad
 
     def first_start(self, pipeline: str) -> datetime | None:
-        """Start of the oldest recorded window (one entity read)."""
+        """Start of the oldest recorded window, from the keys alone (an entity the SDK cannot decode,
+        or one from before Table Storage's 1601, is passed over)."""
         self.ensure()
         query = "PartitionKey eq @p and RowKey lt @m"
         try:
-            page = next(self._table.query_entities(query, parameters={"p": pipeline, "m": META_KEY}, results_per_page=1,
-                                                   select=["RowKey", "WindowStart"]).by_page(), None)  # fmt: skip
-            first = next(iter(page), None) if page is not None else None
+            for entity in self._table.query_entities(
+                query, parameters={"p": pipeline, "m": META_KEY}, select=["RowKey"], results_per_page=20
+            ):
+                try:
+                    start = datetime.strptime(str(entity["RowKey"]), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+                except ValueError:
+                    continue
+                if start.year >= MIN_YEAR:
+                    return start
         except AzureError as exc:
             raise translate(exc, "first window") from exc
-        start = first.get("WindowStart") if first is not None else None
-        return start if isinstance(start, datetime) else None
+        return None
 
     def failed(self, pipeline: str) -> list[WindowState]:
         """Every ``failed`` window of a pipeline (a filtered scan of its partition)."""

@@ -90,6 +90,10 @@ class Planner:
         snapshot = self.ledger.snapshot(pipeline.name, since=now - back if back > timedelta(0) else None)
         for bad in snapshot.unreadable:
             log.error("%s: ledger entity skipped: %s", pipeline.name, bad)
+        try:  # status pages read rollups only: they learn of such entities from here
+            self.ledger.rollups.note_unreadable(pipeline.name, list(snapshot.unreadable))
+        except MoverError as exc:
+            log.warning("%s: could not note unreadable entities: %s", pipeline.name, exc)
         open_states = [s for s in snapshot.states if s.status != "done"]
         requeue = self.requeue_after(pipeline)
         plan = plan_windows(pipeline.window, now, snapshot.frontier, open_states, requeue_after=requeue)
@@ -129,8 +133,11 @@ class Planner:
     def build_history(self, pipeline: Pipeline, *, max_days: int = 31) -> Migration:
         """Build up to ``max_days`` of day rollups missing from a ledger older than them (each tick
         does a step, so a long history is built in the background without stopping anything)."""
+        if self.ledger.rollups.built(pipeline.name):
+            return Migration(True)  # after the first look, no read at all: this process knows
         now = self.engine.clock()
-        return self.ledger.rollups.migrate(pipeline.name, pipeline.window.size, until=now, now=now, max_days=max_days)
+        until = max(now, self.ledger.frontier(pipeline.name) or now)
+        return self.ledger.rollups.migrate(pipeline.name, pipeline.window.size, until=until, now=now, max_days=max_days)
 
     def step_history(self, pipeline: Pipeline) -> None:
         try:

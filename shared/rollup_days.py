@@ -70,6 +70,8 @@ class Sums:
     rows: int = 0
     bytes: int = 0
     quarantined: int = 0
+    lo: int = -1  # first and last recorded slot of a day (-1: none): boundary days are exact without a read
+    hi: int = -1
 
     def status_counts(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -96,7 +98,7 @@ class Sums:
             self.rows + other.rows,
             self.bytes + other.bytes,
             self.quarantined + other.quarantined,
-        )
+        )  # lo/hi are a day's: a total has none
 
     def to_entity(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,8 @@ class Sums:
             "SRows": self.rows,
             "SBytes": self.bytes,
             "SQuar": self.quarantined,
+            "Lo": self.lo,
+            "Hi": self.hi,
         }
 
     @classmethod
@@ -114,6 +118,8 @@ class Sums:
             int(entity.get("SRows", 0) or 0),
             int(entity.get("SBytes", 0) or 0),
             int(entity.get("SQuar", 0) or 0),
+            int(entity.get("Lo", -1) if entity.get("Lo") is not None else -1),
+            int(entity.get("Hi", -1) if entity.get("Hi") is not None else -1),
         )
 
 
@@ -194,7 +200,9 @@ class Day:
         return out
 
     def sums(self) -> Sums:
-        return Sums(Counter(self.codes), sum(self.rows), sum(self.bytes), sum(self.quarantined))
+        recorded = [i for i, c in enumerate(self.codes) if c != NONE]
+        lo, hi = (recorded[0], recorded[-1]) if recorded else (-1, -1)
+        return Sums(Counter(self.codes), sum(self.rows), sum(self.bytes), sum(self.quarantined), lo, hi)
 
     # -- storage ----------------------------------------------------------------------------------
     def to_entity(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
@@ -31,8 +32,8 @@ __all__ = ["STALE_INTENT", "DaySums", "Intent", "Migration", "Rollups", "WindowR
 
 log = logging.getLogger(__name__)
 STALE_INTENT = timedelta(minutes=1)  # an intent older than this has lost its writer: readers repair it
-_BUILD_KEY = "~build"
-_SUM_FIELDS = ["PartitionKey", "RowKey", "Codes_n", "SRows", "SBytes", "SQuar", "Pend", "Built", "Size"]
+_STATE_KEY = "~state"  # per pipeline: the build state of its rollups, and the entities nobody can read
+_SUM_FIELDS = ["PartitionKey", "RowKey", "Codes_n", "SRows", "SBytes", "SQuar", "Lo", "Hi", "Pend", "Built", "Size"]
 _TRIES = 20
 
 
@@ -46,6 +47,8 @@ class WindowReader(Protocol):
     def get(self, pipeline: str, window: Window) -> WindowState | None: ...
 
     def first_start(self, pipeline: str) -> datetime | None: ...
+
+    unreadable: dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class Rollups:
             for state in self._reader.states(pipeline, since=day, until=day + DAY):
                 if state.window.size == size and align_down(state.window.start, size) == state.window.start:
                     fresh.put(state, force=True)
+            self.note_unreadable(pipeline, self._reader.unreadable.get(pipeline, []), day=day)
             if current is not None:
                 fresh.pending = current.pending
                 fresh.etag = current.etag
@@ -220,15 +224,42 @@ class Rollups:
         return day
 
     # -- migration ----------------------------------------------------------------------------------
+    def state(self, pipeline: str) -> tuple[bool, list[str]]:
+        """(rollups exist for every recorded day, ledger entities nobody can read) — one read."""
+        raw = self._raw_get(pipeline, _STATE_KEY)
+        built = pipeline in self._migrated or bool(raw is not None and raw.get("Done"))
+        if built:
+            self._migrated.add(pipeline)
+        bad = orjson.loads(raw["Unreadable"]) if raw is not None and raw.get("Unreadable") else []
+        return built, [str(b) for b in bad]
+
+    def known_built(self, pipeline: str) -> bool:
+        """Built, as far as this process already knows (no read)."""
+        return pipeline in self._migrated
+
     def built(self, pipeline: str) -> bool:
         """Rollups exist for every recorded day (built from the start, or a finished migration)."""
-        if pipeline in self._migrated:
-            return True
-        raw = self._raw_get(pipeline, _BUILD_KEY)
-        if raw is not None and raw.get("Done"):
-            self._migrated.add(pipeline)
-            return True
-        return False
+        return pipeline in self._migrated or self.state(pipeline)[0]
+
+    def note_unreadable(self, pipeline: str, found: list[str], *, day: datetime | None = None) -> None:
+        """Remember ledger entities a read had to skip (a hand edit, an older version) for status pages,
+        which never read window entities. ``day``: a whole day was read, so its earlier entries are
+        replaced by ``found`` (a replayed entity is readable again); else ``found`` is only added."""
+        if not found and day is None:
+            return
+        current = self.state(pipeline)[1]
+        prefix = day.strftime("%Y%m%d") if day is not None else None
+        keep = [e for e in current if prefix is None or not e.startswith(prefix)]
+        entries = sorted(set(keep) | set(found))[:50]
+        if entries == sorted(current):
+            return
+        try:
+            self.requests += 1
+            self._table.upsert_entity(
+                {"PartitionKey": pipeline, "RowKey": _STATE_KEY, "Unreadable": orjson.dumps(entries).decode()}
+            )
+        except AzureError as exc:
+            raise translate(exc, "rollup state") from exc
 
     def migrate(
         self, pipeline: str, size: timedelta, *, until: datetime, now: datetime, max_days: int = 31
@@ -238,7 +269,7 @@ class Rollups:
         if pipeline in self._migrated:
             return Migration(True)
         self.ensure()
-        raw = self._raw_get(pipeline, _BUILD_KEY)
+        raw = self._raw_get(pipeline, _STATE_KEY)
         if raw is not None and raw.get("Done"):
             self._migrated.add(pipeline)
             return Migration(True)
@@ -268,12 +299,12 @@ class Rollups:
         return Migration(done, None if done else day, count)
 
     def _put_build(self, pipeline: str, next_day: datetime | None, *, done: bool, now: datetime) -> None:
-        entity: dict[str, Any] = {"PartitionKey": pipeline, "RowKey": _BUILD_KEY, "Done": done, "UpdatedAt": now}
+        entity: dict[str, Any] = {"PartitionKey": pipeline, "RowKey": _STATE_KEY, "Done": done, "UpdatedAt": now}
         if next_day is not None:
             entity["Next"] = next_day
         try:
             self.requests += 1
-            self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
         except AzureError as exc:
             raise translate(exc, "rollup migration") from exc
 

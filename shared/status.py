@@ -39,7 +39,7 @@ __all__ = [
 STATUSES = ("done", "running", "queued", "pending", "failed", "missing")
 DETAIL_LIMIT = 1000  # windows in view above this: one row per UTC day instead of one cell per window
 ATTENTION = ("failed", "running", "queued", "missing", "pending", "done")  # listing order: what needs action first
-LIST_LIMIT = 500  # windows listed (the ones not done, newest first)
+LIST_LIMIT = 200  # windows listed per pipeline (the ones not done, what needs action first)
 DEFAULT_DAYS = 7  # the default view: the newest windows, at most this many days and DETAIL_LIMIT windows
 FULL_DAYS = 31  # a range up to this long reads its whole days; longer ranges their sums (one row per day)
 
@@ -70,6 +70,7 @@ class History:
     days: dict[datetime, Day] = field(default_factory=dict)
     complete: bool = True  # rollups exist for every recorded day (a ledger from before rollups: being built)
     changing: int = 0  # windows whose change was in flight when read (resolved from the window entities)
+    unreadable: list[str] = field(default_factory=list)  # ledger entities the engine had to skip
 
 
 # -- what to read --------------------------------------------------------------------------------
@@ -93,8 +94,10 @@ def days_to_read(cfg: WindowConfig, now: datetime, view: StatusView, sums: Seque
     if hi - lo <= FULL_DAYS * DAY:
         want |= set(_days_between(lo, hi))
     due = due_end(cfg, now)
-    want |= {day_of(cfg.start), day_of(due - timedelta(microseconds=1)) if due > cfg.start else day_of(cfg.start)}
     by_day = {d.day: d for d in sums}
+    for edge in {day_of(cfg.start), day_of(max(due, cfg.start + cfg.size) - timedelta(microseconds=1))}:
+        if edge in by_day and not _exact(cfg, edge, due, by_day[edge].sums):
+            want.add(edge)  # windows before the start or past the due end: count it slot by slot
     mark = _first_unlanded_day(cfg, due, by_day)
     if mark is not None:
         want.add(mark)
@@ -123,6 +126,12 @@ def _expected(cfg: WindowConfig, day: datetime, due: datetime) -> tuple[int, int
     if hi <= lo:
         return 0, 0
     return int((align_up(lo, cfg.size) - day) / cfg.size), int((align_up(hi, cfg.size) - day) / cfg.size)
+
+
+def _exact(cfg: WindowConfig, day: datetime, due: datetime, sums: Sums) -> bool:
+    """Do a day's sums count only windows between the pipeline's start and the due end?"""
+    first, last = _expected(cfg, day, due)
+    return sums.lo < 0 or (first <= sums.lo and sums.hi < last)
 
 
 def _first_unlanded_day(cfg: WindowConfig, due: datetime, by_day: Mapping[datetime, DaySums]) -> datetime | None:
@@ -220,7 +229,7 @@ def _due_counts(cfg: WindowConfig, due: datetime, history: History) -> tuple[int
         if last <= first:
             continue
         whole = history.days.get(d.day)
-        if whole is not None and (first > 0 or last < len(whole.codes)):
+        if whole is not None and not _exact(cfg, d.day, due, d.sums):
             codes = whole.codes[first:last]
             recorded += sum(c != NONE for c in codes)
             done += sum(c == "d" for c in codes)
@@ -264,7 +273,7 @@ def _window(cfg: WindowConfig, day: Day, i: int) -> dict[str, Any]:
     }
     if code == NONE:
         return out
-    out |= {
+    detail = {
         "attempts": int(info.get("a", 0) or 0),
         "takeovers": int(info.get("t", 0) or 0),
         "worker": str(info.get("w", "") or ""),
@@ -276,6 +285,7 @@ def _window(cfg: WindowConfig, day: Day, i: int) -> dict[str, Any]:
         "closed": code in ("x", "X"),
         "landed": code == "d" or code.isupper(),
     }
+    out |= {k: v for k, v in detail.items() if v}  # only what a window has: the JSON stays small
     if code != "d" and code.isupper():
         out["last_good"] = {"rows": int(info.get("g", 0) or 0)}
     return out

@@ -46,9 +46,9 @@ def read_history(ledger: Ledger, pipeline: Pipeline, now: datetime, view: Status
             found = rollups.day(pipeline.name, day, cfg.size, now)
             if found is not None:
                 days[day] = found
-    complete = rollups.built(pipeline.name) or not sums
+    built, unreadable = rollups.state(pipeline.name)
     changing = sum(len(d.pending) for d in days.values())
-    return History(sums, days, complete=complete, changing=changing)
+    return History(sums, days, complete=built or not sums, changing=changing, unreadable=unreadable)
 
 
 def status_report(
@@ -60,18 +60,20 @@ def status_report(
 
     def one(pipeline: Pipeline) -> tuple[Pipeline, dict[str, Any] | None, str]:
         try:
-            entry = pipeline_status(pipeline, now, view, read_history(ledger, pipeline, now, view))
+            history = read_history(ledger, pipeline, now, view)
+            entry = pipeline_status(pipeline, now, view, history)
             entry["verified"] = load_verification(ledger, pipeline.name)
-            return pipeline, entry, ""
+            bad = f"unreadable ledger entity skipped: {'; '.join(history.unreadable)}" if history.unreadable else ""
+            return pipeline, entry, bad
         except MoverError as exc:
             log.warning("status of %s: %s", pipeline.name, exc)
             return pipeline, None, str(exc)
 
     with ThreadPoolExecutor(max(1, min(8, len(pipelines))), thread_name_prefix="status") as pool:
         for pipeline, entry, error in pool.map(one, pipelines):
-            if entry is None:
+            if error:
                 report["errors"][pipeline.name] = error
-            else:
+            if entry is not None:
                 report["pipelines"].append(entry)
     return summarize(report)
 

@@ -4,6 +4,7 @@ the earlier outputs are still in place until a new run commits."""
 from __future__ import annotations
 
 from shared.model import Window
+from shared.status_read import window_detail
 from tests.conftest import T0, H, query_pipeline
 
 
@@ -27,7 +28,8 @@ def test_failed_replay_shows_the_last_good_run_and_keeps_the_watermark(emulator,
     assert report["watermark"] == "2026-11-02T03:00:00Z"  # the earlier data never left
     (failed,) = report["failed"]
     assert failed["status"] == "failed" and "404" in failed["error"]
-    assert failed["last_good"]["rows"] == before.rows > 0
-    assert failed["last_good"]["outputs"] and all(
-        o.endswith((".jsonl.gz", ".json")) for o in failed["last_good"]["outputs"]
+    assert failed["last_good"]["rows"] == before.rows > 0 and failed["landed"]
+    record = window_detail("requests", good.ledger.get("requests", Window(T0 + H, T0 + 2 * H)), good.clock())
+    assert record["last_good"]["outputs"] and all(  # the window's whole record names the files still in place
+        o.endswith((".jsonl.gz", ".json")) for o in record["last_good"]["outputs"]
     )
