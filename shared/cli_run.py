@@ -24,7 +24,9 @@ from shared.queue_loop import QueueLoop
 from shared.runner import Engine
 from shared.storage import queue_client
 
-__all__ = ["idle_report", "run", "start_workers", "stop_workers", "work"]
+__all__ = ["IDLE_POLL", "failed_windows", "idle_report", "run", "start_workers", "stop_workers", "work"]
+
+IDLE_POLL = 2.0  # seconds between idle checks while workers run a backfill (--until-idle)
 
 
 def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
@@ -35,7 +37,7 @@ def idle_report(engine: Engine) -> tuple[int, list[dict[str, Any]]]:
     now = engine.clock()
     pipelines = [p for p in engine.settings.pipelines if p.enabled]
     for pipeline in pipelines:
-        plan = engine.planner.plan(pipeline)  # reads from the open mark: cheap while busy
+        plan = engine.planner.plan(pipeline, record=False)  # reads from the open mark; writes nothing
         requeue = engine.planner.requeue_after(pipeline)
         busy += len(plan.due) + sum(in_flight(s, now, requeue) or s.status == "queued" for s in plan.open_states)
     if busy:
@@ -93,30 +95,43 @@ def run(engine: Engine, args: argparse.Namespace, tick: Any, next_fire: Any) -> 
         f"planner + {args.workers} worker process(es) on queue {engine.settings.queue_name}" if workers else "inline"
     )
     print(f"running ({shape}); schedule {schedule if not args.every else f'every {args.every}s'}; Ctrl-C stops")
-    code = 0
+    code: int | None = None
     try:
-        while not stop.is_set():
+        while not stop.is_set() and code is None:
             try:
                 tick(engine, args)
-                if args.until_idle:
-                    busy, failed = idle_report(engine)
-                    if busy == 0:
-                        for f in failed:
-                            print(f"failed: {f['pipeline']} {f['window']} attempts={f['attempts']} {f['error']}")
-                        print(f"idle: nothing due, queued or running; {len(failed)} failed window(s)")
-                        code = 1 if failed else 0
-                        break
+                code = _idle(engine) if args.until_idle else None
             except MoverError as exc:  # e.g. storage unreachable: keep the schedule, like the host
                 print(f"tick failed: {exc}", file=sys.stderr)
             now = datetime.now(UTC)
             fire = now + timedelta(seconds=args.every) if args.every else next_fire(schedule, now)
-            stop.wait(max(0.0, (fire - datetime.now(UTC)).total_seconds()))
+            while code is None and not stop.is_set():  # workers finish between ticks: look for idle meanwhile
+                left = (fire - datetime.now(UTC)).total_seconds()
+                if left <= 0:
+                    break
+                stop.wait(min(left, IDLE_POLL) if args.until_idle and workers else left)
+                if args.until_idle and workers and not stop.is_set():
+                    try:
+                        code = _idle(engine)
+                    except MoverError as exc:
+                        print(f"idle check failed: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     finally:
         stop_workers(workers)
     print("stopped")
-    return code
+    return code or 0
+
+
+def _idle(engine: Engine) -> int | None:
+    """``None`` while anything is due, queued or running; else the exit code (1: failed windows), printed."""
+    busy, failed = idle_report(engine)
+    if busy:
+        return None
+    for f in failed:
+        print(f"failed: {f['pipeline']} {f['window']} attempts={f['attempts']} {f['error']}")
+    print(f"idle: nothing due, queued or running; {len(failed)} failed window(s)")
+    return 1 if failed else 0
 
 
 def work(engine: Engine, args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ from shared.model import Window
 from shared.outcomes import TickReport
 from shared.rollups import Migration
 from shared.settings import Pipeline
+from shared.sources import SteppedSource
+from shared.window_run import StepPlan
 from shared.window_worker import lookback
 from shared.windows import WindowState, open_mark, plan_windows
 
@@ -83,8 +85,10 @@ class Planner:
             return None
         return QUEUE_VISIBILITY + pipeline.window.lease
 
-    def plan(self, pipeline: Pipeline, *, new_status: str = "pending") -> PipelinePlan:
-        """Due windows of ``pipeline`` (new ones recorded first, as ``new_status``) and windows to re-sweep."""
+    def plan(self, pipeline: Pipeline, *, new_status: str = "pending", record: bool = True) -> PipelinePlan:
+        """Due windows of ``pipeline`` (new ones recorded first, as ``new_status``) and windows to re-sweep.
+
+        ``record=False`` only looks (an idle check): new windows are due but nothing is written."""
         now = self.engine.clock()
         back = lookback(pipeline)
         snapshot = self.ledger.snapshot(pipeline.name, since=now - back if back > timedelta(0) else None)
@@ -99,9 +103,11 @@ class Planner:
         plan = plan_windows(pipeline.window, now, snapshot.frontier, open_states, requeue_after=requeue)
         ops = snapshot.operations
         mark = open_mark(open_states, pipeline.window.max_attempts, snapshot.frontier)
-        if mark > snapshot.open_from:  # before recording new windows, which changes the meta ETag
+        if mark > snapshot.open_from and record:  # before recording new windows, which changes the meta ETag
             self.ledger.advance_open_mark(pipeline.name, mark, snapshot.meta_etag, now)
             ops += 1
+        if not record:
+            return PipelinePlan(pipeline, due=[(w, None) for w in plan.new], open_states=open_states, operations=ops)
         created = set(self.ledger.record_new(pipeline.name, plan.new, now, status=new_status))
         ops += 2 + len(plan.new) // 100 if plan.new else 0
         by_window = {s.window: s for s in open_states}
@@ -163,10 +169,17 @@ class Planner:
         now = self.engine.clock()
         queued = 0
         attempts = pipeline.window.max_attempts
+        marked: list[Window] = []
+        fresh: list[Window] = []  # no checkpoint to resume: their sub-windows can be counted now
         for window, state in plan.due:
             if state is not None and not self.ledger.mark_queued(pipeline.name, state, now, max_attempts=attempts):
                 continue  # changed since the plan read it (claimed, replayed), or closed: the ledger knows better
-            queue.send_window(pipeline.name, window, now)
+            marked.append(window)
+            if state is None or "checkpoint" not in state.extra:
+                fresh.append(window)
+        ahead = self._plan_ahead(pipeline, fresh)
+        for window in marked:
+            queue.send_window(pipeline.name, window, now, ahead.get(window))
             queued += 1
         swept = 0
         if sweeps:
@@ -178,6 +191,31 @@ class Planner:
         if queued:
             log.info("%s: %d window(s) queued", pipeline.name, queued)
         return queued, swept
+
+    def _plan_ahead(self, pipeline: Pipeline, windows: list[Window]) -> dict[Window, StepPlan]:
+        """Sub-windows of the windows being queued, one count query per contiguous run of them: the
+        worker starts reading at once instead of counting first (its budget slot works, not waits).
+        Any failure just leaves a window to plan itself."""
+        if not windows:
+            return {}
+        source = self.engine.source(pipeline)
+        if not isinstance(source, SteppedSource):
+            return {}
+        runs: list[list[Window]] = []
+        for window in sorted(windows):
+            if runs and runs[-1][-1].end == window.start:
+                runs[-1].append(window)
+            else:
+                runs.append([window])
+        out: dict[Window, StepPlan] = {}
+        for run in runs:
+            try:
+                planned = source.plan_many(run)
+            except MoverError as exc:
+                log.debug("%s: no plan ahead for %d window(s): %s", pipeline.name, len(run), exc)
+                continue
+            out |= {w: StepPlan(tuple(steps), rows) for w, (steps, rows) in planned.items()}
+        return out
 
     def enqueue_one(self, pipeline: Pipeline, window: Window, now: datetime) -> bool:
         """Put one recorded window back on the queue (a worker's checkpoint continuation)."""

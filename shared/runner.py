@@ -38,6 +38,7 @@ from shared.sources.export_quarantine import Quarantine
 from shared.status import StatusView
 from shared.status_read import status_report
 from shared.storage import blob_service, table_service
+from shared.window_run import StepPlan
 from shared.window_worker import WindowWorker
 from shared.windows import WindowState
 from shared.workqueue import WorkQueue, handle_message, handle_poison
@@ -121,9 +122,12 @@ class Engine:
         late: LatePlan | None = None,
         previous: WindowState | None = None,
         pause: Callable[[], bool] | None = None,
+        plan: StepPlan | None = None,
     ) -> WindowResult:
         """Claim, move and record one window; never raises for window-level failures (see ``WindowWorker``)."""
-        return self.worker.run_window(pipeline, window, force=force, late=late, previous=previous, pause=pause)
+        return self.worker.run_window(
+            pipeline, window, force=force, late=late, previous=previous, pause=pause, plan=plan
+        )
 
     # -- queue workers --------------------------------------------------------------------------
     def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> str:

@@ -29,7 +29,7 @@ from shared.sinks.rejects import CellGuard
 from shared.sources import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
 from shared.windows import WindowState
 
-__all__ = ["Moved", "Progress", "move_window"]
+__all__ = ["Moved", "Progress", "StepPlan", "move_window"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,19 @@ class Progress:
             return None
         steps = [Window(parse_timestamp(a), parse_timestamp(b)) for a, b in raw["steps"]]
         return cls(steps, int(raw["next"]), int(raw["chunks"]), int(raw["rows"]), list(raw["outputs"]))
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Sub-windows of a window planned ahead (by the planner, with one count query for many windows)."""
+
+    steps: tuple[Window, ...]
+    planned: int  # rows the count found
+
+    def fits(self, window: Window) -> bool:
+        """Do the steps tile ``window`` exactly (else the window plans itself)?"""
+        ends = [s.start for s in self.steps[1:]] == [s.end for s in self.steps[:-1]]
+        return bool(self.steps) and ends and self.steps[0].start == window.start and self.steps[-1].end == window.end
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ def move_window(
     fresh: bool = False,
     pause: Callable[[], bool] | None = None,
     cells: CellGuard | None = None,
+    plan: StepPlan | None = None,
 ) -> Moved:
     """Move ``window`` under ``claim``; returns ``paused`` when ``pause()`` said stop between steps.
 
@@ -168,14 +182,19 @@ def move_window(
     cells = cells or CellGuard(None, pipeline.name, window)
     run = _Run(ledger, clock, pipeline, window, claim, source, sinks, cells)
     try:
-        return _move(run, late, previous, fresh, pause)
+        return _move(run, late, previous, fresh, pause, plan)
     except BaseException:
         run.abort()
         raise
 
 
 def _move(
-    run: _Run, late: LatePlan | None, previous: WindowState | None, fresh: bool, pause: Callable[[], bool] | None
+    run: _Run,
+    late: LatePlan | None,
+    previous: WindowState | None,
+    fresh: bool,
+    pause: Callable[[], bool] | None,
+    plan: StepPlan | None,
 ) -> Moved:
     source, window, claim = run.source, run.window, run.claim
     kept: list[dict[str, Any]] = []  # earlier data outputs that stay
@@ -191,6 +210,8 @@ def _move(
         progress = None if fresh else Progress.from_state(claim.previous)
         if progress is not None:
             log.info("%s %s: resuming at step %d of %d", run.pipeline.name, window, progress.next, len(progress.steps))
+        elif plan is not None and plan.fits(window):
+            progress = Progress(source.use_plan(list(plan.steps), plan.planned))
         else:
             progress = Progress(source.plan(window))
         kept = list(progress.outputs)

@@ -26,7 +26,7 @@ from shared.outcomes import WindowResult
 from shared.settings import Pipeline, QuerySourceConfig
 from shared.sinks.rejects import CellGuard
 from shared.sources import LateAwareSource, LatePlan
-from shared.window_run import move_window
+from shared.window_run import StepPlan, move_window
 from shared.windows import WindowState, retry_at
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class WindowWorker:
         late: LatePlan | None = None,
         previous: WindowState | None = None,
         pause: Callable[[], bool] | None = None,
+        plan: StepPlan | None = None,
     ) -> WindowResult:
         """Claim, move and record one window. Never raises for window-level failures.
 
@@ -102,7 +103,7 @@ class WindowWorker:
         try:
             part = late if late and late.kind == "part" else None
             fresh = force or late is not None  # a replay or a sweep starts over: never an old checkpoint
-            return self._move(pipeline, window, claim, began, part, previous, fresh=fresh, pause=pause)
+            return self._move(pipeline, window, claim, began, part, previous, fresh=fresh, pause=pause, plan=plan)
         finally:
             stop.set()
             heartbeat.join()
@@ -129,6 +130,7 @@ class WindowWorker:
         *,
         fresh: bool,
         pause: Callable[[], bool] | None,
+        plan: StepPlan | None = None,
     ) -> WindowResult:
         name = pipeline.name
         try:
@@ -144,6 +146,7 @@ class WindowWorker:
                 previous=previous,
                 fresh=fresh,
                 pause=pause,
+                plan=plan,
                 cells=CellGuard(self.engine.quarantine, pipeline.name, window),
             )
         except LeaseLost as exc:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -28,6 +29,7 @@ from shared.errors import MoverError, RetriableError
 from shared.model import Window, format_ts
 from shared.settings import Settings
 from shared.storage import queue_client
+from shared.window_run import StepPlan
 from shared.windows import align_down
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ __all__ = ["BadMessage", "WorkMessage", "WorkQueue", "handle_message", "handle_p
 
 log = logging.getLogger(__name__)
 _MAX_MESSAGE = 8 * 1024
+MAX_CUTS = 400  # sub-windows a message may carry (~5 KB): a window cut finer plans itself
 
 
 class BadMessage(ValueError):
@@ -52,9 +55,20 @@ class WorkMessage:
     window: Window
     at: str = ""  # when it was sent
     etag: str = ""  # sweep: the done record's ETag it was planned from
+    cuts: tuple[int, ...] = ()  # window planned ahead: where its sub-windows meet (µs after its start)
+    planned: int = -1  # … and the rows its count found (-1: not planned ahead)
+
+    @property
+    def plan(self) -> StepPlan | None:
+        """The sub-windows the planner counted for this window, if it did."""
+        if self.planned < 0:
+            return None
+        start = self.window.start
+        bounds = [start, *(start + timedelta(microseconds=c) for c in self.cuts), self.window.end]
+        return StepPlan(tuple(Window(a, b) for a, b in pairwise(bounds)), self.planned)
 
     def encode(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "v": 1,
             "kind": self.kind,
             "pipeline": self.pipeline,
@@ -62,7 +76,11 @@ class WorkMessage:
             "end": format_ts(self.window.end),
             "at": self.at,
         }
-        return orjson.dumps(body | ({"etag": self.etag} if self.etag else {}))
+        if self.etag:
+            body["etag"] = self.etag
+        if self.planned >= 0:
+            body["plan"] = {"cuts": list(self.cuts), "rows": self.planned}
+        return orjson.dumps(body)
 
     @classmethod
     def decode(cls, body: bytes | str) -> WorkMessage:
@@ -85,7 +103,28 @@ class WorkMessage:
         etag = data.get("etag") or ""
         if not isinstance(etag, str) or len(etag) > 256:
             raise BadMessage("etag must be a short string")
-        return cls(data["kind"], data["pipeline"], window, str(data.get("at") or ""), etag)
+        cuts, planned = _plan(data.get("plan"), window)
+        return cls(data["kind"], data["pipeline"], window, str(data.get("at") or ""), etag, cuts, planned)
+
+
+def _plan(raw: Any, window: Window) -> tuple[tuple[int, ...], int]:
+    """A plan made ahead, checked: cut points strictly inside the window, in order; else no plan."""
+    if raw is None:
+        return (), -1
+    if not isinstance(raw, dict):
+        raise BadMessage("plan must be an object with cuts and rows")
+    cuts, rows = raw.get("cuts"), raw.get("rows")
+    size = window.size // timedelta(microseconds=1)
+    if (
+        not isinstance(cuts, list)
+        or len(cuts) > MAX_CUTS
+        or not all(isinstance(c, int) and not isinstance(c, bool) for c in cuts)
+        or not isinstance(rows, int)
+        or rows < 0
+        or any(b <= a for a, b in pairwise([0, *cuts, size]))
+    ):
+        raise BadMessage("plan must hold increasing cut points inside the window and a row count")
+    return tuple(cuts), rows
 
 
 class WorkQueue:
@@ -116,8 +155,13 @@ class WorkQueue:
         except AzureError as exc:
             raise RetriableError(f"work queue {self.name}: cannot send: {exc.message}") from exc
 
-    def send_window(self, pipeline: str, window: Window, now: datetime) -> None:
-        self.send(WorkMessage("window", pipeline, window, format_ts(now)))
+    def send_window(self, pipeline: str, window: Window, now: datetime, plan: StepPlan | None = None) -> None:
+        cuts: tuple[int, ...] = ()
+        planned = -1
+        if plan is not None and plan.fits(window) and len(plan.steps) <= MAX_CUTS:
+            cuts = tuple((s.start - window.start) // timedelta(microseconds=1) for s in plan.steps[1:])
+            planned = plan.planned
+        self.send(WorkMessage("window", pipeline, window, format_ts(now), cuts=cuts, planned=planned))
 
     def send_sweep(self, pipeline: str, window: Window, etag: str, now: datetime | None = None) -> None:
         self.send(WorkMessage("sweep", pipeline, window, format_ts(now) if now else "", etag))
@@ -164,7 +208,9 @@ def handle_message(engine: Engine, body: bytes | str, *, dequeue_count: int = 1)
     if message.kind == "sweep":
         return _sweep(engine, pipeline, message)
     stop_at = time.monotonic() + engine.settings.checkpoint_after.total_seconds()
-    result = engine.run_window(pipeline, message.window, pause=lambda: time.monotonic() >= stop_at)
+    result = engine.run_window(
+        pipeline, message.window, pause=lambda: time.monotonic() >= stop_at, plan=message.plan
+    )
     if result.outcome == "failed" and result.attempt == 0 and result.error.startswith("ledger:"):
         raise RetriableError(f"{pipeline.name} {message.window}: {result.error}")  # not claimed: deliver again
     if result.outcome == "paused":

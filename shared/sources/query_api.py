@@ -64,9 +64,25 @@ def _cut_bin(start: datetime, rows: int, size: timedelta, limit: int) -> list[tu
     return [(start + k * step, rows * (k + 1) // parts - rows * k // parts) for k in range(parts)]
 
 
-def count_bins_query(config: QuerySourceConfig, window: Window) -> str:
-    """Rows per bin (≈60 bins a window), to cut the window into sub-windows that fit."""
-    seconds = int(_bin_size(window).total_seconds())
+def _subwindows(window: Window, counts: dict[datetime, int], size: timedelta, limit: int) -> list[Window]:
+    """Bins grouped into sub-windows of at most ``limit`` rows (a dense bin cut in equal slices)."""
+    if sum(counts.values()) <= limit:
+        return [window]
+    subs: list[Window] = []
+    start, acc = window.start, 0
+    for bin_start, n in (piece for b in sorted(counts) for piece in _cut_bin(b, counts[b], size, limit)):
+        if acc and acc + n > limit and start < bin_start < window.end:
+            subs.append(Window(start, bin_start))
+            start, acc = bin_start, 0
+        acc += n
+    subs.append(Window(start, window.end))
+    return subs
+
+
+def count_bins_query(config: QuerySourceConfig, window: Window, size: timedelta | None = None) -> str:
+    """Rows per bin (≈60 bins a window, or bins of ``size`` over a span of windows), to cut windows
+    into sub-windows that fit."""
+    seconds = int((size or _bin_size(window)).total_seconds())
     return f"{bounded_query(config, window)}\n| summarize count() by bin({bin_expression(config)}, {seconds}s)"
 
 
@@ -149,27 +165,37 @@ class QueryApiSource:
 
     def plan(self, window: Window) -> list[Window]:
         """Sub-windows tiling ``window`` with at most ``max_rows_per_query`` rows each (as counted now)."""
-        result = self._query(count_bins_query(self.config, window), window)
-        if result.partial is not None:  # the counts are cut: don't trust them, fetch and split instead
-            log.info("%s %s: bin counts cut (%s); reading the window whole", self.config.table, window, result.partial)
+        planned = self.plan_many([window])
+        if window not in planned:
             return [window]
+        steps, self.stats.source_count = planned[window]
+        return steps
+
+    def plan_many(self, windows: list[Window]) -> dict[Window, tuple[list[Window], int]]:
+        """Sub-windows and counted rows of each of ``windows`` (one size, contiguous) from ONE count query:
+        a planner plans the windows it queues ahead, so workers start reading at once. A cut count
+        answer plans nothing (each window is then read whole and split as it comes back)."""
+        if not windows:
+            return {}
+        span = Window(min(w.start for w in windows), max(w.end for w in windows))
+        size = _bin_size(windows[0])
+        result = self._query(count_bins_query(self.config, span, size), span)
+        if result.partial is not None:  # the counts are cut: don't trust them, fetch and split instead
+            log.info("%s %s: bin counts cut (%s); reading whole", self.config.table, span, result.partial)
+            return {}
         counts: dict[datetime, int] = {}
         for bin_start, n in result.rows:
             counts[_parse_bin(bin_start)] = int(n)
-        self.stats.source_count = sum(counts.values())
-        limit = self.config.max_rows_per_query
-        if self.stats.source_count <= limit:
-            return [window]
-        subs: list[Window] = []
-        start, acc = window.start, 0
-        size = _bin_size(window)
-        for bin_start, n in (piece for b in sorted(counts) for piece in _cut_bin(b, counts[b], size, limit)):
-            if acc and acc + n > limit and start < bin_start < window.end:
-                subs.append(Window(start, bin_start))
-                start, acc = bin_start, 0
-            acc += n
-        subs.append(Window(start, window.end))
-        return subs
+        out: dict[Window, tuple[list[Window], int]] = {}
+        for window in windows:
+            mine = {b: n for b, n in counts.items() if window.start <= b < window.end}
+            out[window] = (_subwindows(window, mine, size, self.config.max_rows_per_query), sum(mine.values()))
+        return out
+
+    def use_plan(self, steps: list[Window], planned: int) -> list[Window]:
+        """A plan made ahead (``plan_many`` in the planner, carried by the work message)."""
+        self.stats.source_count = planned
+        return steps
 
     def read_step(self, sub: Window) -> Iterator[Batch]:
         """Rows of one planned sub-window: the unit a long window is checkpointed by."""

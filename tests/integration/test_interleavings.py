@@ -48,6 +48,11 @@ def take(engine: Any) -> list[WorkMessage]:
     return out
 
 
+def row_query_of(marker: bytes):
+    """A row query (not a count, which the planner may send ahead) whose body holds ``marker``."""
+    return lambda self, body, **kw: marker in body and b"summarize" not in body
+
+
 def waiting(engine: Any) -> list[WorkMessage]:
     """The messages on the queue now, left there (a peek)."""
     client = queue_client(engine.settings.state, engine.settings.queue_name)
@@ -127,7 +132,7 @@ def test_a_window_that_kills_its_worker_is_closed_after_its_free_takeovers_and_d
     clock = Clock(T0 + 2 * H + timedelta(minutes=10))
     engine = _queue_engine(make_engine, emulator, f"out-{unique}", clock, max_attempts=2, max_per_tick=1)
     first = Window(T0, T0 + H)
-    die_at(monkeypatch, QueryApiSource, "_post", times=100, when=lambda self, body, **kw: b"T00:00:00" in body)
+    die_at(monkeypatch, QueryApiSource, "_post", times=100, when=row_query_of(b"T00:00:00"))
     deaths = 0
     for _ in range(12):
         engine.tick()
@@ -151,7 +156,7 @@ def test_queue_mode_takeovers_do_not_burn_attempts(emulator, make_engine, unique
     clock = Clock(T0 + H + timedelta(minutes=10))
     engine = _queue_engine(make_engine, emulator, f"out-{unique}", clock, max_attempts=3, retry_backoff="PT1M")
     window = Window(T0, T0 + H)
-    kills = die_at(monkeypatch, QueryApiSource, "_post", times=2)
+    kills = die_at(monkeypatch, QueryApiSource, "_post", times=2, when=row_query_of(b""))
     for _ in range(2):  # two worker deaths
         engine.tick()
         (body,) = take(engine)
@@ -159,9 +164,9 @@ def test_queue_mode_takeovers_do_not_burn_attempts(emulator, make_engine, unique
             engine.handle(body)
         clock.now += timedelta(minutes=2)
     assert kills["kills"] == 2
-    emulator.faults.push(status=503, count=4)  # then a transient service fault outlasts the in-call retries
     engine.tick()
     (body,) = take(engine)
+    emulator.faults.push(status=503, count=4)  # then a transient service fault outlasts the in-call retries
     assert engine.handle(body) == "failed"
     state = engine.ledger.get("req", window)
     assert (state.status, state.attempts, state.takeovers, state.fail_kind) == ("failed", 0, 2, "transient")

@@ -15,7 +15,7 @@ from tests.conftest import T0, TOKEN, H, blob_names, expected_rows, query_pipeli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_until_idle(pipelines: list[dict], storage_conn: str, unique: str, *, workers: int):
+def run_until_idle(pipelines: list[dict], storage_conn: str, unique: str, *, workers: int, every: str = "0.5"):
     """``python -m shared run --workers N --until-idle`` with the pipelines, on a ledger and queue of its own."""
     env = os.environ | {
         "AzureWebJobsStorage": storage_conn,
@@ -25,7 +25,7 @@ def run_until_idle(pipelines: list[dict], storage_conn: str, unique: str, *, wor
         "MOVER_QUEUE_NAME": f"work-{unique}",
     }
     return subprocess.run(
-        [sys.executable, "-m", "shared", "run", "--workers", str(workers), "--every", "0.5", "--until-idle"],
+        [sys.executable, "-m", "shared", "run", "--workers", str(workers), "--every", every, "--until-idle"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
 
@@ -48,6 +48,17 @@ def test_run_with_worker_processes_until_idle(emulator, storage_conn, unique):
             start = T0 + i * H
             (name,) = [n for n in names if n.startswith(f"{table}/") and n.endswith(f"{start:%Y%m%dT%H%M%SZ}.jsonl.gz")]
             assert read_jsonl_gz(storage_conn, container, name) == expected_rows(emulator, table, start, start + H)
+
+
+def test_until_idle_exits_soon_after_the_last_window_not_at_the_next_tick(emulator, storage_conn, unique):
+    """Ticks 10 minutes apart: the first one queues, workers top the queue up as they finish, and the
+    idle check between ticks ends the run (a run waiting for the next tick would outlive the timeout)."""
+    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}",
+                              window={"end": "2026-11-02T06:00:00Z", "max_per_tick": 2})  # fmt: skip
+    done = run_until_idle([pipeline], storage_conn, unique, workers=1, every="600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "idle: nothing due, queued or running; 0 failed window(s)" in done.stdout
+    assert len([n for n in blob_names(storage_conn, f"out-{unique}") if n.endswith(".jsonl.gz")]) == 6
 
 
 def test_until_idle_exits_1_and_lists_failed_windows(emulator, storage_conn, unique):
