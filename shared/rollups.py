@@ -11,8 +11,10 @@ pipeline and day), so a year of status is one query per pipeline, on Azurite as 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -87,6 +89,9 @@ class Rollups:
         self._reader = reader
         self._ensured = False
         self._migrated: set[str] = set()
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="rollup")
+        self._lock = threading.Lock()
+        self._inflight: set[Future[None]] = set()
         self.requests = 0  # storage requests made (benchmarks and the status request-count test)
 
     def ensure(self) -> None:
@@ -114,14 +119,34 @@ class Rollups:
         return intent
 
     def apply(self, intent: Intent, states: Sequence[WindowState]) -> None:
-        """Take the written states into their days and withdraw the intent; never raises (an intent
-        that stays behind is resolved by readers)."""
-        self._apply(intent, states, settle_all=True)
+        """Take the written states into their days and withdraw the intent, in the background: the
+        transition is made already and the intent covers the gap (readers resolve it), so a run does
+        not wait for its rollup. Never raises; ``flush`` waits for what is in flight."""
+        self._submit(intent, list(states), settle_all=True)
 
     def apply_partial(self, intent: Intent, states: Sequence[WindowState]) -> None:
         """Like ``apply``, but the intent stays on every slot not in ``states`` (their writes may
         or may not have happened: a storage error left that unknown)."""
-        self._apply(intent, states, settle_all=False)
+        self._submit(intent, list(states), settle_all=False)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every apply handed to the background is written (tests, shutdown)."""
+        with self._lock:
+            pending = list(self._inflight)
+        wait(pending, timeout=timeout)
+
+    def _submit(self, intent: Intent, states: list[WindowState], *, settle_all: bool) -> None:
+        future = self._pool.submit(self._apply, intent, states, settle_all=settle_all)
+        with self._lock:
+            self._inflight.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._inflight.discard(future)
+        error = future.exception()
+        if error is not None:  # a bug, not storage (those are logged in _apply): never silent
+            log.error("rollup apply failed (readers resolve its intent): %r", error)
 
     def _apply(self, intent: Intent, states: Sequence[WindowState], *, settle_all: bool) -> None:
         by_day: dict[datetime, list[WindowState]] = {}

@@ -78,6 +78,7 @@ class Engine:
         self._lock = threading.Lock()
 
     def close(self) -> None:
+        self.ledger.rollups.flush()
         self.http.close()
 
     @cached_property

@@ -53,6 +53,7 @@ def w(i: int, size: timedelta = M5) -> Window:
 
 
 def stored_day(ledger: Ledger, pipeline: str, day: datetime, size: timedelta = M5) -> Day:
+    ledger.rollups.flush()  # applies run in the background
     raw = ledger.rollups._raw_get(pipeline, day_key(day))
     assert raw is not None
     return Day.from_entity(raw, size)
@@ -79,6 +80,7 @@ def test_a_rollup_converges_after_a_worker_dies_between_the_window_write_and_the
     ledger.record_new("p", [w(i) for i in range(6)], now)
     claim = ledger.claim("p", w(3), owner="a", now=now, lease=LEASE, max_attempts=3)
     assert claim is not None
+    ledger.rollups.flush()  # the claim's own apply (a background write) has landed
     die_at(monkeypatch, Rollups, "apply")  # the window is done in the ledger; the worker dies before the rollup
     with pytest.raises(Killed):
         ledger.complete(claim, now=now, rows=42, nbytes=420, outputs=[])
@@ -86,6 +88,7 @@ def test_a_rollup_converges_after_a_worker_dies_between_the_window_write_and_the
     stale = stored_day(ledger, "p", T0)
     assert stale.codes[3] == "r" and stale.pending  # the rollup still says running, with the intent beside it
 
+    ledger.rollups.flush()
     fresh = ledger.rollups.day("p", T0, M5, now)  # a reader resolves the intent from the window entity
     assert fresh is not None and fresh.codes[3] == "d" and fresh.rows[3] == 42
     assert stored_day(ledger, "p", T0).pending  # a young intent is left to its writer
@@ -106,6 +109,7 @@ def test_a_crash_after_the_intent_and_before_the_window_write_changes_nothing(st
         ledger.claim("p", w(0), owner="a", now=now, lease=LEASE, max_attempts=3)
     monkeypatch.undo()
     assert ledger.get("p", w(0)).status == "pending"
+    ledger.rollups.flush()
     resolved = ledger.rollups.day("p", T0, M5, now + STALE_INTENT * 2)
     assert resolved is not None and resolved.codes[0] == "p" and not stored_day(ledger, "p", T0).pending
 
@@ -157,6 +161,7 @@ def test_rollups_equal_the_window_entities_after_random_transitions_and_crashes(
         finally:
             monkeypatch.undo()
     assert kills > 10
+    ledger.rollups.flush()
     for day in (T0, T0 + timedelta(days=1)):
         read = ledger.rollups.day("p", day, timedelta(hours=1), now)  # what status sees: intents resolved
         assert read is not None and same(read, truth(ledger, "p", day, timedelta(hours=1)))
