@@ -25,7 +25,6 @@ import queue
 import threading
 import time
 import uuid
-import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 import orjson
 from azure.storage.blob import BlobBlock, BlobServiceClient
+from zlib_ng import zlib_ng
 
 from shared.durations import parse_timestamp
 from shared.model import Column, Window, format_ts
@@ -112,7 +112,7 @@ class _GzipStager:
 
     def __init__(self, blob: Any, level: int, block_size: int = 4 * 1024 * 1024) -> None:
         self._blob = blob
-        self._zip = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._zip = zlib_ng.compressobj(level, zlib_ng.DEFLATED, 31)
         self._block_size = block_size
         self._buffer = bytearray()
         self._prefix = uuid.uuid4().hex

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 
 __all__ = ["tune_allocators"]
 
@@ -20,11 +21,14 @@ def tune_allocators() -> None:
     32 MB), after which response bodies, encoded chunks and upload blocks come from the
     heap and stay in RSS between windows; a fixed 128 KiB threshold keeps them mmapped.
     Arrow's default pool (mimalloc) likewise keeps freed pages; the system pool does not.
+    polars' jemalloc (configured by this variable before polars loads; ``shared.sources.wire_arrow``
+    imports it lazily) would keep each response's decoding pages for seconds: decay 0 returns them.
     """
     global _done
     if _done:
         return
     _done = True
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
     name = ctypes.util.find_library("c")
     try:
         if name and "libc.so" in name:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,20 +66,66 @@ class Column:
     type: str = "string"
 
 
-@dataclass
 class Batch:
-    """A slice of one table's rows; ``rows`` hold canonical values in ``columns`` order."""
+    """A slice of one table's rows; ``rows`` hold canonical values in ``columns`` order.
 
-    table: str
-    columns: tuple[Column, ...]
-    rows: list[list[Any]]
+    A batch may instead carry its cells column-wise as an Arrow table (``arrow``; see
+    ``shared.sources.wire_arrow`` for the types), which encoders write without a Python
+    object per cell. ``rows`` is then built on first use by ``to_rows``, so a consumer that
+    needs rows (the Table sink, column mapping) still gets the canonical values.
+    """
+
+    __slots__ = ("_rows", "_to_rows", "arrow", "columns", "table")
+
+    def __init__(
+        self,
+        table: str,
+        columns: tuple[Column, ...],
+        rows: list[list[Any]] | None = None,
+        *,
+        arrow: Any = None,
+        to_rows: Callable[[Any, tuple[Column, ...]], list[list[Any]]] | None = None,
+    ) -> None:
+        if rows is None and (arrow is None or to_rows is None):
+            raise ValueError("a batch needs rows, or an Arrow table and its row builder")
+        self.table = table
+        self.columns = columns
+        self._rows = rows
+        self._to_rows = to_rows
+        self.arrow = arrow  # pyarrow.Table of canonical columns, or None
+
+    @property
+    def rows(self) -> list[list[Any]]:
+        if self._rows is None:
+            assert self._to_rows is not None
+            self._rows = self._to_rows(self.arrow, self.columns)
+        return self._rows
+
+    @rows.setter
+    def rows(self, value: list[list[Any]]) -> None:
+        self._rows, self.arrow = value, None
+
+    def with_arrow(self, arrow: Any) -> Batch:
+        """A batch of the same table and columns over other Arrow rows (same row builder)."""
+        return Batch(self.table, self.columns, arrow=arrow, to_rows=self._to_rows)
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._rows) if self._rows is not None else int(self.arrow.num_rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Batch):
+            return NotImplemented
+        return (self.table, self.columns, self.rows) == (other.table, other.columns, other.rows)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        kind = "rows" if self._rows is not None else "arrow"
+        return f"Batch({self.table!r}, {len(self.columns)} columns, {len(self)} {kind})"
 
 
 @dataclass(frozen=True)

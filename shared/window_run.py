@@ -20,6 +20,7 @@ from typing import Any, Literal
 from shared import mapping
 from shared.durations import parse_timestamp
 from shared.ledger import Claim, Ledger
+from shared.membudget import ByteBudget, process_budget
 from shared.model import Batch, OutputFile, Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig
 from shared.sinks.base import Sink, SinkWriter
@@ -257,25 +258,56 @@ class Ahead:
     files never depend on timing (same data, same bytes).
 
     ``parallel`` is the number of queries at the service; the source holds it with its own
-    lanes (``QueryApiSource``), around the budget. One thread more than that decodes a
-    response while the others wait on the service, and one step more is read ahead while
-    the writer works, so the service never waits on this process's CPU. At most
-    ``parallel + 2`` steps (each ≤ ``max_rows_per_query`` rows) are in memory at once.
+    lanes (``QueryApiSource``), around the budget. Up to ``parallel + 2`` steps are read
+    ahead (one more thread decodes while the others wait on the service, one more step is
+    ready while the writer works), as far as the process's byte budget (``shared.membudget``)
+    allows: each step read ahead reserves its expected size (the largest step seen so far)
+    before its query is sent and gives it back once written. The step the writer needs is
+    always read, so a window never waits on another one's memory.
     """
 
-    def __init__(self, steps: list[Callable[[], Iterator[Batch]]], *, parallel: int) -> None:
+    def __init__(
+        self, steps: list[Callable[[], Iterator[Batch]]], *, parallel: int, budget: ByteBudget | None = None
+    ) -> None:
         self.steps = steps
         self.parallel = max(1, parallel)
+        self.budget = budget or process_budget()
         self._pool = ThreadPoolExecutor(self.parallel + 1, thread_name_prefix="subquery") if self.parallel > 1 else None
         self._pending: dict[int, Future[list[Batch]]] = {}
+        self._held: dict[int, int] = {}  # step → bytes reserved for it
+        self._largest = 0  # bytes of the largest step read so far
+
+    @property
+    def _estimate(self) -> int:
+        return max(self._largest, _MIN_ESTIMATE) if self._largest else _FIRST_ESTIMATE
 
     def read(self, index: int) -> Iterator[Batch]:
         if self._pool is None:
             return self.steps[index]()
         for ahead in range(index, min(len(self.steps), index + self.parallel + 2)):
-            if ahead not in self._pending:
-                self._pending[ahead] = self._pool.submit(_collect, self.steps[ahead])
-        return _drain(self._pending.pop(index).result())
+            if ahead in self._pending:
+                continue
+            estimate = self._estimate
+            if ahead == index:
+                self.budget.force(estimate)
+            elif not self.budget.try_reserve(estimate):
+                break  # the rest when written steps give memory back
+            self._held[ahead] = estimate
+            self._pending[ahead] = self._pool.submit(_collect, self.steps[ahead])
+        batches = self._pending.pop(index).result()
+        size = sum(_nbytes(b) for b in batches)
+        self._largest = max(self._largest, size)
+        self.budget.adjust(size - self._held[index])
+        self._held[index] = size
+        return self._drain(index, batches)
+
+    def _drain(self, index: int, batches: list[Batch]) -> Iterator[Batch]:
+        """Hand batches on, dropping each from the buffer as it goes; the step's bytes go back
+        to the budget as its batches are written."""
+        try:
+            yield from _drain(batches)
+        finally:
+            self.budget.release(self._held.pop(index, 0))
 
     def __enter__(self) -> Ahead:
         return self
@@ -285,6 +317,20 @@ class Ahead:
             for future in self._pending.values():
                 future.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
+        for held in self._held.values():
+            self.budget.release(held)
+        self._held.clear()
+
+
+_FIRST_ESTIMATE = 8 * 2**20  # before any step came back (10,000 rows of ~800 bytes)
+_MIN_ESTIMATE = 2**20
+
+
+def _nbytes(batch: Batch) -> int:
+    """Memory a batch holds: its Arrow buffers, or ~64 bytes per Python cell of a row batch."""
+    if batch.arrow is not None:
+        return int(batch.arrow.nbytes)
+    return len(batch) * max(1, len(batch.columns)) * 64
 
 
 def _collect(step: Callable[[], Iterator[Batch]]) -> list[Batch]:

@@ -10,6 +10,7 @@ The engine alone formats the window bounds into KQL.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,8 @@ from shared.model import Batch, Window, format_ts
 from shared.retry import with_retries
 from shared.settings import QuerySourceConfig
 from shared.sources.base import LatePlan, SourceSummary
-from shared.sources.wire import QueryResult, decode_result, error_reason, typed
+from shared.sources.wire import QueryResult, error_reason, parse_response
+from shared.sources.wire_arrow import arrow_batch
 from shared.windows import WindowState
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 _MIN_SPLIT = timedelta(milliseconds=1)
 BATCH_BYTES = 2 * 2**20  # response JSON per Batch handed to the sinks (a response is sliced; see _fetch)
 _MIN_BATCH_ROWS = 100
+_DECODING = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))  # responses decoded at once
 
 
 def _bounds(time_column: str, window: Window) -> str:
@@ -185,7 +188,7 @@ class QueryApiSource:
         return self._fetch(sub)
 
     def _fetch(self, window: Window) -> Iterator[Batch]:
-        result = self._query(bounded_query(self.config, window), window)
+        result = self._query(bounded_query(self.config, window), window, columnar=True)
         if result.partial is not None:
             if window.size < 2 * _MIN_SPLIT:
                 raise FatalError(f"result of {window} is cut even at {window.size}: {result.partial}")
@@ -194,6 +197,12 @@ class QueryApiSource:
             left, right = window.halves()
             yield from self._fetch(left)
             yield from self._fetch(right)
+            return
+        if result.arrow is not None:  # column-wise: slices share the decoded buffers
+            table, step = result.arrow, batch_rows(result.num_rows, result.body_bytes)
+            self._count("rows", table.num_rows)
+            for first in range(0, table.num_rows, step):
+                yield arrow_batch(self.config.table, result.columns, table.slice(first, step))
             return
         rows, columns = result.rows, result.columns
         step = batch_rows(len(rows), result.body_bytes)
@@ -207,14 +216,15 @@ class QueryApiSource:
             del rows[:step]
             yield Batch(self.config.table, columns, batch)
 
-    def _query(self, query: str, window: Window, *, complete: bool = False) -> QueryResult:
+    def _query(self, query: str, window: Window, *, complete: bool = False, columnar: bool = False) -> QueryResult:
         """POST with retries. ``complete``: a cut (PartialError) answer is retried, never used —
-        for counts, which cannot be split like a row query can."""
+        for counts, which cannot be split like a row query can. ``columnar``: the cells may come
+        back column-wise (``QueryResult.arrow``), for row queries whose batches go to sinks."""
         body = orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
 
         def attempt() -> QueryResult:
             try:
-                return self._post(body, complete=complete)
+                return self._post(body, complete=complete, columnar=columnar)
             except BudgetTimeout as exc:  # already waited max_wait: the window retries later, not this call
                 raise _GaveUp(exc) from exc
 
@@ -232,7 +242,7 @@ class QueryApiSource:
         self._count("retries")
         self._sleep(seconds)
 
-    def _post(self, body: bytes, *, complete: bool = False) -> QueryResult:
+    def _post(self, body: bytes, *, complete: bool = False, columnar: bool = False) -> QueryResult:
         headers = {
             "Content-Type": "application/json",
             "Prefer": f"wait={int(self.config.timeout_s)}",
@@ -253,13 +263,14 @@ class QueryApiSource:
                     self._count("budget_wait_s", hold.waited)
         status = response.status_code
         if status == 200:
-            result = decode_result(response.content)
-            del response  # the body goes before the converted cells come (a query's memory peak)
+            with _DECODING:  # CPU work: one body per core expands at once, whatever the lanes
+                result = parse_response(response.content, columnar=columnar)
+            del response
             if result.partial is not None and complete:
                 raise RetriableError(f"count came back cut (PartialError): {result.partial}")
-            if result.partial is not None:  # never used: don't convert up to 64 MB for nothing
+            if result.partial is not None:  # never used
                 return QueryResult(result.columns, [], result.partial, result.body_bytes)
-            return typed(result)
+            return result
         reason = error_reason(response.content)
         if status == 429 or status >= 500:
             if status == 429:

@@ -18,8 +18,18 @@ from shared.errors import FatalError
 from shared.mapping.normalize import normalize_rows
 from shared.model import Column
 from shared.redact import redact
+from shared.sources.wire_arrow import decode_columns
 
-__all__ = ["QueryResult", "convert_rows", "decode_result", "describe_error", "error_reason", "parse_result", "typed"]
+__all__ = [
+    "QueryResult",
+    "convert_rows",
+    "decode_result",
+    "describe_error",
+    "error_reason",
+    "parse_response",
+    "parse_result",
+    "typed",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,11 @@ class QueryResult:
     rows: list[list[Any]]
     partial: str | None  # the service's reason when the result was cut (HTTP 200 PartialError)
     body_bytes: int = 0  # size of the response body the rows came from (sizes batches by bytes)
+    arrow: Any = None  # the cells column-wise (``shared.sources.wire_arrow``) instead of ``rows``
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.arrow.num_rows) if self.arrow is not None else len(self.rows)
 
 
 def _to_int(v: Any) -> Any:
@@ -137,6 +152,20 @@ def _parse_dynamic(rows: list[list[Any]], i: int) -> None:
 def parse_result(body: bytes) -> QueryResult:
     """Parse a 200 response body. Raises ``FatalError`` on a body that is not the wire format."""
     return typed(decode_result(body))
+
+
+def parse_response(body: bytes, *, columnar: bool = False) -> QueryResult:
+    """A 200 response body as typed rows; with ``columnar``, column-wise in Arrow instead
+    (rows empty, ``arrow`` set) when ``wire_arrow`` can prove the cells exact. A partial
+    result comes back untyped. Raises ``FatalError`` on a body that is not the wire format.
+    """
+    decoded = decode_columns(body) if columnar else None
+    if decoded is not None:
+        return QueryResult(decoded.columns, [], None, decoded.body_bytes, decoded.table)
+    result = decode_result(body)
+    if result.partial is not None:  # never used: don't convert up to 64 MB for nothing
+        return result
+    return typed(result)
 
 
 def typed(result: QueryResult) -> QueryResult:

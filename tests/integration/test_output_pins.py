@@ -8,7 +8,8 @@ the contract (same data, same bytes). JSONL and CSV are pinned by their decompre
 content, so the compressor may change without changing what readers see; Parquet files are
 pinned whole (the footer included).
 
-Set ``MOVER_PINS_DUMP`` to a folder to keep the files for a diff. A pin changes only with a documented reason (docs/performance.md, "Output bytes").
+Set ``MOVER_PINS_DUMP`` to a folder to keep the files for a diff. A pin changes only with a
+documented reason (docs/performance.md, "Output bytes").
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import gzip
 import hashlib
 import json
 import os
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest

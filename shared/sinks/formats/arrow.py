@@ -123,6 +123,10 @@ def arrow_field(col: Column) -> pa.Field:
 
 def batch_to_arrow(batch: Batch) -> pa.Table:
     """Column-wise conversion of one batch to a typed Arrow table (see ``ARROW_TYPES``)."""
+    schema = pa.schema([arrow_field(c) for c in batch.columns])
+    if batch.arrow is not None:  # canonical columns already (shared.sources.wire_arrow)
+        arrays = [_from_canonical(batch.arrow.column(i), col.type) for i, col in enumerate(batch.columns)]
+        return pa.Table.from_arrays(arrays, schema=schema)
     if batch.rows:
         try:
             # zip(*rows) transposes in C; far cheaper than a Python loop per cell.
@@ -132,7 +136,15 @@ def batch_to_arrow(batch: Batch) -> pa.Table:
     else:
         columns = [() for _ in batch.columns]
     arrays = [coerce_array(values, col.type, col.name) for values, col in zip(columns, batch.columns, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=pa.schema([arrow_field(c) for c in batch.columns]))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _from_canonical(values: pa.ChunkedArray, kql_type: str) -> pa.ChunkedArray:
+    """A canonical column as its Parquet type: datetimes are parsed, the rest already fits."""
+    if kql_type == "datetime":
+        return pc.cast(values, ARROW_TYPES["datetime"])  # canonical text: at most 6 digits
+    target = arrow_type(kql_type)
+    return values if values.type == target else values.cast(target)
 
 
 def compatible(file_type: pa.DataType, batch_type: pa.DataType) -> bool:
