@@ -150,7 +150,7 @@ class OutputCount:
     content_sha256: str  # of the decompressed JSONL/CSV (empty for Parquet)
 
 
-def count_outputs(conn: str, container: str, fmt: str) -> OutputCount:
+def count_outputs(conn: str, container: str, fmt: str, prefix: str = "") -> OutputCount:
     """Count the rows the data blobs of ``container`` really hold (manifests excluded).
 
     JSONL.gz is streamed and decompressed (one row per ``\\n``); Parquet is downloaded to a
@@ -159,7 +159,7 @@ def count_outputs(conn: str, container: str, fmt: str) -> OutputCount:
     """
     client = BlobServiceClient.from_connection_string(conn).get_container_client(container)
     suffix = {"jsonl": ".jsonl.gz", "csv": ".csv.gz"}.get(fmt, ".parquet")
-    names = sorted(n for n in client.list_blob_names() if n.endswith(suffix))
+    names = sorted(n for n in client.list_blob_names(name_starts_with=prefix or None) if n.endswith(suffix))
     rows = stored = 0
     digest = hashlib.sha256()
     for name in names:

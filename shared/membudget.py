@@ -8,9 +8,9 @@ reserves its expected size here before its query is sent, and gives it back once
 written. The step a writer needs next is always read (a window never starves), so the budget
 bounds what is read *ahead*.
 
-``MOVER_MEMORY_BUDGET_MB`` sets it; by default it is 1/32 of the instance's memory
+``MOVER_MEMORY_BUDGET_MB`` sets it; by default it is 1/64 of the instance's memory
 (``MOVER_INSTANCE_MEMORY_MB``, else the container's cgroup limit, else the machine's memory;
-at most 4,096 MB counted): 64 MB on a 2,048 MB instance, 128 MB on 4,096 MB, 16 MB on 512 MB.
+at most 4,096 MB counted): 32 MB on a 2,048 MB instance, 64 MB on 4,096 MB, 16 MB on 512 MB.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def instance_memory_mb(env: Mapping[str, str]) -> int:
 
 
 def default_budget_mb(env: Mapping[str, str]) -> int:
-    """1/32 of the instance's memory (at most 4,096 MB counted), at least 16 MB."""
-    return max(_MIN_BUDGET_MB, min(instance_memory_mb(env), _MAX_INSTANCE_MB) // 32)
+    """1/64 of the instance's memory (at most 4,096 MB counted), at least 16 MB."""
+    return max(_MIN_BUDGET_MB, min(instance_memory_mb(env), _MAX_INSTANCE_MB) // 64)
 
 
 _process: ByteBudget | None = None

@@ -22,13 +22,15 @@ def tune_allocators() -> None:
     heap and stay in RSS between windows; a fixed 128 KiB threshold keeps them mmapped.
     Arrow's default pool (mimalloc) likewise keeps freed pages; the system pool does not.
     polars' jemalloc (configured by this variable before polars loads; ``shared.sources.wire_arrow``
-    imports it lazily) would keep each response's decoding pages for seconds: decay 0 returns them.
+    imports it lazily) would keep each response's decoding pages for 10 s in one arena per core:
+    one arena and 100 ms keep ~40 MB less at the peak; returning them at once (decay 0) would
+    keep ~40 MB less again but double the decoding CPU (docs/performance.md).
     """
     global _done
     if _done:
         return
     _done = True
-    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1,dirty_decay_ms:100,muzzy_decay_ms:0")
     name = ctypes.util.find_library("c")
     try:
         if name and "libc.so" in name:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from shared import mapping
@@ -25,7 +26,15 @@ from shared.model import Batch, OutputFile, Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig
 from shared.sinks.base import Sink, SinkWriter
 from shared.sinks.rejects import CellGuard
-from shared.sources import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
+from shared.sources import (
+    LateAwareSource,
+    LatePlan,
+    Prefetched,
+    PrefetchingSource,
+    Source,
+    SourceSummary,
+    SteppedSource,
+)
 from shared.windows import WindowState
 
 __all__ = ["Moved", "Progress", "move_window"]
@@ -179,6 +188,7 @@ def _move(
     source, window, claim = run.source, run.window, run.claim
     kept: list[dict[str, Any]] = []  # earlier data outputs that stay
     steps: list[Callable[[], Iterator[Batch]]]
+    prefetch: list[Callable[[], Prefetched]] | None = None
     base = ""
     progress: Progress | None = None
     if late is not None:
@@ -194,13 +204,15 @@ def _move(
             progress = Progress(source.plan(window))
         kept = list(progress.outputs)
         steps = [lambda sub=sub: source.read_step(sub) for sub in progress.steps]  # type: ignore[misc]
+        if isinstance(source, PrefetchingSource):  # read ahead raw bodies, decode on the writer's thread
+            prefetch = [lambda sub=sub: source.prefetch_step(sub) for sub in progress.steps]  # type: ignore[misc]
     else:
         steps = [lambda: source.read(window)]
     first = progress.next if progress else 0
     chunk = progress.chunks if progress else 0
     run.open(_chunk_part(base, chunk))
     rows = 0
-    with Ahead(steps, parallel=_parallel(run.pipeline) if progress is not None else 1) as ahead:
+    with Ahead(steps, parallel=_parallel(run.pipeline) if progress is not None else 1, prefetch=prefetch) as ahead:
         for index in range(first, len(steps)):
             if progress is not None and index > first and pause is not None and pause():
                 run.fence()
@@ -267,13 +279,19 @@ class Ahead:
     """
 
     def __init__(
-        self, steps: list[Callable[[], Iterator[Batch]]], *, parallel: int, budget: ByteBudget | None = None
+        self,
+        steps: list[Callable[[], Iterator[Batch]]],
+        *,
+        parallel: int,
+        budget: ByteBudget | None = None,
+        prefetch: list[Callable[[], Prefetched]] | None = None,
     ) -> None:
         self.steps = steps
+        self.prefetch = prefetch  # fetch ahead, decode when read (a ``PrefetchingSource``)
         self.parallel = max(1, parallel)
         self.budget = budget or process_budget()
         self._pool = ThreadPoolExecutor(self.parallel + 1, thread_name_prefix="subquery") if self.parallel > 1 else None
-        self._pending: dict[int, Future[list[Batch]]] = {}
+        self._pending: dict[int, Future[list[Batch] | Prefetched]] = {}
         self._held: dict[int, int] = {}  # step → bytes reserved for it
         self._largest = 0  # bytes of the largest step read so far
 
@@ -293,19 +311,20 @@ class Ahead:
             elif not self.budget.try_reserve(estimate):
                 break  # the rest when written steps give memory back
             self._held[ahead] = estimate
-            self._pending[ahead] = self._pool.submit(_collect, self.steps[ahead])
-        batches = self._pending.pop(index).result()
-        size = sum(_nbytes(b) for b in batches)
+            work = self.prefetch[ahead] if self.prefetch is not None else partial(_collect, self.steps[ahead])
+            self._pending[ahead] = self._pool.submit(work)
+        got = self._pending.pop(index).result()
+        size = got.nbytes if isinstance(got, Prefetched) else sum(_nbytes(b) for b in got)
         self._largest = max(self._largest, size)
         self.budget.adjust(size - self._held[index])
         self._held[index] = size
-        return self._drain(index, batches)
+        return self._drain(index, got)
 
-    def _drain(self, index: int, batches: list[Batch]) -> Iterator[Batch]:
-        """Hand batches on, dropping each from the buffer as it goes; the step's bytes go back
-        to the budget as its batches are written."""
+    def _drain(self, index: int, got: list[Batch] | Prefetched) -> Iterator[Batch]:
+        """Hand batches on, dropping each from the buffer as it goes (a prefetched step is decoded
+        here, on the writer's thread); the step's bytes go back to the budget once written."""
         try:
-            yield from _drain(batches)
+            yield from (got.decode() if isinstance(got, Prefetched) else _drain(got))
         finally:
             self.budget.release(self._held.pop(index, 0))
 

@@ -10,13 +10,12 @@ The engine alone formats the window bounds into KQL.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import orjson
@@ -28,7 +27,7 @@ from shared.errors import FatalError, RetriableError
 from shared.model import Batch, Window, format_ts
 from shared.retry import with_retries
 from shared.settings import QuerySourceConfig
-from shared.sources.base import LatePlan, SourceSummary
+from shared.sources.base import LatePlan, Prefetched, SourceSummary
 from shared.sources.wire import QueryResult, error_reason, parse_response
 from shared.sources.wire_arrow import arrow_batch
 from shared.windows import WindowState
@@ -42,7 +41,8 @@ log = logging.getLogger(__name__)
 _MIN_SPLIT = timedelta(milliseconds=1)
 BATCH_BYTES = 2 * 2**20  # response JSON per Batch handed to the sinks (a response is sliced; see _fetch)
 _MIN_BATCH_ROWS = 100
-_DECODING = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))  # responses decoded at once
+_T = TypeVar("_T")
+_DECODING = threading.Lock()
 
 
 def _bounds(time_column: str, window: Window) -> str:
@@ -187,8 +187,19 @@ class QueryApiSource:
         """Rows of one planned sub-window: the unit a long window is checkpointed by."""
         return self._fetch(sub)
 
+    def prefetch_step(self, sub: Window) -> Prefetched:
+        """Send ``sub``'s query now (read-ahead threads); its rows are decoded later, on the
+        thread that writes them, so only raw bodies wait in memory, never decoded ones."""
+        body = self._query_raw(bounded_query(self.config, sub), sub)
+        return Prefetched(len(body), lambda: self._batches(sub, body))
+
     def _fetch(self, window: Window) -> Iterator[Batch]:
-        result = self._query(bounded_query(self.config, window), window, columnar=True)
+        yield from self._batches(window, self._query_raw(bounded_query(self.config, window), window))
+
+    def _batches(self, window: Window, body: bytes) -> Iterator[Batch]:
+        with _DECODING:  # one response decodes at a time per process: its transient memory is counted once
+            result = parse_response(body, columnar=True)
+        del body
         if result.partial is not None:
             if window.size < 2 * _MIN_SPLIT:
                 raise FatalError(f"result of {window} is cut even at {window.size}: {result.partial}")
@@ -216,21 +227,33 @@ class QueryApiSource:
             del rows[:step]
             yield Batch(self.config.table, columns, batch)
 
-    def _query(self, query: str, window: Window, *, complete: bool = False, columnar: bool = False) -> QueryResult:
-        """POST with retries. ``complete``: a cut (PartialError) answer is retried, never used —
-        for counts, which cannot be split like a row query can. ``columnar``: the cells may come
-        back column-wise (``QueryResult.arrow``), for row queries whose batches go to sinks."""
-        body = orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
+    def _query(self, query: str, window: Window, *, complete: bool = False) -> QueryResult:
+        """POST with retries, parsed as rows. ``complete``: a cut (PartialError) answer is retried,
+        never used — for counts, which cannot be split like a row query can."""
 
         def attempt() -> QueryResult:
+            result = parse_response(self._post(_request(query, window)))
+            if result.partial is not None and complete:
+                raise RetriableError(f"count came back cut (PartialError): {result.partial}")
+            return result
+
+        return self._retrying(attempt, window)
+
+    def _query_raw(self, query: str, window: Window) -> bytes:
+        """POST with retries; the 200 body as it came (``_batches`` parses it)."""
+        request = _request(query, window)
+        return self._retrying(lambda: self._post(request), window)
+
+    def _retrying(self, attempt: Callable[[], _T], window: Window) -> _T:
+        def guarded() -> _T:
             try:
-                return self._post(body, complete=complete, columnar=columnar)
+                return attempt()
             except BudgetTimeout as exc:  # already waited max_wait: the window retries later, not this call
                 raise _GaveUp(exc) from exc
 
         try:
             return with_retries(
-                attempt,
+                guarded,
                 what=f"{self.config.table} {window}",
                 max_retries=self.config.max_retries,
                 sleep=self._sleep_counted,
@@ -242,7 +265,8 @@ class QueryApiSource:
         self._count("retries")
         self._sleep(seconds)
 
-    def _post(self, body: bytes, *, complete: bool = False, columnar: bool = False) -> QueryResult:
+    def _post(self, body: bytes) -> bytes:
+        """One request; the body of a 200 answer, else the error as a domain error."""
         headers = {
             "Content-Type": "application/json",
             "Prefer": f"wait={int(self.config.timeout_s)}",
@@ -263,14 +287,7 @@ class QueryApiSource:
                     self._count("budget_wait_s", hold.waited)
         status = response.status_code
         if status == 200:
-            with _DECODING:  # CPU work: one body per core expands at once, whatever the lanes
-                result = parse_response(response.content, columnar=columnar)
-            del response
-            if result.partial is not None and complete:
-                raise RetriableError(f"count came back cut (PartialError): {result.partial}")
-            if result.partial is not None:  # never used
-                return QueryResult(result.columns, [], result.partial, result.body_bytes)
-            return result
+            return response.content
         reason = error_reason(response.content)
         if status == 429 or status >= 500:
             if status == 429:
@@ -297,6 +314,10 @@ class _GaveUp(Exception):
     def __init__(self, error: BudgetTimeout) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _request(query: str, window: Window) -> bytes:
+    return orjson.dumps({"query": query, "timespan": f"{format_ts(window.start)}/{format_ts(window.end)}"})
 
 
 def _retry_after(value: str | None) -> float | None:

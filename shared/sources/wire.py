@@ -164,7 +164,7 @@ def parse_response(body: bytes, *, columnar: bool = False) -> QueryResult:
         return QueryResult(decoded.columns, [], None, decoded.body_bytes, decoded.table)
     result = decode_result(body)
     if result.partial is not None:  # never used: don't convert up to 64 MB for nothing
-        return result
+        return QueryResult(result.columns, [], result.partial, result.body_bytes)
     return typed(result)
 
 

@@ -60,6 +60,7 @@ _TEXT = frozenset({"string", "guid", "timespan"})
 _ISO = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$"
 _EMPTY_JSON = pa.array(["{}", "[]", '""'])
 _TS_US = pa.timestamp("us", tz="UTC")
+_NO_TEXT = pa.array([], pa.string())
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,9 @@ def _empty(columns: tuple[Column, ...]) -> pa.Table:
 
 def _canonical(text: pa.Array, kql_type: str) -> pa.Array:
     """One column of wire text → its canonical Arrow array; ``_NotExact`` if not provably equal."""
-    text = text.cast(pa.string())
+    # A copy into Arrow's own memory (a cast to ``string`` would share polars' data buffer): what
+    # outlives this call must not be polars' to free later, from another thread.
+    text = pa.concat_arrays([text.cast(pa.string()), _NO_TEXT])
     if kql_type == "datetime":
         return normalize_datetimes(text)
     if kql_type in ("long", "int"):
