@@ -10,8 +10,8 @@ from typing import Any
 __all__ = ["KQL_TYPES", "Batch", "Column", "OutputFile", "Window", "format_ts", "window_key"]
 
 # Column types as the query API names them. Canonical in-memory values:
-# datetime -> ISO 8601 str ending in "Z" (as on the wire; sinks convert),
-# long/int -> int, real/decimal -> float, bool -> bool,
+# datetime -> ISO 8601 str ending in "Z" (as on the wire, 100 ns kept; sinks convert),
+# long/int -> int, real -> float, decimal -> its exact text (str), bool -> bool,
 # dynamic -> parsed JSON (dict/list/scalar), string/guid/timespan -> str; None is null.
 KQL_TYPES = frozenset({"string", "datetime", "long", "int", "real", "decimal", "bool", "dynamic", "guid", "timespan"})
 

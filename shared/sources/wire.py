@@ -16,6 +16,7 @@ import orjson
 
 from shared.errors import FatalError
 from shared.mapping.normalize import normalize_rows
+from shared.mapping.values import to_decimal
 from shared.model import Column
 from shared.redact import redact
 from shared.sources.wire_arrow import decode_columns
@@ -61,6 +62,14 @@ def _to_float(v: Any) -> Any:
     return v
 
 
+def _to_decimal(v: Any) -> Any:
+    """The exact text (see ``shared.mapping.values.to_decimal``); text that is not a number is
+    kept as it came, for the cell check to quarantine its row."""
+    if isinstance(v, str):
+        return v if v else None
+    return to_decimal(v)
+
+
 def _to_bool(v: Any) -> Any:
     if isinstance(v, str):
         low = v.lower()
@@ -91,7 +100,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "long": _to_int,
     "int": _to_int,
     "real": _to_float,
-    "decimal": _to_float,
+    "decimal": _to_decimal,
     "bool": _to_bool,
     "boolean": _to_bool,
     "dynamic": _to_dynamic,
@@ -106,7 +115,7 @@ _CANONICAL: dict[str, frozenset[type]] = {
     "long": frozenset({int, bool, _NONE}),
     "int": frozenset({int, bool, _NONE}),
     "real": frozenset({float, bool, _NONE}),
-    "decimal": frozenset({float, bool, _NONE}),
+    "decimal": frozenset({str, _NONE}),
     "bool": frozenset({bool, _NONE}),
     "guid": frozenset({str, _NONE}),
     "timespan": frozenset({str, _NONE}),

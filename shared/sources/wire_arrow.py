@@ -9,10 +9,10 @@ to its canonical type with Arrow compute, following exactly the rules of the row
 ==============================  ==================  ========================================
 KQL type                        Arrow type          value
 ==============================  ==================  ========================================
-``datetime``                    ``string``          canonical text (``normalize_datetimes``)
+``datetime``                    ``string``          canonical text, 100 ns kept (``normalize_datetimes``)
 ``long``, ``int``               ``int64``
 ``real``                        ``float64``
-``decimal``                     ``float64``
+``decimal``                     ``string``          the exact text the service sent
 ``bool``                        ``bool``
 ``string``/``guid``/``timespan`` ``string``         ``""`` → null
 ``dynamic``                     ``string``          compact JSON (``orjson``); empty → null
@@ -52,12 +52,14 @@ CANONICAL_TYPES: dict[str, pa.DataType] = {
     "long": pa.int64(),
     "int": pa.int64(),
     "real": pa.float64(),
-    "decimal": pa.float64(),
+    "decimal": pa.string(),
     "bool": pa.bool_(),
     "dynamic": pa.string(),
 }
 _TEXT = frozenset({"string", "guid", "timespan"})
 _ISO = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$"
+_DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_FRACTION_7 = r"(\.\d{6})\dZ$"
 _EMPTY_JSON = pa.array(["{}", "[]", '""'])
 _TS_US = pa.timestamp("us", tz="UTC")
 _NO_TEXT = pa.array([], pa.string())
@@ -144,7 +146,10 @@ def _canonical(text: pa.Array, kql_type: str) -> pa.Array:
     if kql_type == "real":
         return _cast(text, pa.float64())
     if kql_type == "decimal":
-        return _cast(text, pa.float64())
+        text = _null_empty(text)
+        if not _all(pc.match_substring_regex(text, _DECIMAL)):
+            raise _NotExact  # the row path quarantines what is not a number
+        return text
     if kql_type == "bool":
         return _bools(text)
     if kql_type == "dynamic":
@@ -182,21 +187,22 @@ def _bools(text: pa.Array) -> pa.Array:
 
 
 def normalize_datetimes(text: pa.Array) -> pa.Array:
-    """ISO ``…Z`` text → the canonical ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` (``shared.mapping.normalize``).
+    """ISO ``…Z`` text → the canonical ``YYYY-MM-DDTHH:MM:SS[.ffffff[f]]Z`` (``shared.mapping.normalize``).
 
     Raises ``_NotExact`` for text of another shape or a date that does not exist.
     """
     if not _all(pc.match_substring_regex(text, _ISO)):
         raise _NotExact
     head = pc.utf8_slice_codeunits(text, 0, 19)
-    frac = pc.utf8_slice_codeunits(pc.utf8_rpad(pc.utf8_slice_codeunits(text, 20, -1), 6, "0"), 0, 6)
-    whole = pc.equal(frac, "000000")
+    ticks = pc.utf8_slice_codeunits(pc.utf8_rpad(pc.utf8_slice_codeunits(text, 20, -1), 7, "0"), 0, 7)
+    micro = pc.utf8_slice_codeunits(ticks, 0, 6)
+    frac = pc.if_else(pc.equal(pc.utf8_slice_codeunits(ticks, 6, 7), "0"), micro, ticks)  # 100 ns kept
     out = pc.if_else(
-        whole,
+        pc.equal(ticks, "0000000"),
         pc.binary_join_element_wise(head, "Z", ""),
         pc.binary_join_element_wise(head, ".", frac, "Z", ""),
     )
-    _cast(out, _TS_US)  # the calendar check the row path's parser makes
+    _cast(pc.replace_substring_regex(out, _FRACTION_7, r"\1Z"), _TS_US)  # the calendar check of the row path
     return out
 
 

@@ -29,7 +29,7 @@ _CHUNK = 2 * 2**20  # encoded text is handed on in pieces of this size (a queued
 _NEEDS_JSON_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
 _NEEDS_CSV_QUOTE_BYTES = re.compile(rb'[",\r\n]')
 _NEEDS_CSV_QUOTE = '[",\\r\\n]'
-_TEXT_TYPES = frozenset({"string", "guid", "timespan", "datetime"})
+_TEXT_TYPES = frozenset({"string", "guid", "timespan", "datetime", "decimal"})
 
 
 class ArrowPending:
