@@ -181,9 +181,10 @@ def _null_empty(text: pa.Array) -> pa.Array:
 def _bools(text: pa.Array) -> pa.Array:
     low = pc.utf8_lower(text)
     true, false = pc.is_in(low, pa.array(["true", "1"])), pc.is_in(low, pa.array(["false", "0"]))
-    if not _all(pc.or_(true, false)):
+    present = pc.is_valid(text)
+    if not _all(pc.or_(pc.or_(true, false), pc.invert(present))):
         raise _NotExact  # "" and other text: the row path decides
-    return true
+    return pc.if_else(present, true, pa.scalar(None, pa.bool_()))
 
 
 def normalize_datetimes(text: pa.Array) -> pa.Array:

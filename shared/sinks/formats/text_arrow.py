@@ -77,7 +77,7 @@ def _joined(lines: pa.Array) -> bytes:
     _validity, offsets, data = lines.buffers()
     bounds = memoryview(offsets).cast("i")  # int32 offsets (string, not large_string)
     start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
-    return data[start:end].to_pybytes()
+    return bytes(data[start:end].to_pybytes())
 
 
 def _each(values: pa.Array, fn: Any) -> pa.Array:
