@@ -131,7 +131,7 @@ DS_COMMON = {
 }
 DS_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
     "AppRequests": ("insights-logs-apprequests.PT1H.json", DS_COMMON | {
-        "timestamp": "2026-11-02T10:41:14.123838Z", "id": "09d760d34d75e847", "name": "GET /api/orders",
+        "timestamp": "2026-11-02T10:41:14.1238381Z", "id": "09d760d34d75e847", "name": "GET /api/orders",
         "url": "https://shop-api.azurewebsites.net/api/orders", "success": "True", "resultCode": "200",
         "duration": 9.1593, "performanceBucket": "<250ms", "operation_Name": "GET /api/orders",
         "client_City": "Portland", "itemType": "request",
