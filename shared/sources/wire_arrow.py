@@ -62,7 +62,6 @@ _DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _FRACTION_7 = r"(\.\d{6})\dZ$"
 _EMPTY_JSON = pa.array(["{}", "[]", '""'])
 _TS_US = pa.timestamp("us", tz="UTC")
-_NO_TEXT = pa.array([], pa.string())
 
 
 @dataclass(frozen=True)
@@ -136,9 +135,7 @@ def _empty(columns: tuple[Column, ...]) -> pa.Table:
 
 def _canonical(text: pa.Array, kql_type: str) -> pa.Array:
     """One column of wire text → its canonical Arrow array; ``_NotExact`` if not provably equal."""
-    # A copy into Arrow's own memory (a cast to ``string`` would share polars' data buffer): what
-    # outlives this call must not be polars' to free later, from another thread.
-    text = pa.concat_arrays([text.cast(pa.string()), _NO_TEXT])
+    text = text.cast(pa.string())  # shares polars' data buffer; freed by the thread that writes the rows
     if kql_type == "datetime":
         return normalize_datetimes(text)
     if kql_type in ("long", "int"):
