@@ -75,7 +75,7 @@ class Batch:
     needs rows (the Table sink, column mapping) still gets the canonical values.
     """
 
-    __slots__ = ("_rows", "_to_rows", "arrow", "columns", "table")
+    __slots__ = ("_rows", "_to_rows", "arrow", "chunk_rows", "columns", "table")
 
     def __init__(
         self,
@@ -85,6 +85,7 @@ class Batch:
         *,
         arrow: Any = None,
         to_rows: Callable[[Any, tuple[Column, ...]], list[list[Any]]] | None = None,
+        chunk_rows: int = 0,
     ) -> None:
         if rows is None and (arrow is None or to_rows is None):
             raise ValueError("a batch needs rows, or an Arrow table and its row builder")
@@ -93,6 +94,9 @@ class Batch:
         self._rows = rows
         self._to_rows = to_rows
         self.arrow = arrow  # pyarrow.Table of canonical columns, or None
+        # Column-wise: Parquet files are written from chunks of this many rows (0: as they are), the
+        # slices the row path hands on, so the same data gives the same pages whichever path decoded it.
+        self.chunk_rows = chunk_rows
 
     @property
     def rows(self) -> list[list[Any]]:
@@ -107,7 +111,7 @@ class Batch:
 
     def with_arrow(self, arrow: Any) -> Batch:
         """A batch of the same table and columns over other Arrow rows (same row builder)."""
-        return Batch(self.table, self.columns, arrow=arrow, to_rows=self._to_rows)
+        return Batch(self.table, self.columns, arrow=arrow, to_rows=self._to_rows, chunk_rows=self.chunk_rows)
 
     @property
     def names(self) -> list[str]:

@@ -209,11 +209,10 @@ class QueryApiSource:
             yield from self._fetch(left)
             yield from self._fetch(right)
             return
-        if result.arrow is not None:  # column-wise: slices share the decoded buffers
-            table, step = result.arrow, batch_rows(result.num_rows, result.body_bytes)
-            self._count("rows", table.num_rows)
-            for first in range(0, table.num_rows, step):
-                yield arrow_batch(self.config.table, result.columns, table.slice(first, step))
+        if result.arrow is not None:  # column-wise: one batch, its memory already bounded by the budget
+            step = batch_rows(result.num_rows, result.body_bytes)
+            self._count("rows", result.num_rows)
+            yield arrow_batch(self.config.table, result.columns, result.arrow, chunk_rows=step)
             return
         rows, columns = result.rows, result.columns
         step = batch_rows(len(rows), result.body_bytes)

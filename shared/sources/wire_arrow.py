@@ -253,6 +253,6 @@ def rows_of(table: pa.Table, columns: tuple[Column, ...]) -> list[list[Any]]:
     return [list(row) for row in zip(*lists, strict=True)] if lists else [[] for _ in range(table.num_rows)]
 
 
-def arrow_batch(name: str, columns: tuple[Column, ...], table: pa.Table) -> Batch:
+def arrow_batch(name: str, columns: tuple[Column, ...], table: pa.Table, *, chunk_rows: int = 0) -> Batch:
     """A ``Batch`` carrying ``table`` (canonical columns); its rows are built on first use."""
-    return Batch(name, columns, arrow=table, to_rows=rows_of)
+    return Batch(name, columns, arrow=table, to_rows=rows_of, chunk_rows=chunk_rows)

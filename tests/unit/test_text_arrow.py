@@ -58,3 +58,17 @@ def test_the_exact_values_reach_jsonl_and_csv_as_the_service_wrote_them() -> Non
                  '"10675199.02:48:05.4775807"', '"-10675199.02:48:05.4775808"', '"2026-11-02T10:00:00.0000001Z"'):
         assert text in jsonl  # decimals as JSON strings: every JSON reader keeps every digit
         assert text.strip('"') in csv
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_a_whole_answer_with_a_chunk_hint_writes_the_parquet_of_its_slices(chunk: int) -> None:
+    """The source hands a whole answer on with ``chunk_rows``: Parquet pages depend on how a table
+    is chunked, so it is written as the row path's slices would be."""
+    data = BODIES["edge-values"]
+    rows = parse_result(data)
+    decoded = decode_columns(data)
+    assert decoded is not None
+    whole = arrow_batch("t", decoded.columns, decoded.table, chunk_rows=chunk)
+    slices = [Batch("t", rows.columns, rows.rows[i : i + chunk]) for i in range(0, len(rows.rows), chunk)]
+    assert encode("parquet", [whole], "snappy") == encode("parquet", slices, "snappy")
+    assert encode("jsonl", [whole], "none") == encode("jsonl", slices, "none")

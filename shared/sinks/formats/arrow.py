@@ -143,7 +143,10 @@ def batch_to_arrow(batch: Batch) -> pa.Table:
     schema = pa.schema([arrow_field(c) for c in batch.columns])
     if batch.arrow is not None:  # canonical columns already (shared.sources.wire_arrow)
         arrays = [_from_canonical(batch.arrow.column(i), col.type) for i, col in enumerate(batch.columns)]
-        return pa.Table.from_arrays(arrays, schema=schema)
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        if batch.chunk_rows and table.num_rows > batch.chunk_rows:  # the row path's slices (see Batch)
+            table = pa.Table.from_batches(table.to_batches(max_chunksize=batch.chunk_rows), schema=schema)
+        return table
     if batch.rows:
         try:
             # zip(*rows) transposes in C; far cheaper than a Python loop per cell.
