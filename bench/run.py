@@ -30,6 +30,9 @@ __all__ = ["main"]
 
 START = "2026-11-02T10:00:00Z"  # the seeded hour (the emulator's and the engine's clocks sit a day later)
 FULL_YEAR = 365 * 24
+CPU_TARGET = 10.0  # CPU s per 1M rows, JSONL.gz and Parquet (docs/performance.md)
+RSS_TARGET_MB = 256  # peak RSS of one 1M-row window at full parallelism
+THREE_RSS_TARGET_MB = 700  # three such windows in one worker process
 
 
 def _ledger_point(text: str) -> tuple[int, int]:
@@ -43,8 +46,10 @@ def _ledger_point(text: str) -> tuple[int, int]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows seeded into the hour (default 1,000,000)")
-    p.add_argument("--formats", default="jsonl,parquet,delta",
-                   help="pipeline formats to measure (default jsonl,parquet,delta; delta = the Delta table sink)")
+    p.add_argument("--formats", default="jsonl,parquet,delta,csv",
+                   help="pipeline formats to measure (default jsonl,parquet,delta,csv; delta = the Delta table sink)")
+    p.add_argument("--no-three", action="store_true",
+                   help="skip the three-windows-in-one-process point (JSONL.gz, Parquet, Delta at once)")
     p.add_argument("--repeat", type=int, default=1, help="run every throughput scenario N times, keep the best")
     p.add_argument("--max-rows-per-query", type=int, default=0, help="override the source setting (0 = its default)")
     p.add_argument("--ledger", type=_ledger_point, action="append", metavar="PxW",
@@ -70,7 +75,7 @@ def _child(name: str, spec: dict[str, Any]) -> int:
 
     table: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "pipeline": scenarios.pipeline, "limit": scenarios.limit, "serve": scenarios.serve, "scheduler": scheduler,
-        "table_sink": table_sink,
+        "table_sink": table_sink, "three": scenarios.three,
     }  # fmt: skip
     profile_path = spec.get("profile")
     profiler = cProfile.Profile() if profile_path else None
@@ -202,6 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         best = {name: _best(r) for name, r in runs.items()}
         if best["serve"]["rows"] != args.rows:
             failures.append(f"serve: fetched {best['serve']['rows']:,} rows, expected {args.rows:,}")
+        three = None
+        if not args.no_three:
+            three = scenario("three")
+            for fmt in three["formats"]:
+                counted = count_outputs(azurite.connection_string, three["container"],
+                                        "parquet" if fmt == "delta" else fmt, prefix=f"bench-{fmt}/")  # fmt: skip
+                if counted.rows != args.rows:
+                    failures.append(f"three windows: {fmt} blobs hold {counted.rows:,}, expected {args.rows:,}")
+            drop_container(azurite.connection_string, three["container"])
+            print(f"  three windows: {three['seconds']:.2f} s, peak RSS {three['peak_rss_mb']:.0f} MB", flush=True)
         sched = []
         if not args.no_scheduler:
             for pipelines, windows in ledger_points:
@@ -217,6 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     limit_rate = _rate(best["limit"])
     for fmt in formats:
         print(f"ratio {fmt}: {_rate(best[fmt]) / limit_rate:.3f} of the limit")
+    print(f"CPU s per 1M rows (target <= {CPU_TARGET:.0f} for JSONL.gz and Parquet): "
+          + ", ".join(f"{name} {_cpu_per_1m(best[name]):.1f}" for name in [*formats, "limit"]))  # fmt: skip
+    print(f"peak RSS MB (target <= {RSS_TARGET_MB} for one window): "
+          + ", ".join(f"{name} {best[name]['peak_rss_mb']:.0f}" for name in formats))  # fmt: skip
+    if three:
+        print(f"three windows in one process ({', '.join(three['formats'])}, {three['rows']:,} rows): "
+              f"{three['seconds']:.2f} s, {_rate(three):,.0f} rows/s, peak RSS {three['peak_rss_mb']:.0f} MB "
+              f"(target <= {THREE_RSS_TARGET_MB}), CPU {_cpu_per_1m(three):.1f} s per 1M rows")  # fmt: skip
     for s in sched:
         cold, warm = s["cold"], s["warm"]
         per_pipeline = sum(warm["requests"].values()) / s["pipelines"]
@@ -246,13 +269,23 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_jsonl": _round(rates["jsonl"] and rates["jsonl"] / limit_rate, 3),
         "ratio_parquet": _round(rates["parquet"] and rates["parquet"] / limit_rate, 3),
         "peak_rss_mb": max(best[fmt]["peak_rss_mb"] for fmt in formats) if formats else None,
+        "jsonl_cpu_s_per_1m": _round(_cpu_per_1m(best["jsonl"]), 2) if "jsonl" in best else None,
+        "parquet_cpu_s_per_1m": _round(_cpu_per_1m(best["parquet"]), 2) if "parquet" in best else None,
+        "limit_cpu_s_per_1m": _round(_cpu_per_1m(best["limit"]), 2),
+        "three_windows_peak_rss_mb": three["peak_rss_mb"] if three else None,
     }
     report |= {"scenarios": best, "scheduler": sched, "failures": failures, "bench": bench, "seconds": elapsed}
+    report["three_windows"] = three
     report["table_sink"] = table
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print("BENCH " + orjson.dumps(bench).decode(), flush=True)
     return 1 if failures else 0
+
+
+def _cpu_per_1m(result: dict[str, Any]) -> float:
+    """CPU seconds (user + system) of the scenario's process per 1,000,000 rows moved."""
+    return float(result["cpu_s"]) * 1_000_000 / max(1, int(result["rows"]))
 
 
 def _round(value: float | None, digits: int) -> float | int | None:

@@ -147,10 +147,10 @@ class OutputCount:
     blobs: int
     rows: int
     stored_bytes: int
-    content_sha256: str  # of the decompressed JSONL (empty for Parquet)
+    content_sha256: str  # of the decompressed JSONL/CSV (empty for Parquet)
 
 
-def count_outputs(conn: str, container: str, fmt: str) -> OutputCount:
+def count_outputs(conn: str, container: str, fmt: str, prefix: str = "") -> OutputCount:
     """Count the rows the data blobs of ``container`` really hold (manifests excluded).
 
     JSONL.gz is streamed and decompressed (one row per ``\\n``); Parquet is downloaded to a
@@ -158,21 +158,21 @@ def count_outputs(conn: str, container: str, fmt: str) -> OutputCount:
     scenario's RSS.
     """
     client = BlobServiceClient.from_connection_string(conn).get_container_client(container)
-    suffix = ".jsonl.gz" if fmt == "jsonl" else ".parquet"
-    names = sorted(n for n in client.list_blob_names() if n.endswith(suffix))
+    suffix = {"jsonl": ".jsonl.gz", "csv": ".csv.gz"}.get(fmt, ".parquet")
+    names = sorted(n for n in client.list_blob_names(name_starts_with=prefix or None) if n.endswith(suffix))
     rows = stored = 0
     digest = hashlib.sha256()
     for name in names:
         download = client.get_blob_client(name).download_blob(max_concurrency=2)
         stored += download.size
-        if fmt == "jsonl":
+        if fmt in ("jsonl", "csv"):  # one record per line (the bench's rows hold no line breaks)
             unzip = zlib.decompressobj(31)
             for chunk in download.chunks():
                 data = unzip.decompress(chunk)
                 rows += data.count(b"\n")
                 digest.update(data)
             tail = unzip.flush()
-            rows += tail.count(b"\n")
+            rows += tail.count(b"\n") - (fmt == "csv")  # the CSV header
             digest.update(tail)
         else:
             import pyarrow.parquet as pq
@@ -181,7 +181,7 @@ def count_outputs(conn: str, container: str, fmt: str) -> OutputCount:
                 download.readinto(tmp)
                 tmp.flush()
                 rows += pq.read_metadata(tmp.name).num_rows
-    return OutputCount(len(names), rows, stored, digest.hexdigest() if fmt == "jsonl" else "")
+    return OutputCount(len(names), rows, stored, digest.hexdigest() if fmt in ("jsonl", "csv") else "")
 
 
 def drop_container(conn: str, container: str) -> None:

@@ -344,6 +344,8 @@ var appSettings = [
   // The timer plans and enqueues; the queue-triggered worker (scaled out per function) moves windows.
   { name: 'MOVER_DISPATCH', value: 'queue' }
   { name: 'MOVER_QUEUE_NAME', value: workQueue }
+  // The instance size: the per-process byte budget for rows read ahead is derived from it (1/64).
+  { name: 'MOVER_INSTANCE_MEMORY_MB', value: string(instanceMemoryMB) }
 ]
 // Parameter values only (known when the deployment starts), so the loop is allowed.
 var extraSettings = [for setting in items(extraAppSettings): { name: setting.key, value: string(setting.value) }]

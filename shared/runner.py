@@ -62,9 +62,11 @@ class Engine:
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        from shared.membudget import set_process_budget
         from shared.memory import tune_allocators
 
         tune_allocators()
+        set_process_budget(settings.memory_budget_mb)
         self.settings = settings
         self.clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 import orjson
@@ -22,11 +23,20 @@ import orjson
 from shared import mapping
 from shared.durations import parse_timestamp
 from shared.ledger import Claim, LeaseLost, Ledger
+from shared.membudget import ByteBudget, process_budget
 from shared.model import Batch, OutputFile, Window, format_ts
 from shared.settings import Pipeline, QuerySourceConfig
 from shared.sinks.base import Sink, SinkWriter
 from shared.sinks.rejects import CellGuard
-from shared.sources import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
+from shared.sources import (
+    LateAwareSource,
+    LatePlan,
+    Prefetched,
+    PrefetchingSource,
+    Source,
+    SourceSummary,
+    SteppedSource,
+)
 from shared.windows import WindowState
 
 __all__ = ["Moved", "Progress", "StepPlan", "move_window"]
@@ -199,6 +209,7 @@ def _move(
     source, window, claim = run.source, run.window, run.claim
     kept: list[dict[str, Any]] = []  # earlier data outputs that stay
     steps: list[Callable[[], Iterator[Batch]]]
+    prefetch: list[Callable[[], Prefetched]] | None = None
     base = ""
     progress: Progress | None = None
     if late is not None:
@@ -216,13 +227,15 @@ def _move(
             progress = Progress(source.plan(window))
         kept = list(progress.outputs)
         steps = [lambda sub=sub: source.read_step(sub) for sub in progress.steps]  # type: ignore[misc]
+        if isinstance(source, PrefetchingSource):  # read ahead raw bodies, decode on the writer's thread
+            prefetch = [lambda sub=sub: source.prefetch_step(sub) for sub in progress.steps]  # type: ignore[misc]
     else:
         steps = [lambda: source.read(window)]
     first = progress.next if progress else 0
     chunk = progress.chunks if progress else 0
     run.open(_chunk_part(base, chunk))
     rows = 0
-    with Ahead(steps, parallel=_parallel(run.pipeline) if progress is not None else 1) as ahead:
+    with Ahead(steps, parallel=_parallel(run.pipeline) if progress is not None else 1, prefetch=prefetch) as ahead:
         for index in range(first, len(steps)):
             if progress is not None and index > first and pause is not None and pause():
                 run.fence()
@@ -281,25 +294,63 @@ class Ahead:
     files never depend on timing (same data, same bytes).
 
     ``parallel`` is the number of queries at the service; the source holds it with its own
-    lanes (``QueryApiSource``), around the budget. One thread more than that decodes a
-    response while the others wait on the service, and one step more is read ahead while
-    the writer works, so the service never waits on this process's CPU. At most
-    ``parallel + 2`` steps (each ≤ ``max_rows_per_query`` rows) are in memory at once.
+    lanes (``QueryApiSource``), around the budget. Up to ``parallel + 2`` steps are read
+    ahead (one more thread decodes while the others wait on the service, one more step is
+    ready while the writer works), as far as the process's byte budget (``shared.membudget``)
+    allows: each step read ahead reserves its expected size (the largest step seen so far)
+    before its query is sent and gives it back once written. The step the writer needs is
+    always read, so a window never waits on another one's memory.
     """
 
-    def __init__(self, steps: list[Callable[[], Iterator[Batch]]], *, parallel: int) -> None:
+    def __init__(
+        self,
+        steps: list[Callable[[], Iterator[Batch]]],
+        *,
+        parallel: int,
+        budget: ByteBudget | None = None,
+        prefetch: list[Callable[[], Prefetched]] | None = None,
+    ) -> None:
         self.steps = steps
+        self.prefetch = prefetch  # fetch ahead, decode when read (a ``PrefetchingSource``)
         self.parallel = max(1, parallel)
+        self.budget = budget or process_budget()
         self._pool = ThreadPoolExecutor(self.parallel + 1, thread_name_prefix="subquery") if self.parallel > 1 else None
-        self._pending: dict[int, Future[list[Batch]]] = {}
+        self._pending: dict[int, Future[list[Batch] | Prefetched]] = {}
+        self._held: dict[int, int] = {}  # step → bytes reserved for it
+        self._largest = 0  # bytes of the largest step read so far
+
+    @property
+    def _estimate(self) -> int:
+        return max(self._largest, _MIN_ESTIMATE) if self._largest else _FIRST_ESTIMATE
 
     def read(self, index: int) -> Iterator[Batch]:
         if self._pool is None:
             return self.steps[index]()
         for ahead in range(index, min(len(self.steps), index + self.parallel + 2)):
-            if ahead not in self._pending:
-                self._pending[ahead] = self._pool.submit(_collect, self.steps[ahead])
-        return _drain(self._pending.pop(index).result())
+            if ahead in self._pending:
+                continue
+            estimate = self._estimate
+            if ahead == index:
+                self.budget.force(estimate)
+            elif not self.budget.try_reserve(estimate):
+                break  # the rest when written steps give memory back
+            self._held[ahead] = estimate
+            work = self.prefetch[ahead] if self.prefetch is not None else partial(_collect, self.steps[ahead])
+            self._pending[ahead] = self._pool.submit(work)
+        got = self._pending.pop(index).result()
+        size = got.nbytes if isinstance(got, Prefetched) else sum(_nbytes(b) for b in got)
+        self._largest = max(self._largest, size)
+        self.budget.adjust(size - self._held[index])
+        self._held[index] = size
+        return self._drain(index, got)
+
+    def _drain(self, index: int, got: list[Batch] | Prefetched) -> Iterator[Batch]:
+        """Hand batches on, dropping each from the buffer as it goes (a prefetched step is decoded
+        here, on the writer's thread); the step's bytes go back to the budget once written."""
+        try:
+            yield from (got.decode() if isinstance(got, Prefetched) else _drain(got))
+        finally:
+            self.budget.release(self._held.pop(index, 0))
 
     def __enter__(self) -> Ahead:
         return self
@@ -309,6 +360,20 @@ class Ahead:
             for future in self._pending.values():
                 future.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
+        for held in self._held.values():
+            self.budget.release(held)
+        self._held.clear()
+
+
+_FIRST_ESTIMATE = 8 * 2**20  # before any step came back (10,000 rows of ~800 bytes)
+_MIN_ESTIMATE = 2**20
+
+
+def _nbytes(batch: Batch) -> int:
+    """Memory a batch holds: its Arrow buffers, or ~64 bytes per Python cell of a row batch."""
+    if batch.arrow is not None:
+        return int(batch.arrow.nbytes)
+    return len(batch) * max(1, len(batch.columns)) * 64
 
 
 def _collect(step: Callable[[], Iterator[Batch]]) -> list[Batch]:

@@ -6,10 +6,10 @@ map absent fields to null and datetimes to microseconds. After mapping, every so
 rows follow these rules (``normalize_rows`` column-wise for query results,
 ``row_normalizer`` per record for the blob mappers):
 
-* ``string``/``guid``/``timespan``: ``""`` → null (absent and empty are one value, as in KQL);
-* ``datetime``: the canonical ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, the 7th fractional digit
-  (100 ns) dropped (Python and Parquet hold microseconds); a value that does not parse
-  is left as it is, for the cell check to quarantine its row;
+* ``string``/``guid``/``timespan``/``decimal``: ``""`` → null (absent and empty are one value, as in KQL);
+* ``datetime``: the canonical ``YYYY-MM-DDTHH:MM:SS[.ffffff[f]]Z``: six fractional digits,
+  seven when the 7th (100 ns) is not zero, none when all are zero; a value that does not
+  parse is left as it is, for the cell check to quarantine its row;
 * ``dynamic``: ``""``, ``{}`` and ``[]`` → null.
 
 What cannot be equal across sources is listed in ``NOT_CARRIED`` (docs/mapping.md).
@@ -27,7 +27,7 @@ from shared.model import Column
 
 __all__ = ["NOT_CARRIED", "normalize_rows", "row_normalizer"]
 
-_TEXT = frozenset({"string", "guid", "timespan"})
+_TEXT = frozenset({"string", "guid", "timespan", "decimal"})
 
 # Columns a source cannot fill like the query API does, whatever the normalisation:
 # continuous export has no app id/name, instrumentation key or SDK version in its
@@ -51,8 +51,10 @@ def _datetime(value: Any) -> Any:
         if n <= 20:
             return value  # whole seconds "…:SSZ" (or too short to be anything else): as is
         if (n == 28 or n == 27) and value[-1] == "Z" and value[19] == ".":
-            # What the service sends (7 digits) or already canonical (6): slicing, not parsing,
-            # per cell of large results; a malformed one is caught by the cell check.
+            # What the service sends (7 digits) or already canonical: slicing, not parsing, per
+            # cell of large results; a malformed one is caught by the cell check.
+            if n == 28 and value[26] != "0":
+                return value  # the 100 ns digit is kept
             return value[:19] + "Z" if value[20:26] == "000000" else value[:26] + "Z"
     fixed = normalize_timestamp(value)
     return value if fixed is None else fixed

@@ -8,6 +8,7 @@ Converters never raise: a value that cannot be read as the column's type becomes
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import datetime
 from types import MappingProxyType
@@ -27,6 +28,7 @@ __all__ = [
     "performance_bucket",
     "to_bool",
     "to_datetime",
+    "to_decimal",
     "to_dynamic",
     "to_int",
     "to_real",
@@ -38,11 +40,12 @@ _fromisoformat = datetime.fromisoformat
 
 
 def normalize_timestamp(value: Any) -> str | None:
-    """ISO 8601 with offset/Z → the project's canonical ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+    """ISO 8601 with offset/Z → the project's canonical ``YYYY-MM-DDTHH:MM:SS[.ffffff[f]]Z``.
 
-    Same result as ``format_ts(parse_timestamp(value))`` (the formatter every source uses),
-    with a fast path for the ``…Z`` strings App Insights writes: this runs once per line of
-    large hour folders. Returns ``None`` for anything that is not an aware timestamp.
+    ``…Z`` strings (what App Insights writes) keep their 100 ns digit when it is not zero
+    (seven fractional digits), else the result is ``format_ts(parse_timestamp(value))`` (six
+    digits, none when zero); other offsets are converted at microseconds. The fast path runs
+    once per line of large hour folders. Returns ``None`` for anything not an aware timestamp.
     """
     if value.__class__ is str:
         n = len(value)
@@ -57,8 +60,10 @@ def normalize_timestamp(value: Any) -> str | None:
                     return value
                 frac = value[20:-1]
                 if value[19] == "." and frac.isdigit() and frac.isascii():
-                    micro = frac[:6].ljust(6, "0")
-                    return f"{head}.{micro}Z" if micro != "000000" else head + "Z"
+                    ticks = frac[:7].ljust(7, "0")  # 100 ns is the finest the service keeps
+                    if ticks[6] != "0":
+                        return f"{head}.{ticks}Z"
+                    return f"{head}.{ticks[:6]}Z" if ticks != "0000000" else head + "Z"
         try:
             return format_ts(parse_timestamp(value))
         except ValueError:
@@ -138,6 +143,26 @@ _TRUE = frozenset({"true", "True", "TRUE", "1"})
 _FALSE = frozenset({"false", "False", "FALSE", "0"})
 
 
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def to_decimal(value: Any) -> str | None:
+    """KQL ``decimal`` as its exact text (the service sends it as a JSON string: a .NET decimal
+    has up to 29 significant digits, which no float holds); numbers as their shortest text."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        return text if _DECIMAL_TEXT.fullmatch(text) else None
+    return None
+
+
 def to_bool(value: Any) -> bool | None:
     if value is None or value.__class__ is bool:
         return value
@@ -171,7 +196,7 @@ CONVERTERS: MappingProxyType[str, Callable[[Any], Any]] = MappingProxyType(
         "long": to_int,
         "int": to_int,
         "real": to_real,
-        "decimal": to_real,
+        "decimal": to_decimal,
         "bool": to_bool,
         "dynamic": to_dynamic,
     }

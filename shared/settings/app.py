@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.durations import format_duration
 from shared.errors import ConfigError
+from shared.membudget import default_budget_mb
 from shared.model import format_ts
 from shared.settings import sinks as sink_section
 from shared.settings import sources as source_section
@@ -100,6 +101,7 @@ def _settings(p: Fields) -> Settings:
         replay_inline_windows=p.int_setting("MOVER_REPLAY_INLINE_WINDOWS", 6, 0, 1000),
         dispatch="inline" if dispatch == "inline" else "queue",
         queue_name=queue_name,
+        memory_budget_mb=p.int_setting("MOVER_MEMORY_BUDGET_MB", default_budget_mb(p.env), 8, 65_536),
     )
     if p.problems:
         raise ConfigError(p.problems)

@@ -192,6 +192,7 @@ class Settings:
     checkpoint_after: timedelta = timedelta(minutes=8)
     dispatch: Literal["queue", "inline"] = "queue"  # queue: the timer plans, queue-triggered workers move
     queue_name: str = "mover-windows"
+    memory_budget_mb: int = 64  # rows read ahead of the writers, per process (shared.membudget)
 
     def pipeline(self, name: str) -> Pipeline:
         for p in self.pipelines:

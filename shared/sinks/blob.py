@@ -28,10 +28,11 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.errors import DataError, RetriableError
+from shared.membudget import process_budget
 from shared.model import Batch, OutputFile, Window
 from shared.settings import SinkConfig
 from shared.sinks._azure import ensure_once, translate
-from shared.sinks.formats import Encoder, GzipStream, open_encoder
+from shared.sinks.formats import Encoder, GzipStream, ParquetEncoder, open_encoder
 from shared.sinks.manifest import RecentOutputs, build_manifest, encode_manifest, output_extra
 from shared.sinks.paths import data_name, extension, manifest_name, segment_name, segment_pattern
 from shared.sinks.staging import BLOCK_SIZE, BlockStager, Pipe
@@ -90,7 +91,11 @@ class _Segment:
         self.pipe: Pipe | None = None
         if config.format == "parquet":
             self.encoder: Encoder = open_encoder(
-                "parquet", self.stager, compression=config.compression, row_group_rows=config.row_group_rows
+                "parquet",
+                self.stager,
+                compression=config.compression,
+                row_group_rows=config.row_group_rows,
+                budget=process_budget(),
             )
         else:
             if config.compression == "gzip":
@@ -119,6 +124,8 @@ class _Segment:
     def cancel(self) -> None:
         if self.pipe is not None:
             self.pipe.cancel()
+        if isinstance(self.encoder, ParquetEncoder):
+            self.encoder.discard()
         self.stager.cancel()
 
 
@@ -153,7 +160,7 @@ class BlobWriter:
         """Encode and stage ``batch``; raises ``RetriableError``/``FatalError`` from uploads,
         ``DataError`` for values that fit no column type."""
         self._check_open()
-        if not batch.rows:
+        if not len(batch):
             return
         try:
             segment = self._segments[-1] if self._segments else self._new_segment()

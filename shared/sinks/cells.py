@@ -57,6 +57,8 @@ def split_unconvertible(batch: Batch) -> tuple[Batch, list[Rejected]]:
     beyond 64 bits, a number or datetime that does not parse, a real beyond float range
     …), is rejected whole. Returns ``batch`` itself when every row is fine.
     """
+    if batch.arrow is not None:  # decoded column-wise: every cell was converted already
+        return batch, []
     width = len(batch.columns)
     rejected: dict[int, Rejected] = {}
     rows = batch.rows

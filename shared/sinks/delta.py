@@ -82,7 +82,7 @@ class DeltaWriter:
         """
         if self._state != "open":
             raise RuntimeError(f"delta writer for {self.window} part {self.part!r} is {self._state}")
-        if not batch.rows:
+        if not len(batch):
             return
         for name in self._sink.partitions_of(self.window):
             if name.name in batch.names:

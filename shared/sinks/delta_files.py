@@ -22,11 +22,12 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from shared.errors import FatalError
+from shared.membudget import process_budget
 from shared.settings import SinkConfig
 from shared.sinks._azure import translate
 from shared.sinks.blob import BLOCK_SIZE, BlockStager
 from shared.sinks.formats.arrow import conform
-from shared.sinks.formats.parquet import OutputStream
+from shared.sinks.formats.parquet import ROW_GROUP_BYTES, OutputStream
 
 __all__ = [
     "SEGMENTS_KEY",
@@ -88,6 +89,7 @@ class DataFile:
         self._config = config
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self.schema: pa.Schema | None = None
         self.rows = 0
@@ -102,9 +104,15 @@ class DataFile:
     def write(self, table: pa.Table) -> None:
         self._pending.append(table)
         self._pending_rows += table.num_rows
+        self._pending_bytes += table.nbytes
+        process_budget().force(table.nbytes)  # the pending row group counts in the process's budget
         self.rows += table.num_rows
-        if self._pending_rows >= self._config.row_group_rows:
+        if self._pending_rows >= self._config.row_group_rows or self._pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
+
+    def _let_go(self) -> None:
+        process_budget().release(self._pending_bytes)
+        self._pending_bytes = 0
 
     def _flush(self) -> None:
         if not self._pending:
@@ -116,6 +124,7 @@ class DataFile:
             )
         tables = [conform(t, self.schema) for t in self._pending]
         self._pending, self._pending_rows = [], 0
+        self._let_go()
         assert self._writer is not None
         self._writer.write_table(pa.concat_tables(tables), row_group_size=self._config.row_group_rows)
 
@@ -140,6 +149,8 @@ class DataFile:
         return self._meta
 
     def cancel(self) -> None:
+        self._pending, self._pending_rows = [], 0
+        self._let_go()
         self.stager.cancel()
 
 

@@ -49,6 +49,7 @@ class MemoryWriter:
             raise error
         self._state = "committed"
         self._sink.commits += 1
+        self._encoder.close()  # writes what the encoder still holds
         if self._encoder.rows == 0:
             self._sink.files.pop(self.name, None)
             return []

@@ -131,7 +131,7 @@ def _value(value: Any, kql_type: str) -> Any:
             if _INT64[0] <= value <= _INT64[1]:
                 return (value, EdmType.INT64)
             return str(value)
-    elif kql_type in ("real", "decimal"):
+    elif kql_type == "real":
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     elif kql_type == "bool":
@@ -139,8 +139,8 @@ def _value(value: Any, kql_type: str) -> Any:
             return value
     elif kql_type == "dynamic":
         return dumps_json(value).decode("utf-8")
-    elif kql_type in ("string", "guid", "timespan") and isinstance(value, str):
-        return value
+    elif kql_type in ("string", "guid", "timespan", "decimal") and isinstance(value, str):
+        return value  # a decimal keeps its exact text: Table Storage has no decimal type
     return _generic(value)
 
 

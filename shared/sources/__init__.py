@@ -6,7 +6,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.sources.base import LateAwareSource, LatePlan, Source, SourceSummary, SteppedSource
+from shared.sources.base import (
+    LateAwareSource,
+    LatePlan,
+    Prefetched,
+    PrefetchingSource,
+    Source,
+    SourceSummary,
+    SteppedSource,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -14,7 +22,16 @@ if TYPE_CHECKING:
     from shared.auth import HeaderProvider
     from shared.settings import Settings, SourceConfig
 
-__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary", "SteppedSource", "build_source"]
+__all__ = [
+    "LateAwareSource",
+    "LatePlan",
+    "Prefetched",
+    "PrefetchingSource",
+    "Source",
+    "SourceSummary",
+    "SteppedSource",
+    "build_source",
+]
 
 
 def build_source(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -11,7 +11,7 @@ from shared.model import Batch, Window
 if TYPE_CHECKING:
     from shared.windows import WindowState
 
-__all__ = ["LateAwareSource", "LatePlan", "Source", "SourceSummary", "SteppedSource"]
+__all__ = ["LateAwareSource", "LatePlan", "Prefetched", "PrefetchingSource", "Source", "SourceSummary", "SteppedSource"]
 
 
 @runtime_checkable
@@ -86,3 +86,19 @@ class SteppedSource(Source, Protocol):
         ...
 
     def read_step(self, sub: Window) -> Iterator[Batch]: ...
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """A step whose input is fetched (``nbytes`` held) and whose rows come when ``decode`` is called."""
+
+    nbytes: int
+    decode: Callable[[], Iterator[Batch]]
+
+
+@runtime_checkable
+class PrefetchingSource(SteppedSource, Protocol):
+    """A stepped source that can fetch a step's input ahead and decode it later, on the writer's
+    thread: read-ahead then holds raw input, and one step at a time is decoded."""
+
+    def prefetch_step(self, sub: Window) -> Prefetched: ...

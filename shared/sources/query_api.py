@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import orjson
@@ -27,9 +27,10 @@ from shared.errors import FatalError, RetriableError
 from shared.model import Batch, Window
 from shared.retry import with_retries
 from shared.settings import QuerySourceConfig
-from shared.sources.base import LatePlan, SourceSummary
+from shared.sources.base import LatePlan, Prefetched, SourceSummary
 from shared.sources.bounds import bin_expression, bounded_query, timespan
-from shared.sources.wire import QueryResult, decode_result, error_reason, typed
+from shared.sources.wire import QueryResult, error_reason, parse_response
+from shared.sources.wire_arrow import arrow_batch
 from shared.windows import WindowState
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 _MIN_SPLIT = timedelta(milliseconds=1)
 BATCH_BYTES = 2 * 2**20  # response JSON per Batch handed to the sinks (a response is sliced; see _fetch)
 _MIN_BATCH_ROWS = 100
+_T = TypeVar("_T")
+_DECODING = threading.Lock()
 
 
 def _bin_size(window: Window) -> timedelta:
@@ -201,8 +204,19 @@ class QueryApiSource:
         """Rows of one planned sub-window: the unit a long window is checkpointed by."""
         return self._fetch(sub)
 
+    def prefetch_step(self, sub: Window) -> Prefetched:
+        """Send ``sub``'s query now (read-ahead threads); its rows are decoded later, on the
+        thread that writes them, so only raw bodies wait in memory, never decoded ones."""
+        body = self._query_raw(bounded_query(self.config, sub), sub)
+        return Prefetched(len(body), lambda: self._batches(sub, body))
+
     def _fetch(self, window: Window) -> Iterator[Batch]:
-        result = self._query(bounded_query(self.config, window), window)
+        yield from self._batches(window, self._query_raw(bounded_query(self.config, window), window))
+
+    def _batches(self, window: Window, body: bytes) -> Iterator[Batch]:
+        with _DECODING:  # one response decodes at a time per process: its transient memory is counted once
+            result = self._settle(parse_response(body, columnar=True))
+        del body
         if result.partial is not None:
             if window.size < 2 * _MIN_SPLIT:
                 raise FatalError(f"result of {window} is cut even at {window.size}: {result.partial}")
@@ -211,6 +225,11 @@ class QueryApiSource:
             left, right = window.halves()
             yield from self._fetch(left)
             yield from self._fetch(right)
+            return
+        if result.arrow is not None:  # column-wise: one batch, its memory already bounded by the budget
+            step = batch_rows(result.num_rows, result.body_bytes)
+            self._count("rows", result.num_rows)
+            yield arrow_batch(self.config.table, result.columns, result.arrow, chunk_rows=step)
             return
         rows, columns = result.rows, result.columns
         step = batch_rows(len(rows), result.body_bytes)
@@ -225,19 +244,32 @@ class QueryApiSource:
             yield Batch(self.config.table, columns, batch)
 
     def _query(self, query: str, window: Window, *, complete: bool = False) -> QueryResult:
-        """POST with retries. ``complete``: a cut (PartialError) answer is retried, never used —
-        for counts, which cannot be split like a row query can."""
-        body = orjson.dumps({"query": query, "timespan": timespan(self.config, window)})
+        """POST with retries, parsed as rows. ``complete``: a cut (PartialError) answer is retried,
+        never used — for counts, which cannot be split like a row query can."""
 
         def attempt() -> QueryResult:
+            result = self._settle(parse_response(self._post(self._request(query, window))))
+            if result.partial is not None and complete:
+                raise RetriableError(f"count came back cut (PartialError): {result.partial}")
+            return result
+
+        return self._retrying(attempt, window)
+
+    def _query_raw(self, query: str, window: Window) -> bytes:
+        """POST with retries; the 200 body as it came (``_batches`` parses it)."""
+        request = self._request(query, window)
+        return self._retrying(lambda: self._post(request), window)
+
+    def _retrying(self, attempt: Callable[[], _T], window: Window) -> _T:
+        def guarded() -> _T:
             try:
-                return self._post(body, complete=complete)
+                return attempt()
             except BudgetTimeout as exc:  # already waited max_wait: the window retries later, not this call
                 raise _GaveUp(exc) from exc
 
         try:
             return with_retries(
-                attempt,
+                guarded,
                 what=f"{self.config.table} {window}",
                 max_retries=self.config.max_retries,
                 sleep=self._sleep_counted,
@@ -245,11 +277,27 @@ class QueryApiSource:
         except _GaveUp as exc:
             raise exc.error from None
 
+    def _request(self, query: str, window: Window) -> bytes:
+        return orjson.dumps({"query": query, "timespan": timespan(self.config, window)})
+
+    def _settle(self, result: QueryResult) -> QueryResult:
+        """The partial-error policy (docs/reliability.md): a warning keeps its rows and is recorded;
+        an error that is not truncation fails the window at once (splitting cannot cure it)."""
+        if result.partial_kind == "warning":
+            log.warning("%s: query answered with a warning (rows kept): %s", self.config.table, result.partial)
+            with self._stats_lock:
+                self.stats.warnings.append(str(result.partial)[:300])
+            return replace(result, partial=None, partial_kind="")
+        if result.partial_kind == "error":
+            raise FatalError(f"query API partial error (not truncation; the rows are not used): {result.partial}")
+        return result
+
     def _sleep_counted(self, seconds: float) -> None:
         self._count("retries")
         self._sleep(seconds)
 
-    def _post(self, body: bytes, *, complete: bool = False) -> QueryResult:
+    def _post(self, body: bytes) -> bytes:
+        """One request; the body of a 200 answer, else the error as a domain error."""
         headers = {
             "Content-Type": "application/json",
             "Prefer": f"wait={int(self.config.timeout_s)}",
@@ -270,20 +318,7 @@ class QueryApiSource:
                     self._count("budget_wait_s", hold.waited)
         status = response.status_code
         if status == 200:
-            result = decode_result(response.content)
-            del response  # the body goes before the converted cells come (a query's memory peak)
-            if result.partial_kind == "warning":  # complete rows with a note (docs/reliability.md)
-                log.warning("%s: query answered with a warning (rows kept): %s", self.config.table, result.partial)
-                with self._stats_lock:
-                    self.stats.warnings.append(str(result.partial)[:300])
-                return typed(replace(result, partial=None, partial_kind=""))
-            if result.partial_kind == "error":  # not a cap: splitting cannot cure it
-                raise FatalError(f"query API partial error (not truncation; the rows are not used): {result.partial}")
-            if result.partial is not None and complete:
-                raise RetriableError(f"count came back cut (PartialError): {result.partial}")
-            if result.partial is not None:  # never used: don't convert up to 64 MB for nothing
-                return QueryResult(result.columns, [], result.partial, result.body_bytes)
-            return typed(result)
+            return response.content
         reason = error_reason(response.content)
         if status == 429 or status >= 500:
             if status == 429:
@@ -310,6 +345,8 @@ class _GaveUp(Exception):
     def __init__(self, error: BudgetTimeout) -> None:
         super().__init__(str(error))
         self.error = error
+
+
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -16,8 +16,10 @@ import orjson
 
 from shared.errors import FatalError
 from shared.mapping.normalize import normalize_rows
+from shared.mapping.values import to_decimal
 from shared.model import Column
 from shared.redact import redact
+from shared.sources.wire_arrow import decode_columns
 
 __all__ = [
     "QueryResult",
@@ -25,6 +27,7 @@ __all__ = [
     "decode_result",
     "describe_error",
     "error_reason",
+    "parse_response",
     "parse_result",
     "partial_kind",
     "typed",
@@ -37,7 +40,12 @@ class QueryResult:
     rows: list[list[Any]]
     partial: str | None  # the service's reason when the result was cut (HTTP 200 PartialError)
     body_bytes: int = 0  # size of the response body the rows came from (sizes batches by bytes)
+    arrow: Any = None  # the cells column-wise (``shared.sources.wire_arrow``) instead of ``rows``
     partial_kind: str = ""  # "truncated", "error" or "warning" (see ``partial_kind``)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.arrow.num_rows) if self.arrow is not None else len(self.rows)
 
 
 def _to_int(v: Any) -> Any:
@@ -54,6 +62,14 @@ def _to_float(v: Any) -> Any:
     if isinstance(v, int) and not isinstance(v, bool):
         return float(v)
     return v
+
+
+def _to_decimal(v: Any) -> Any:
+    """The exact text (see ``shared.mapping.values.to_decimal``); text that is not a number is
+    kept as it came, for the cell check to quarantine its row."""
+    if isinstance(v, str):
+        return v if v else None
+    return to_decimal(v)
 
 
 def _to_bool(v: Any) -> Any:
@@ -86,7 +102,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "long": _to_int,
     "int": _to_int,
     "real": _to_float,
-    "decimal": _to_float,
+    "decimal": _to_decimal,
     "bool": _to_bool,
     "boolean": _to_bool,
     "dynamic": _to_dynamic,
@@ -101,7 +117,7 @@ _CANONICAL: dict[str, frozenset[type]] = {
     "long": frozenset({int, bool, _NONE}),
     "int": frozenset({int, bool, _NONE}),
     "real": frozenset({float, bool, _NONE}),
-    "decimal": frozenset({float, bool, _NONE}),
+    "decimal": frozenset({str, _NONE}),
     "bool": frozenset({bool, _NONE}),
     "guid": frozenset({str, _NONE}),
     "timespan": frozenset({str, _NONE}),
@@ -147,6 +163,20 @@ def _parse_dynamic(rows: list[list[Any]], i: int) -> None:
 def parse_result(body: bytes) -> QueryResult:
     """Parse a 200 response body. Raises ``FatalError`` on a body that is not the wire format."""
     return typed(decode_result(body))
+
+
+def parse_response(body: bytes, *, columnar: bool = False) -> QueryResult:
+    """A 200 response body as typed rows; with ``columnar``, column-wise in Arrow instead
+    (rows empty, ``arrow`` set) when ``wire_arrow`` can prove the cells exact. A partial
+    result comes back untyped. Raises ``FatalError`` on a body that is not the wire format.
+    """
+    decoded = decode_columns(body) if columnar else None
+    if decoded is not None:
+        return QueryResult(decoded.columns, [], None, decoded.body_bytes, decoded.table)
+    result = decode_result(body)
+    if result.partial is not None and result.partial_kind != "warning":  # never used: not converted
+        return QueryResult(result.columns, [], result.partial, result.body_bytes, partial_kind=result.partial_kind)
+    return typed(result)  # a warning keeps its rows (and its text, for the caller to record)
 
 
 def typed(result: QueryResult) -> QueryResult:

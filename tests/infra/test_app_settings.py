@@ -33,6 +33,7 @@ DEFAULTED = {
     "MOVER_CHECKPOINT_AFTER": "PT8M stays below host.json's functionTimeout (10 min)",
     "MOVER_REPLAY_MAX_WINDOWS": "a month of hourly windows per replay request is the documented default",
     "MOVER_REPLAY_INLINE_WINDOWS": "6 inline windows keep an HTTP replay well under the 230 s response limit",
+    "MOVER_MEMORY_BUDGET_MB": "derived from MOVER_INSTANCE_MEMORY_MB (set from instanceMemoryMB): 1/64 of it",
     "MOVER_TELEMETRY_INSTRUMENTATIONS": "off: per-call httpx/storage spans would flood the app's own telemetry",
     "MOVER_DELTA_MAINTENANCE_SCHEDULE": "Delta compaction/vacuum is opt-in (docs/sinks.md): extraAppSettings",
     "MOVER_VERIFY_SCHEDULE": "the daily verify is opt-in; set it through extraAppSettings (docs/operations.md)",

@@ -16,7 +16,8 @@ from bench.stack import ROOT
 
 ROWS = 20_000
 KEYS = {"rows", "jsonl_rows_per_s", "parquet_rows_per_s", "limit_rows_per_s", "ratio_jsonl", "ratio_parquet",
-        "peak_rss_mb"}  # fmt: skip
+        "peak_rss_mb", "jsonl_cpu_s_per_1m", "parquet_cpu_s_per_1m", "limit_cpu_s_per_1m",
+        "three_windows_peak_rss_mb"}  # fmt: skip
 
 
 def test_bench_small_run_moves_every_row_and_prints_bench_line(tmp_path):
@@ -37,7 +38,7 @@ def test_bench_small_run_moves_every_row_and_prints_bench_line(tmp_path):
     report = orjson.loads(report_path.read_bytes())
     assert report["failures"] == []
     scenarios = report["scenarios"]
-    for name in ("jsonl", "parquet", "limit"):
+    for name in ("jsonl", "parquet", "delta", "csv", "limit"):
         assert scenarios[name]["rows"] == ROWS, name
         assert scenarios[name]["counted_rows"] == ROWS, name  # counted back from the blobs in Azurite
         assert scenarios[name]["blobs"] == 1, name
@@ -47,6 +48,8 @@ def test_bench_small_run_moves_every_row_and_prints_bench_line(tmp_path):
     assert table["rows"] == 300 and table["sink_entities_per_s"] > 0 and table["store_entities_per_s"] > 0
     assert scenarios["jsonl"]["queries"] == scenarios["limit"]["queries"] + 1  # + the count per bin
     assert "WARNING" not in done.stdout  # the limit wrote byte-identical JSONL
+    three = report["three_windows"]  # three windows at once in one process, every row counted back
+    assert three["rows"] == 3 * ROWS and three["windows"] == 3 and three["peak_rss_mb"] > 0
 
     ticks = report["scheduler"]
     assert [(t["pipelines"], t["entities"]) for t in ticks] == [(3, 24), (3, 144)]

@@ -1,7 +1,7 @@
 """The streaming properties ``make bench`` relies on, against a dense emulator hour.
 
 A minute holding more rows than ``max_rows_per_query`` is still cut into sub-windows near
-the limit; a response reaches the sinks in slices of ~``BATCH_BYTES``; the per-column fast
+the limit; a response reaches the sinks whole, with slices of ~``BATCH_BYTES`` as its chunk hint; the per-column fast
 path of ``convert_rows`` gives exactly what the per-cell converters give.
 """
 
@@ -59,17 +59,18 @@ def test_dense_minutes_are_cut_to_the_row_limit(dense):
     assert max(counts) <= 2 * 40  # even cuts of a bin: near the limit, never a whole dense minute
 
 
-def test_a_response_reaches_the_sinks_in_slices(dense):
+def test_a_response_reaches_the_sinks_whole_with_slices_of_batch_bytes(dense):
+    """A column-wise answer is one batch (its memory is the byte budget's); its chunk hint is the
+    ~``BATCH_BYTES`` slice the row path hands on, which Parquet pages follow."""
     src = source(dense, 500_000)
     before = dense.stats.bytes_returned
     batches = list(src.read(HOUR))
     wire = dense.stats.bytes_returned - before  # the count per bin (~2 KB) + the one data response
-    sizes = [len(b) for b in batches]
-    assert sum(sizes) == ROWS and len(sizes) > 1
-    assert len(set(sizes[:-1])) == 1 and sizes[-1] <= sizes[0]  # equal slices, the rest last
-    assert abs(sizes[0] - batch_rows(ROWS, wire)) <= sizes[0] // 100  # ~BATCH_BYTES of response each
+    (batch,) = batches
+    assert batch.arrow is not None and len(batch) == ROWS
+    assert abs(batch.chunk_rows - batch_rows(ROWS, wire)) <= batch.chunk_rows // 100
     assert src.stats.queries == 2 and src.summary().source_count == ROWS  # count per bin + one query
-    ids = [row[[c.name for c in batches[0].columns].index("itemId")] for b in batches for row in b.rows]
+    ids = [row[[c.name for c in batch.columns].index("itemId")] for row in batch.rows]
     assert len(set(ids)) == ROWS
 
 

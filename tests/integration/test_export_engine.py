@@ -80,7 +80,7 @@ def sample_line(relative: str) -> bytes:
 
 # -- blob → output row, every telemetry type ------------------------------------------------------------
 COMMON = {
-    "timestamp": "2026-11-02T10:05:45.733471Z", "operation_Name": "GET Home/Index", "operation_Id": "fCOhCdCnZ9I=",
+    "timestamp": "2026-11-02T10:05:45.7334717Z", "operation_Name": "GET Home/Index", "operation_Id": "fCOhCdCnZ9I=",
     "cloud_RoleName": "shop-web", "cloud_RoleInstance": "WFWEB14B.fabrikam.net", "client_City": "San Antonio",
     "client_CountryOrRegion": "United States", "session_Id": "65504c10-44a6-489e-b9dc-94184eb00d86",
     "user_Id": "us-tx-sn1-azr", "application_Version": "1.4.2",
@@ -131,7 +131,7 @@ DS_COMMON = {
 }
 DS_FIELDS: dict[str, tuple[str, dict[str, Any]]] = {
     "AppRequests": ("insights-logs-apprequests.PT1H.json", DS_COMMON | {
-        "timestamp": "2026-11-02T10:41:14.123838Z", "id": "09d760d34d75e847", "name": "GET /api/orders",
+        "timestamp": "2026-11-02T10:41:14.1238381Z", "id": "09d760d34d75e847", "name": "GET /api/orders",
         "url": "https://shop-api.azurewebsites.net/api/orders", "success": "True", "resultCode": "200",
         "duration": 9.1593, "performanceBucket": "<250ms", "operation_Name": "GET /api/orders",
         "client_City": "Portland", "itemType": "request",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from shared.membudget import ByteBudget
 from shared.sinks.formats.arrow import ARROW_TYPES, arrow_type, batch_to_arrow, coerce_array
 from shared.sinks.formats.common import GZIP_LEVEL, Encoder, GzipStream, Writable, dumps_json
 from shared.sinks.formats.csvfile import CsvEncoder
@@ -44,13 +45,19 @@ FormatName = Literal["jsonl", "csv", "parquet"]
 
 
 def open_encoder(
-    fmt: FormatName | str, out: Writable, *, compression: str = "gzip", row_group_rows: int = 25_000
+    fmt: FormatName | str,
+    out: Writable,
+    *,
+    compression: str = "gzip",
+    row_group_rows: int = 25_000,
+    budget: ByteBudget | None = None,
 ) -> Encoder:
-    """The encoder for a sink format writing to ``out`` (compression included)."""
+    """The encoder for a sink format writing to ``out`` (compression included); ``budget``
+    counts a Parquet file's pending row group."""
     if fmt == "jsonl":
         return JsonlEncoder(out, compression)
     if fmt == "csv":
         return CsvEncoder(out, compression)
     if fmt == "parquet":
-        return ParquetEncoder(out, compression, row_group_rows=row_group_rows)
+        return ParquetEncoder(out, compression, row_group_rows=row_group_rows, budget=budget)
     raise ValueError(f"unknown format {fmt!r}")

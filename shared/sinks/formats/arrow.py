@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shared.errors import DataError
+from shared.mapping.values import to_decimal
 from shared.model import Batch, Column
 from shared.sinks.formats.common import dumps_json, json_cell, utf8
 
@@ -29,7 +30,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "long": pa.int64(),
     "int": pa.int64(),
     "real": pa.float64(),
-    "decimal": pa.float64(),
+    "decimal": pa.string(),  # the exact text: a .NET decimal needs 57 digits of precision, Parquet readers 38
     "bool": pa.bool_(),
     "string": pa.string(),
     "guid": pa.string(),
@@ -89,6 +90,8 @@ def coerce_array(values: Sequence[Any], kql_type: str, name: str) -> pa.Array:
         return _datetime_array(values)
     if kql_type == "dynamic":
         return pa.array([None if v is None else dumps_json(v).decode() for v in values], target)
+    if kql_type == "decimal":
+        return _decimal_array(values, name)
     try:
         return pa.array(values, target)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
@@ -107,6 +110,20 @@ def coerce_array(values: Sequence[Any], kql_type: str, name: str) -> pa.Array:
     raise DataError(f"column {name!r}: values do not fit type {kql_type}")
 
 
+_DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def _decimal_array(values: Sequence[Any], name: str) -> pa.Array:
+    """Decimal cells as their exact text; ``DataError`` for text that is not a number."""
+    try:
+        text = pa.array([v if v is None or isinstance(v, str) else to_decimal(v) for v in values], pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(f"column {name!r}: values are not decimals: {exc}") from exc
+    if pc.any(pc.invert(pc.match_substring_regex(text, _DECIMAL))).as_py():
+        raise DataError(f"column {name!r}: a value is not a decimal number")
+    return text
+
+
 def _to_bool(value: Any) -> bool:
     if isinstance(value, str):
         if value.lower() in ("true", "1"):
@@ -123,6 +140,13 @@ def arrow_field(col: Column) -> pa.Field:
 
 def batch_to_arrow(batch: Batch) -> pa.Table:
     """Column-wise conversion of one batch to a typed Arrow table (see ``ARROW_TYPES``)."""
+    schema = pa.schema([arrow_field(c) for c in batch.columns])
+    if batch.arrow is not None:  # canonical columns already (shared.sources.wire_arrow)
+        arrays = [_from_canonical(batch.arrow.column(i), col.type) for i, col in enumerate(batch.columns)]
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        if batch.chunk_rows and table.num_rows > batch.chunk_rows:  # the row path's slices (see Batch)
+            table = pa.Table.from_batches(table.to_batches(max_chunksize=batch.chunk_rows), schema=schema)
+        return table
     if batch.rows:
         try:
             # zip(*rows) transposes in C; far cheaper than a Python loop per cell.
@@ -132,7 +156,19 @@ def batch_to_arrow(batch: Batch) -> pa.Table:
     else:
         columns = [() for _ in batch.columns]
     arrays = [coerce_array(values, col.type, col.name) for values, col in zip(columns, batch.columns, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=pa.schema([arrow_field(c) for c in batch.columns]))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _from_canonical(values: pa.ChunkedArray, kql_type: str) -> pa.ChunkedArray:
+    """A canonical column as its Parquet type: datetimes are parsed (a 100 ns digit dropped),
+    the rest already fits."""
+    if kql_type == "datetime":
+        try:
+            return pc.cast(values, ARROW_TYPES["datetime"])  # no 7-digit value in this batch
+        except pa.ArrowInvalid:
+            return pc.cast(pc.replace_substring_regex(values, _FRACTION_7, r"\1"), ARROW_TYPES["datetime"])
+    target = arrow_type(kql_type)
+    return values if values.type == target else values.cast(target)
 
 
 def compatible(file_type: pa.DataType, batch_type: pa.DataType) -> bool:

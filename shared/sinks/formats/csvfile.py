@@ -11,6 +11,7 @@ from shared.errors import DataError
 from shared.model import Batch, Column
 from shared.sinks.formats.arrow import ARROW_TYPES
 from shared.sinks.formats.common import GZIP_LEVEL, GzipStream, Writable, dumps_json, json_cell, utf8
+from shared.sinks.formats.text_arrow import ArrowPending, csv_records, write_pieces
 
 __all__ = ["CsvEncoder"]
 
@@ -42,6 +43,7 @@ class CsvEncoder:
         self._index: dict[str, int] = {}
         self._text = io.StringIO()
         self._csv = csv.writer(self._text, lineterminator="\r\n")
+        self._pending = ArrowPending()
         self.rows = 0
 
     @property
@@ -52,15 +54,23 @@ class CsvEncoder:
         return not self._columns or all(name in self._index for name in batch.names)
 
     def write(self, batch: Batch) -> None:
-        if not batch.rows:
+        count = len(batch)
+        if not count:
             return
+        if batch.arrow is not None and len(batch.columns) > 1 and (batch.columns == self._columns or not self._columns):
+            self._header(batch)  # column-wise: records come from Arrow compute, several batches at once
+            if not self._pending.fits(batch):
+                self._flush()
+            if self._pending.add(batch):
+                self._flush()
+            self.rows += count
+            return
+        self._flush()
         width = len(batch.columns)
         if any(len(row) != width for row in batch.rows):
             raise DataError(f"table {batch.table}: rows do not all have {width} values")
         if not self._columns:
-            self._columns = batch.columns
-            self._index = {c.name: i for i, c in enumerate(batch.columns)}
-            self._csv.writerow(batch.names)
+            self._header(batch)
         elif not self.fits(batch):
             raise ValueError("batch has columns this CSV file has no header for; start a new file")
         rows: Any = batch.rows
@@ -79,10 +89,23 @@ class CsvEncoder:
         if converters:
             rows = [_convert(row, converters) for row in rows]
         self._csv.writerows(rows)
-        self._out.write(utf8(self._text.getvalue()))
+        self._out.write(self._flush_text())
+        self.rows += count
+
+    def _header(self, batch: Batch) -> None:
+        """The first batch fixes the columns and writes the header row."""
+        if self._columns:
+            return
+        self._columns = batch.columns
+        self._index = {c.name: i for i, c in enumerate(batch.columns)}
+        self._csv.writerow(batch.names)
+        self._out.write(self._flush_text())
+
+    def _flush_text(self) -> bytes:
+        data = utf8(self._text.getvalue())
         self._text.seek(0)
         self._text.truncate()
-        self.rows += len(batch.rows)
+        return data
 
     def _converters(self, batch: Batch) -> list[tuple[int, Callable[[Any], Any]]]:
         """Cell converters by file position; only bool/dynamic/unknown columns need one."""
@@ -97,7 +120,14 @@ class CsvEncoder:
                 out.append((pos, json_cell))
         return out
 
+    def _flush(self) -> None:
+        held = self._pending.take()
+        if held is not None:
+            write_pieces(self._out, csv_records(held))
+
     def close(self) -> None:
+        """Write what is held; finish the gzip stream. Call it once the last batch is written."""
+        self._flush()
         if self._gzip is not None:
             self._gzip.finish()
 

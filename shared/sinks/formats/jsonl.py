@@ -10,6 +10,7 @@ import orjson
 from shared.errors import DataError
 from shared.model import Batch, Column
 from shared.sinks.formats.common import GZIP_LEVEL, GzipStream, Writable, dumps_json, json_default, union_columns
+from shared.sinks.formats.text_arrow import ArrowPending, json_lines, write_pieces
 
 __all__ = ["JsonlEncoder"]
 
@@ -22,6 +23,7 @@ class JsonlEncoder:
         self._out: Writable = self._gzip or out
         self._known: dict[str, Column] = {}
         self._last: tuple[Column, ...] = ()
+        self._pending = ArrowPending()
         self.rows = 0
 
     @property
@@ -32,30 +34,49 @@ class JsonlEncoder:
         return True
 
     def write(self, batch: Batch) -> None:
-        if not batch.rows:
+        count = len(batch)
+        if not count:
             return
-        names = batch.names
-        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        # One growing buffer, not a list joined: each orjson result holds a ~16 KB allocation,
-        # so a batch of lines kept alive costs ~10x its bytes of RSS, and the join one more copy.
-        lines = bytearray()
-        try:
-            for row in batch.rows:
-                lines += dumps(dict(zip(names, row, strict=True)), default=json_default, option=newline)
-        except (orjson.JSONEncodeError, ValueError):
-            lines = bytearray()
-            for row in batch.rows:
-                lines += dumps_json(_row_dict(names, row))
-                lines += b"\n"
+        if batch.arrow is not None:  # column-wise: lines come from Arrow compute, several batches at once
+            if not self._pending.fits(batch):
+                self._flush()
+            if self._pending.add(batch):
+                self._flush()
+        else:
+            self._flush()
+            self._out.write(_row_lines(batch))
         if batch.columns != self._last:
             union_columns(self._known, batch)
             self._last = batch.columns
-        self._out.write(bytes(lines))
-        self.rows += len(batch.rows)
+        self.rows += count
+
+    def _flush(self) -> None:
+        held = self._pending.take()
+        if held is not None:
+            write_pieces(self._out, json_lines(held))
 
     def close(self) -> None:
+        """Write what is held; finish the gzip stream. Call it once the last batch is written."""
+        self._flush()
         if self._gzip is not None:
             self._gzip.finish()
+
+
+def _row_lines(batch: Batch) -> bytes:
+    names = batch.names
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    # One growing buffer, not a list joined: each orjson result holds a ~16 KB allocation,
+    # so a batch of lines kept alive costs ~10x its bytes of RSS, and the join one more copy.
+    lines = bytearray()
+    try:
+        for row in batch.rows:
+            lines += dumps(dict(zip(names, row, strict=True)), default=json_default, option=newline)
+    except (orjson.JSONEncodeError, ValueError):
+        lines = bytearray()
+        for row in batch.rows:
+            lines += dumps_json(_row_dict(names, row))
+            lines += b"\n"
+    return bytes(lines)
 
 
 def _row_dict(names: list[str], row: Sequence[Any]) -> dict[str, Any]:

@@ -6,11 +6,16 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shared.membudget import ByteBudget
 from shared.model import Batch, Column
 from shared.sinks.formats.arrow import arrow_field, arrow_type, batch_to_arrow, compatible, conform
 from shared.sinks.formats.common import Writable, union_columns
 
-__all__ = ["OutputStream", "ParquetEncoder"]
+__all__ = ["ROW_GROUP_BYTES", "OutputStream", "ParquetEncoder"]
+
+# A row group is written once it holds this much Arrow data, even before ``row_group_rows``:
+# rows differ tenfold in width, and the pending rows are held in memory (docs/performance.md).
+ROW_GROUP_BYTES = 32 * 2**20
 
 
 class ParquetEncoder:
@@ -22,10 +27,19 @@ class ParquetEncoder:
     get nulls, and a batch with a new column or a different type does not ``fit``.
     """
 
-    def __init__(self, out: Writable, compression: str = "snappy", *, row_group_rows: int = 25_000) -> None:
+    def __init__(
+        self,
+        out: Writable,
+        compression: str = "snappy",
+        *,
+        row_group_rows: int = 25_000,
+        budget: ByteBudget | None = None,
+    ) -> None:
         self._out = out
         self._compression = compression
         self._row_group_rows = row_group_rows
+        self._budget = budget  # the pending row group is counted in the process's byte budget
+        self._pending_bytes = 0
         self._known: dict[str, Column] = {}
         self._schema: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
@@ -48,7 +62,7 @@ class ParquetEncoder:
         return True
 
     def write(self, batch: Batch) -> None:
-        if not batch.rows:
+        if not len(batch):
             return
         if not self.fits(batch):
             raise ValueError("batch does not fit this Parquet file's schema; start a new file")
@@ -56,9 +70,22 @@ class ParquetEncoder:
         union_columns(self._known, batch)
         self._pending.append(table)
         self._pending_rows += table.num_rows
+        self._hold(table.nbytes)
         self.rows += table.num_rows
         if self._pending_rows >= self._row_group_rows:
             self._flush(final=False)
+        elif self._pending_bytes >= ROW_GROUP_BYTES:  # wide rows: a shorter row group bounds memory
+            self._flush(final=True)
+
+    def _hold(self, nbytes: int) -> None:
+        self._pending_bytes += nbytes
+        if self._budget is not None:
+            self._budget.force(nbytes)
+
+    def _let_go(self) -> None:
+        if self._budget is not None:
+            self._budget.release(self._pending_bytes)
+        self._pending_bytes = 0
 
     def _flush(self, *, final: bool) -> None:
         if not self._pending:
@@ -77,19 +104,27 @@ class ParquetEncoder:
             raise RuntimeError("parquet writer not open")
         table = pa.concat_tables([conform(t, self._schema) for t in self._pending])
         self._pending, self._pending_rows = [], 0
+        self._let_go()
         size = self._row_group_rows
         full = table.num_rows if final else table.num_rows - table.num_rows % size
         if full:
             writer.write_table(table.slice(0, full), row_group_size=size)
         if full < table.num_rows:
-            self._pending = [table.slice(full)]
+            rest = table.slice(full)
+            self._pending = [rest]
             self._pending_rows = table.num_rows - full
+            self._hold(rest.nbytes)
 
     def close(self) -> None:
         self._flush(final=True)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    def discard(self) -> None:
+        """Drop what is pending (an aborted file) and give its bytes back to the budget."""
+        self._pending, self._pending_rows = [], 0
+        self._let_go()
 
 
 class OutputStream:

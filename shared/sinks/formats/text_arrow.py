@@ -1,0 +1,170 @@
+"""JSON lines and CSV records of a column-wise batch, built with Arrow compute (pure).
+
+Each column becomes one array of the text its cells take in the file (a JSON value, or a
+CSV field), and a line is those arrays joined element-wise: no Python object per cell.
+The text is exactly what the row encoders write (``orjson.dumps`` of a row dict; the
+``csv`` module with minimal quoting): where Arrow cannot tell (a string with characters
+JSON escapes, a float's shortest form), the values of that column go through ``orjson``
+or ``repr`` one by one, still without a Python loop per row.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shared.model import Batch
+
+__all__ = ["ENCODE_ROWS", "ArrowPending", "csv_records", "json_lines", "write_pieces"]
+
+# Column-wise batches are encoded together up to this many rows: each Arrow call costs ~20 µs
+# whatever its length, and a column costs a few calls (sources slice a response into ~2 MiB batches).
+ENCODE_ROWS = 8_192
+_CHUNK = 2 * 2**20  # encoded text is handed on in pieces of this size (a queued piece is memory)
+
+_NEEDS_JSON_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
+_NEEDS_CSV_QUOTE_BYTES = re.compile(rb'[",\r\n]')
+_NEEDS_CSV_QUOTE = '[",\\r\\n]'
+_TEXT_TYPES = frozenset({"string", "guid", "timespan", "datetime", "decimal"})
+
+
+class ArrowPending:
+    """Column-wise batches of one column layout, held until ``ENCODE_ROWS`` rows are there."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.rows = 0
+
+    def fits(self, batch: Batch) -> bool:
+        return not self.batches or (
+            batch.columns == self.batches[0].columns and batch.arrow.schema == self.batches[0].arrow.schema
+        )
+
+    def add(self, batch: Batch) -> bool:
+        """Hold ``batch``; ``True`` once enough rows are held to encode them."""
+        self.batches.append(batch)
+        self.rows += len(batch)
+        return self.rows >= ENCODE_ROWS
+
+    def take(self) -> Batch | None:
+        """The held batches as one (their rows in order), or ``None``; empties the holder."""
+        if not self.batches:
+            return None
+        first, tables = self.batches[0], [b.arrow for b in self.batches]
+        self.batches, self.rows = [], 0
+        return first if len(tables) == 1 else first.with_arrow(pa.concat_tables(tables))
+
+
+def write_pieces(out: Any, data: bytes) -> None:
+    """``data`` to ``out.write`` in pieces of at most ``_CHUNK`` bytes."""
+    for start in range(0, len(data), _CHUNK):
+        out.write(data[start : start + _CHUNK])
+
+
+def _column(batch: Batch, i: int) -> pa.Array:
+    column = batch.arrow.column(i)
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _joined(lines: pa.Array) -> bytes:
+    """The values of a string array back to back (its data buffer between the first and last offset)."""
+    if len(lines) == 0:
+        return b""
+    _validity, offsets, data = lines.buffers()
+    bounds = memoryview(offsets).cast("i")  # int32 offsets (string, not large_string)
+    start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
+    return bytes(data[start:end].to_pybytes())
+
+
+def _each(values: pa.Array, fn: Any) -> pa.Array:
+    return pa.array(list(map(fn, values.to_pylist())), pa.string())
+
+
+def _json_floats(values: pa.Array) -> pa.Array:
+    """Floats (and nulls) as orjson writes them: one ``orjson.dumps`` of the whole list, split in
+    Arrow (a JSON number never holds a comma)."""
+    text = orjson.dumps(values.to_pylist())[1:-1]
+    if not text:
+        return pa.array([""] * len(values), pa.string())
+    return pc.split_pattern(pa.array([text.decode()]), ",").flatten()
+
+
+def _value_bytes(values: pa.Array) -> memoryview:
+    """The bytes of a string array's values, back to back (a view of its data buffer)."""
+    _validity, offsets, data = values.buffers()
+    if data is None or len(values) == 0:
+        return memoryview(b"")
+    bounds = memoryview(offsets).cast("i")
+    return memoryview(data)[bounds[values.offset] : bounds[values.offset + len(values)]]
+
+
+def _plain(values: pa.Array, pattern: re.Pattern[bytes]) -> bool:
+    """No value of a text column has a character ``pattern`` finds (it goes into the file as it
+    is). One scan of the column's bytes, not a call per value."""
+    return pattern.search(_value_bytes(values)) is None
+
+
+def _json_column(values: pa.Array, kql_type: str) -> tuple[pa.Array, bool]:
+    """Each cell's JSON text as ``orjson.dumps`` writes it inside a row object, and whether the
+    quotes around it are left to the glue between columns (plain text without nulls)."""
+    if pa.types.is_string(values.type) and kql_type in _TEXT_TYPES:
+        if not _plain(values, _NEEDS_JSON_ESCAPE):
+            return _each(values, orjson.dumps), False  # orjson's own escaping, per value of this column
+        if not values.null_count:
+            return values, True
+        return pc.fill_null(pc.binary_join_element_wise('"', values, '"', ""), _NULL), False
+    if kql_type == "dynamic" or pa.types.is_string(values.type):  # compact JSON already
+        text = values
+    elif pa.types.is_integer(values.type):
+        text = pc.cast(values, pa.string())
+    elif pa.types.is_boolean(values.type):
+        text = pc.if_else(values, "true", "false")
+    else:
+        return _json_floats(values), False  # orjson's shortest form; null, NaN and inf → null
+    return (pc.fill_null(text, _NULL) if text.null_count else text), False
+
+
+_NULL = pa.scalar("null", pa.string())
+
+
+def json_lines(batch: Batch) -> bytes:
+    """``orjson.dumps(dict(zip(names, row))) + b"\\n"`` for every row of a column-wise batch.
+
+    One element-wise join per batch: the keys, commas and the quotes around plain text are
+    the glue between the columns' arrays.
+    """
+    parts: list[Any] = []
+    glue = "{"
+    for i, col in enumerate(batch.columns):
+        values, quoted = _json_column(_column(batch, i), col.type)
+        glue += ("," if i else "") + orjson.dumps(col.name).decode() + ":" + ('"' if quoted else "")
+        parts += [glue, values]
+        glue = '"' if quoted else ""
+    parts.append(glue + "}\n")
+    return _joined(pc.binary_join_element_wise(*parts, ""))
+
+
+def _csv_column(values: pa.Array) -> pa.Array:
+    """Each cell as ``csv.writer`` writes it (minimal quoting); null stays null (an empty field)."""
+    if pa.types.is_string(values.type):  # text, datetimes, dynamic JSON
+        if _plain(values, _NEEDS_CSV_QUOTE_BYTES):
+            return values
+        quote = pc.fill_null(pc.match_substring_regex(values, _NEEDS_CSV_QUOTE), False)
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(values, '"', '""'), '"', "")
+        return pc.if_else(quote, quoted, values)
+    if pa.types.is_integer(values.type):
+        return pc.cast(values, pa.string())
+    if pa.types.is_boolean(values.type):
+        return pc.if_else(values, "true", "false")
+    return pa.array([None if v is None else repr(v) for v in values.to_pylist()], pa.string())  # floats: str()
+
+
+def csv_records(batch: Batch) -> bytes:
+    """The CSV records (no header) of a column-wise batch, CRLF after each."""
+    fields = [_csv_column(_column(batch, i)) for i in range(len(batch.columns))]
+    records = pc.binary_join_element_wise(*fields, ",", null_handling="replace", null_replacement="")
+    return _joined(pc.binary_join_element_wise(records, "\r\n", ""))
