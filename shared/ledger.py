@@ -106,19 +106,6 @@ class Ledger(Finish, Unclaimed, Marks, Writes):
             raise translate(exc, "first window") from exc
         return None
 
-    def failed(self, pipeline: str) -> list[WindowState]:
-        """Every ``failed`` window of a pipeline (a filtered scan of its partition)."""
-        self.ensure()
-        query = "PartitionKey eq @p and RowKey lt @m and Status eq 'failed'"
-        entities, _ = read_entities(self._table, query, {"p": pipeline, "m": META_KEY}, "failed")
-        out: list[WindowState] = []
-        for entity in entities:
-            try:
-                out.append(state_of(entity, entity["_etag"]))
-            except Unreadable:
-                continue
-        return out
-
     def get(self, pipeline: str, window: Window) -> WindowState | None:
         entity = self._get(pipeline, window.key)
         return None if entity is None else state_of(entity, entity["_etag"])
