@@ -12,7 +12,7 @@ CHECKOV    := $(CHECKOV_VENV)/bin/checkov
 help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app (planner + 2 queue workers; Ctrl-C stops)"
 	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
-	@echo "make lint   - ruff + mypy + checkov over infra/"
+	@echo "make lint   - ruff + mypy + import layers and cycles (import-linter) + checkov over infra/"
 	@echo "make fault  - fault suite, inline then queue workers: kills, throttling, truncation, storage restart, queue faults; FAULTS {...}"
 	@echo "make fuzz   - bad-input suite: 300 malformed requests + 200 malformed settings; prints FUZZ {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
@@ -56,6 +56,7 @@ integration-identity: deps  # the integration tests through the local managed-id
 lint: deps $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(CHECKOV) -d infra --framework bicep --skip-download --quiet --compact
 
 fault: deps

@@ -11,7 +11,10 @@ import os
 
 import azure.functions as func
 
-from shared import api, ops_api, redact, telemetry
+from shared import redact
+from shared.frontends import http as api
+from shared.frontends import http_ops as ops_api
+from shared.runtime import telemetry
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("insights_mover")

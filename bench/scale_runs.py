@@ -4,7 +4,7 @@ and one big hour with sequential or parallel sub-queries.
 Both run the app's real code in their own processes against the emulator with service
 time and the 5-query cap: the backfill is ``python -m shared run --workers N --every 1
 --until-idle`` (a planner plus N ``python -m shared work`` processes on Azurite's queue);
-the hour is ``Engine.replay(mode="inline")`` in a child (``python -m bench.scale --child
+the hour is ``App.replay(mode="inline")`` in a child (``python -m bench.scale --child
 hour``) so its peak RSS (``VmHWM``) is its own.
 """
 
@@ -206,9 +206,9 @@ def hour(
 
 
 def hour_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Child side of ``hour``: one ``Engine.replay(mode="inline")`` of the hour; fails unless it is done."""
-    from shared.runner import Engine
-    from shared.settings import Settings
+    """Child side of ``hour``: one ``App.replay(mode="inline")`` of the hour; fails unless it is done."""
+    from shared.app import App
+    from shared.settings import load_settings
 
     start = datetime.fromisoformat(spec["start"].replace("Z", "+00:00"))
     config = pipeline_config(
@@ -222,8 +222,8 @@ def hour_child(spec: dict[str, Any]) -> dict[str, Any]:
         parallel=spec.get("parallel"),
     )
     env = settings_env(spec["storage"], spec["token"], [config], spec["ledger"], "hour-" + spec["ledger"][4:])
-    settings = Settings.from_env(env)
-    engine = Engine(settings, clock=lambda: start + timedelta(days=1))
+    settings = load_settings(env)
+    engine = App(settings, clock=lambda: start + timedelta(days=1))
     try:
         began, cpu = time.perf_counter(), time.process_time()
         replay = engine.replay(settings.pipeline("hour"), start, start + HOUR, mode="inline")

@@ -1,6 +1,6 @@
 """What ``make bench`` measures; each function runs inside its own child process.
 
-* ``pipeline`` — the engine itself: ``Engine.replay(..., mode="inline")`` of one ``PT1H``
+* ``pipeline`` — the engine itself: ``App.replay(..., mode="inline")`` of one ``PT1H``
   window to Azurite, exactly the code the timer and HTTP triggers run (claim, count per
   bin, sub-window queries, PartialError splitting, encoding, staged blocks, commit,
   manifest, ledger).
@@ -37,7 +37,7 @@ from zlib_ng import zlib_ng
 
 from shared.durations import parse_timestamp
 from shared.model import Window, format_ts
-from shared.settings import QuerySourceConfig, Settings
+from shared.settings import QuerySourceConfig, Settings, load_settings
 
 __all__ = ["HOUR", "bench_settings", "limit", "pipeline", "serve", "three"]
 
@@ -67,7 +67,7 @@ def bench_settings(
     }
     if spec.get("memory_budget_mb"):
         env["MOVER_MEMORY_BUDGET_MB"] = str(spec["memory_budget_mb"])
-    return Settings.from_env(env)
+    return load_settings(env)
 
 
 def delta_sink(spec: dict[str, Any]) -> dict[str, Any]:
@@ -88,12 +88,12 @@ def _sink_of(spec: dict[str, Any], fmt: str, path: str | None = None) -> dict[st
 
 
 def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
-    """One ``PT1H`` window through ``Engine.replay(mode="inline")``; fails unless it is ``done``."""
-    from shared.runner import Engine
+    """One ``PT1H`` window through ``App.replay(mode="inline")``; fails unless it is ``done``."""
+    from shared.app import App
 
     settings = bench_settings(spec, sink=_sink_of(spec, spec["format"]))
     window = _window(spec)
-    engine = Engine(settings, clock=lambda: window.end + timedelta(days=1))
+    engine = App(settings, clock=lambda: window.end + timedelta(days=1))
     try:
         pipe = settings.pipeline("bench")
         started = time.perf_counter()
@@ -115,13 +115,13 @@ def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
 def three(spec: dict[str, Any]) -> dict[str, Any]:
     """Three windows of the hour at once in one process, as one worker instance runs queue messages
     (``batchSize`` 2 + ``newBatchThreshold`` 1): JSONL.gz, Parquet and Delta pipelines over the same
-    rows, each through ``Engine.run_window`` on its own thread, sharing the query budget."""
-    from shared.runner import Engine
+    rows, each through ``App.run_window`` on its own thread, sharing the query budget."""
+    from shared.app import App
 
     formats = spec.get("formats") or ["jsonl", "parquet", "delta"]
     settings = bench_settings(spec, sinks={f"bench-{f}": _sink_of(spec, f, f"bench-{f}") for f in formats})
     window = _window(spec)
-    engine = Engine(settings, clock=lambda: window.end + timedelta(days=1))
+    engine = App(settings, clock=lambda: window.end + timedelta(days=1))
     try:
         started = time.perf_counter()
         with ThreadPoolExecutor(len(formats), thread_name_prefix="window") as pool:
@@ -201,7 +201,7 @@ def limit(spec: dict[str, Any]) -> dict[str, Any]:
     JSONL in one Arrow pass over the whole response; gzip (zlib-ng, the sink's level) and
     4 MiB Put Block calls on helper threads.
     """
-    from shared.auth import HeaderProvider
+    from shared.runtime.auth import HeaderProvider
     from shared.sinks.formats import GZIP_LEVEL
     from shared.sources.query_api import QueryApiSource, bounded_query
 

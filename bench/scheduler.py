@@ -14,7 +14,7 @@ frontier sits at the end. Then, with a request hook on the ledger's own
   window's due time: a plan reads the meta row and an empty range.
 
 Either way the invariant is a constant number of requests per pipeline, whatever the
-history holds (``tick`` is the same measurement through ``Engine.tick``, as before).
+history holds (``tick`` is the same measurement through ``App.tick``, as before).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from shared.durations import parse_duration
 from shared.ledger import Ledger
 from shared.model import window_key
-from shared.settings import Settings
+from shared.settings import load_settings
 
 __all__ = ["scheduler"]
 
@@ -199,10 +199,10 @@ def scheduler(spec: dict[str, Any]) -> dict[str, Any]:
     """Fill the ledger with ``pipelines`` × ``windows`` windows of ``size``, then time plans (see the module doc).
 
     ``open`` (default 0) queues the last windows of each pipeline first and adds the
-    backfill-phase measurement; ``tick`` (default true) also times ``Engine.tick`` in the
+    backfill-phase measurement; ``tick`` (default true) also times ``App.tick`` in the
     steady state, like the scheduler scenario always did.
     """
-    from shared.runner import Engine
+    from shared.app import App
 
     n, windows = int(spec["pipelines"]), int(spec["windows"])
     size_text = str(spec.get("size", "PT1H"))
@@ -221,9 +221,9 @@ def scheduler(spec: dict[str, Any]) -> dict[str, Any]:
         "AzureWebJobsStorage": spec["storage"], "BENCH_TOKEN": spec["token"],
         "MOVER_PIPELINES": json.dumps({"pipelines": pipelines}), "MOVER_LEDGER_TABLE": spec["ledger_table"],
     }  # fmt: skip
-    settings = Settings.from_env(env)
+    settings = load_settings(env)
     now = [END + DELAY + size / 2]  # the newest window is due, the next one not yet
-    engine = Engine(settings, clock=lambda: now[0])
+    engine = App(settings, clock=lambda: now[0])
     counter = RequestCounter()
     service = TableServiceClient.from_connection_string(spec["storage"], raw_request_hook=counter)
     engine.ledger = Ledger(service, settings.ledger_table)

@@ -36,11 +36,11 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 
 from devtools.faultsuite_check import PipelineRange
 from devtools.faultsuite_runner import POISONED
+from shared.engine.messages import BadMessage, WorkMessage
 from shared.errors import MoverError
 from shared.ledger import Ledger
+from shared.runtime.storage import queue_client
 from shared.settings import StorageConfig
-from shared.storage import queue_client
-from shared.workqueue import BadMessage, WorkMessage
 
 __all__ = ["QUEUE_NAME", "QueueChaos"]
 

@@ -127,13 +127,13 @@ def _after(
 
 def install(arm_file: str) -> None:
     """Hook every point; the kill waits for ``arm_file`` (see the module doc)."""
-    import shared.window_run
+    import shared.engine.run
     from shared.ledger import Ledger
     from shared.model import Window
     from shared.sinks.blob import BlobSink, BlobWriter, BlockStager
     from shared.sources.query_api import QueryApiSource
 
-    run_class: Any = getattr(shared.window_run, "_Run", None)  # private: the step that commits a window's files
+    run_class: Any = getattr(shared.engine.run, "_Run", None)  # private: the step that commits a window's files
     def of_claim(_self: Any, claim: Any, *_: Any, **__: Any) -> str:
         return f"{claim.pipeline} {claim.window.key}"
 
@@ -165,17 +165,17 @@ def install_queue() -> None:
     """
     import logging
 
-    logging.getLogger("shared.workqueue").setLevel(logging.DEBUG)  # the suite counts "nothing to do" lines
+    logging.getLogger("shared.engine.handlers").setLevel(logging.DEBUG)  # the suite counts "nothing to do" lines
     visibility = os.environ.get("FAULTSUITE_QUEUE_VISIBILITY")
     if visibility:
         from datetime import timedelta
 
-        import shared.planner
+        import shared.engine.planner
 
-        shared.planner.QUEUE_VISIBILITY = timedelta(seconds=float(visibility))
+        shared.engine.planner.QUEUE_VISIBILITY = timedelta(seconds=float(visibility))
     retry = os.environ.get("FAULTSUITE_RETRY_AFTER")
     if retry:
-        from shared.queue_loop import QueueLoop
+        from shared.engine.queue_loop import QueueLoop
 
         post_init = QueueLoop.__post_init__
 
@@ -186,12 +186,12 @@ def install_queue() -> None:
         QueueLoop.__post_init__ = shorter  # type: ignore[method-assign]
     poison_file = os.environ.get("FAULTSUITE_POISON_FILE")
     if poison_file:
-        from shared.runner import Engine
-        from shared.workqueue import BadMessage, WorkMessage
+        from shared.app import App
+        from shared.engine.messages import BadMessage, WorkMessage
 
-        handle = Engine.handle
+        handle = App.handle
 
-        def poisoned(self: Engine, body: bytes | str, *, dequeue_count: int = 1) -> str:
+        def poisoned(self: App, body: bytes | str, *, dequeue_count: int = 1) -> str:
             try:
                 message = WorkMessage.decode(body)
                 with open(poison_file) as f:
@@ -204,7 +204,7 @@ def install_queue() -> None:
                     raise RuntimeError(f"faultsuite: poison message for {message.pipeline} {message.window.key}")
             return handle(self, body, dequeue_count=dequeue_count)
 
-        Engine.handle = poisoned  # type: ignore[method-assign]
+        App.handle = poisoned  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if arm_file:
         install(arm_file)
     install_queue()
-    from shared.__main__ import main as shared_main
+    from shared.frontends.cli import main as shared_main
 
     return shared_main(sys.argv[1:] if argv is None else argv)
 

@@ -35,7 +35,7 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage as HostQueueMessage  # what the worker builds for a trigger
 from azure.functions.timer import TimerRequest
 
-from shared.queue_loop import QueueLoop
+from shared.engine.queue_loop import QueueLoop
 
 __all__ = ["FunctionIndex", "HttpFunction", "LocalHost", "QueueFunction", "TimerFunction", "index_app", "queue_loop"]
 
@@ -114,8 +114,8 @@ def _seconds(hms: str) -> int:
 
 def queue_loop(fn: QueueFunction, env: dict[str, str] | None = None) -> QueueLoop:
     """A listener that calls ``fn`` with real ``QueueMessage`` objects, as the host would."""
+    from shared.runtime.storage import queue_client
     from shared.settings import StorageConfig
-    from shared.storage import queue_client
 
     environ = os.environ if env is None else env
     config = StorageConfig(setting=fn.connection, conn_string=environ[fn.connection].strip().rstrip(";"))
@@ -237,7 +237,7 @@ class LocalHost:
             self._threads.append(t)
 
     def _timer_loop(self, fn: TimerFunction, every: float | None) -> None:
-        from shared.__main__ import next_fire
+        from shared.frontends.cli import next_fire
 
         first = True
         while not self.stop_event.is_set():

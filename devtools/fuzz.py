@@ -107,12 +107,12 @@ def run_requests(host: str, port: int, cases: Sequence[Request], report: FuzzRep
 
 def run_settings(cases: Sequence[tuple[str, dict[str, str]]], report: FuzzReport) -> None:
     from shared.errors import ConfigError
-    from shared.settings import Settings
+    from shared.settings import load_settings
 
     for what, env in cases:
         report.settings += 1
         try:
-            Settings.from_env(env)
+            load_settings(env)
         except ConfigError as exc:
             if not exc.problems or not all(isinstance(p, str) and p.strip() for p in exc.problems):
                 report.failures.append(f"settings {what}: ConfigError without problems")
@@ -203,7 +203,7 @@ def serve(index: Any) -> Iterator[tuple[str, int]]:
 
 def fuzz(index: Any, env: dict[str, str], *, requests: int, settings: int, seed: int, now: datetime) -> FuzzReport:
     """Run the suite against the app ``index`` whose settings are ``env`` (put in ``os.environ``)."""
-    from shared import api
+    from shared.frontends import http as api
 
     rng = random.Random(seed)
     report = FuzzReport()

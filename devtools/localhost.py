@@ -187,7 +187,7 @@ def _serve(args: argparse.Namespace, azurite: Azurite, stack: contextlib.ExitSta
 
     host = LocalHost(index_app(load_app()), port=args.port)
     _print_progress()
-    from shared.cli_run import start_workers, stop_workers
+    from shared.frontends.cli_run import start_workers, stop_workers
 
     # more function app "instances" with only the queue triggers, as the platform scales out
     workers = start_workers([sys.executable, "-m", "devtools.funchost", "--queues-only"], args.workers)
@@ -213,13 +213,13 @@ def _print_progress() -> None:
 
     class Progress(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.name == "shared.runner" and record.levelno >= logging.INFO:
+            if record.name == "shared.engine.worker" and record.levelno >= logging.INFO:
                 print(f"  {self.format(record)}", flush=True)
 
     handler = Progress()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    logging.getLogger("shared.runner").addHandler(handler)
-    logging.getLogger("shared.runner").propagate = False
+    logging.getLogger("shared.engine.worker").addHandler(handler)
+    logging.getLogger("shared.engine.worker").propagate = False
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "App",
     "Batch",
     "Column",
     "ConfigError",
     "DataError",
-    "Engine",
     "FatalError",
     "MoverError",
     "OutputFile",
@@ -30,7 +30,7 @@ __all__ = [
 _HOME = {
     "shared.errors": ("ConfigError", "DataError", "FatalError", "MoverError", "RetriableError"),
     "shared.model": ("Batch", "Column", "OutputFile", "Window"),
-    "shared.runner": ("Engine", "ReplayResult", "TickReport", "WindowResult"),
+    "shared.app": ("App", "ReplayResult", "TickReport", "WindowResult"),
     "shared.settings": ("Pipeline", "Settings"),
 }
 

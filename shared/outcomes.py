@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from shared.model import Window, format_ts
 
-__all__ = ["Outcome", "ReplayResult", "TickReport", "WindowResult"]
+__all__ = ["Outcome", "ReplayResult", "SourceSummary", "TickReport", "WindowResult"]
 
 Outcome = Literal["done", "paused", "skipped", "failed", "lease_lost"]
 
@@ -63,3 +63,12 @@ class ReplayResult:
     mode: Literal["inline", "queued"]
     results: tuple[WindowResult, ...] = ()
     queued: int = 0
+
+
+@dataclass
+class SourceSummary:
+    """What a source learned while reading a window, recorded on the window in the ledger."""
+
+    source_count: int | None = None  # rows the source said the window held (query API count)
+    quarantined: int = 0  # malformed records set aside
+    extra: dict[str, Any] = field(default_factory=dict)  # source-specific checkpoint (e.g. blobs consumed)

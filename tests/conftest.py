@@ -17,9 +17,9 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.ai_emulator import Emulator, EmulatorConfig
 from devtools.azurite import Azurite
+from shared.app import App
 from shared.model import Column
-from shared.runner import Engine
-from shared.settings import Settings
+from shared.settings import load_settings
 from shared.sources.wire import convert_rows
 
 APP_ID = "test-app"
@@ -96,9 +96,9 @@ def query_pipeline(name: str, table: str, emu: Emulator, container: str, **over:
 
 
 @pytest.fixture()
-def make_engine(storage_conn: str, unique: str) -> Iterator[Callable[..., Engine]]:
+def make_engine(storage_conn: str, unique: str) -> Iterator[Callable[..., App]]:
     """Build engines on the session Azurite with a per-test ledger table; closes them after the test."""
-    engines: list[Engine] = []
+    engines: list[App] = []
 
     def build(
         pipelines: list[dict[str, Any]],
@@ -106,7 +106,7 @@ def make_engine(storage_conn: str, unique: str) -> Iterator[Callable[..., Engine
         now: datetime | Callable[[], datetime] | None = None,
         owner: str | None = None,
         **settings: str,
-    ) -> Engine:
+    ) -> App:
         env = {
             "AzureWebJobsStorage": storage_conn,
             "TEST_TOKEN": TOKEN,
@@ -117,7 +117,7 @@ def make_engine(storage_conn: str, unique: str) -> Iterator[Callable[..., Engine
             "MOVER_QUEUE_NAME": f"work-{unique}",
         } | settings
         clock = now if callable(now) else (lambda: now) if now else (lambda: T0 + 48 * H + timedelta(minutes=10))
-        engine = Engine(Settings.from_env(env), clock=clock, owner=owner, sleep=lambda s: None)
+        engine = App(load_settings(env), clock=clock, owner=owner, sleep=lambda s: None)
         engines.append(engine)
         return engine
 
@@ -144,3 +144,17 @@ def expected_rows(emu: Emulator, table: str, start: datetime, end: datetime) -> 
     columns = tuple(Column(c.name, c.type) for c in schema.columns)
     rows = [[r[c.name] for c in columns] for r in emu.expected(table, start, end)]
     return [dict(zip([c.name for c in columns], row, strict=True)) for row in convert_rows(columns, rows)]
+
+
+def verify_of(app: App, pipeline: Any, rng: Any, **kw: Any) -> Any:
+    """``shared.ops.verify.verify`` with the app's collaborators for ``pipeline`` (as the front ends call it)."""
+    from shared.ops.verify import verify
+
+    return verify(app.ledger, app.source(pipeline), app.sinks(pipeline), pipeline, rng, now=app.clock(), **kw)
+
+
+def estimate_of(app: App, pipeline: Any, rng: Any, **kw: Any) -> Any:
+    """``shared.ops.estimate.estimate`` with the app's source for ``pipeline``."""
+    from shared.ops.estimate import estimate
+
+    return estimate(app.source(pipeline), pipeline, rng, **kw)

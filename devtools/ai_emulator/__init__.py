@@ -9,11 +9,12 @@ API; and a benchmark. See ``Emulator`` for the in-process API and ``__main__`` f
 from __future__ import annotations
 
 from .bench import BenchResult, fetch_window, self_benchmark
-from .emulator import Clock, Emulator, EmulatorConfig, EmulatorStats, SettableClock
+from .emulator import Clock, EmulatorConfig, EmulatorCore, EmulatorStats, SettableClock
 from .faults import Fault, FaultInjector
 from .kql import KqlError, KqlSemanticError, KqlSyntaxError
 from .query import OutCol, QueryResult
 from .schema import CLASSIC_TABLES, WORKSPACE_TABLES
+from .service import Emulator
 
 __all__ = [
     "CLASSIC_TABLES",
@@ -22,6 +23,7 @@ __all__ = [
     "Clock",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorCore",
     "EmulatorStats",
     "Fault",
     "FaultInjector",

@@ -16,7 +16,8 @@ from datetime import timedelta
 from types import FrameType
 
 from .bench import fetch_window, self_benchmark
-from .emulator import Emulator, EmulatorConfig
+from .emulator import EmulatorConfig
+from .service import Emulator
 from .timeutil import from_ticks, parse_datetime, parse_iso_duration
 
 

@@ -111,7 +111,8 @@ def fetch_window(
 
 def self_benchmark(rows: int = 1_000_000, *, slices: int = 60, concurrency: int = 1, seed: int = 1) -> BenchResult:
     """Start an in-process emulator, load ``rows`` requests in one hour, fetch it all, report."""
-    from .emulator import Emulator, EmulatorConfig
+    from .emulator import EmulatorConfig
+    from .service import Emulator
 
     hour = datetime(2026, 11, 2, 10, tzinfo=UTC)
     emu = Emulator(EmulatorConfig(app_id="bench-app", max_concurrent=max(5, concurrency)))

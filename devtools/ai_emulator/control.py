@@ -30,7 +30,7 @@ from .errors import ApiError, method_not_allowed, not_found
 from .timeutil import format_ticks, from_ticks, parse_datetime
 
 if TYPE_CHECKING:
-    from .emulator import Emulator
+    from .emulator import EmulatorCore as Emulator
 
 __all__ = ["handle_control"]
 

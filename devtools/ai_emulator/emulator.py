@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -34,10 +34,7 @@ from .store import TelemetryStore
 from .throttle import ConcurrencyGate, RateLimiter
 from .timeutil import format_ticks, parse_timespan_param, to_ticks
 
-if TYPE_CHECKING:
-    from .server import EmulatorHTTPServer
-
-__all__ = ["Clock", "Emulator", "EmulatorConfig", "EmulatorStats", "SettableClock"]
+__all__ = ["Clock", "EmulatorConfig", "EmulatorCore", "EmulatorStats", "SettableClock"]
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +184,9 @@ def _aware(value: datetime, what: str) -> int:
     return to_ticks(value)
 
 
-class Emulator:
-    """Application Insights / Log Analytics query API emulator on a loopback port.
-
-    >>> emu = Emulator(EmulatorConfig(app_id="test-app")).start()   # doctest: +SKIP
-    >>> emu.generate("requests", start, end, count=500, seed=1)     # doctest: +SKIP
-    >>> emu.stop()                                                   # doctest: +SKIP
-    """
+class EmulatorCore:
+    """What the query API emulator knows and does: telemetry, queries, limits, faults, counters.
+    ``shared``-free and HTTP-free; ``service.Emulator`` serves it on a loopback port."""
 
     def __init__(self, config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> None:
         self.config = config or EmulatorConfig()
@@ -208,66 +201,6 @@ class Emulator:
         self.counters = _Counters()
         self.stopping = threading.Event()
         self.seeder: Seeder | None = None
-        self._server: EmulatorHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> Emulator:
-        """Bind ``config.host:config.port`` (0 = a free port) and serve on a daemon thread."""
-        from .server import EmulatorHTTPServer  # server imports this module
-
-        if self._server is not None:
-            return self
-        self.stopping.clear()
-        self._server = EmulatorHTTPServer((self.config.host, self.config.port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="ai-emulator-http",
-            daemon=True,
-        )
-        self._thread.start()
-        log.info("ai emulator listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop the seeder and the server, closing open keep-alive connections."""
-        self.stopping.set()
-        self.stop_seeder()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.close_all_connections()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> Emulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("emulator not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` — the engine calls ``{url}/v1/apps/{app_id}/query``."""
-        return f"http://{self.config.host}:{self.port}"
-
-    @property
-    def app_query_url(self) -> str:
-        return f"{self.url}/v1/apps/{self.config.app_id}/query"
-
-    @property
-    def workspace_query_url(self) -> str:
-        return f"{self.url}/v1/workspaces/{self.config.workspace_id}/query"
 
     # --- clock -----------------------------------------------------------------------------
 

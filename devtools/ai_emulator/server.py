@@ -37,7 +37,7 @@ from .response import render
 from .tokens import AUDIENCES, check_token, looks_like_jwt
 
 if TYPE_CHECKING:
-    from .emulator import Emulator
+    from .emulator import EmulatorCore as Emulator
 
 __all__ = ["EmulatorHTTPServer"]
 

@@ -7,6 +7,7 @@ here and kept out of ``repr``. ``model`` holds the dataclasses; ``app``, ``sourc
 and ``sinks`` parse their sections.
 """
 
+from shared.settings.app import load_settings
 from shared.settings.model import (
     DEFAULT_ENDPOINTS,
     DEFAULT_PATH,
@@ -35,4 +36,5 @@ __all__ = [
     "StorageConfig",
     "WindowConfig",
     "load_local_settings",
+    "load_settings",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from shared.durations import format_duration
 from shared.errors import ConfigError
-from shared.membudget import default_budget_mb
 from shared.model import format_ts
 from shared.settings import sinks as sink_section
 from shared.settings import sources as source_section
@@ -19,6 +20,7 @@ from shared.settings.fields import CONTAINER as _CONTAINER
 from shared.settings.fields import NAME as _NAME
 from shared.settings.fields import TABLE_NAME as _TABLE_NAME
 from shared.settings.fields import Fields
+from shared.settings.memory import default_budget_mb
 from shared.settings.model import (
     ExportSourceConfig,
     Pipeline,
@@ -43,6 +45,12 @@ _WINDOW_DURATIONS = {"delay": "PT5M", "retry_backoff": "PT2M", "lease": "PT10M",
 # telemetry needs no delay here: it lands in the window of its ingestion. `verify` shows a window
 # that gained rows after it was moved as `short` (raise the delay then).
 INGESTION_DELAY = timedelta(minutes=2)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings from ``env`` (default: this process's environment, where the Functions host puts
+    the app settings); raises ``ConfigError`` listing every problem."""
+    return parse_settings(dict(os.environ if env is None else env))
 
 
 def parse_settings(env: dict[str, str]) -> Settings:

@@ -6,14 +6,13 @@ Secrets are resolved by the parser and kept out of ``repr``.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from shared.errors import ConfigError
+from shared.paths import DEFAULT_PATH
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -34,7 +33,6 @@ DEFAULT_ENDPOINTS = {
     "app_insights": "https://api.applicationinsights.io",
     "log_analytics": "https://api.loganalytics.azure.com",
 }
-DEFAULT_PATH = "{pipeline}/y={yyyy}/m={MM}/d={dd}/h={HH}/{window}"
 
 
 @dataclass(frozen=True)
@@ -192,20 +190,13 @@ class Settings:
     checkpoint_after: timedelta = timedelta(minutes=8)
     dispatch: Literal["queue", "inline"] = "queue"  # queue: the timer plans, queue-triggered workers move
     queue_name: str = "mover-windows"
-    memory_budget_mb: int = 64  # rows read ahead of the writers, per process (shared.membudget)
+    memory_budget_mb: int = 64  # rows read ahead of the writers, per process (shared.runtime.membudget)
 
     def pipeline(self, name: str) -> Pipeline:
         for p in self.pipelines:
             if p.name == name:
                 return p
         raise KeyError(name)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Parse app settings; raises ``ConfigError`` listing every problem."""
-        from shared.settings.app import parse_settings
-
-        return parse_settings(dict(os.environ if env is None else env))
 
 
 def load_local_settings(path: str | Path) -> dict[str, str]:

@@ -34,7 +34,7 @@ def path_problems(path: str, *, blob: bool) -> list[str]:
     The template is rendered for a sample window with the real renderer, so what passes
     here renders at run time too.
     """
-    from shared.sinks.paths import manifest_name, render_stem  # local: the sinks import settings
+    from shared.paths import manifest_name, render_stem
 
     depth, problems = 0, []
     for i, ch in enumerate(path):
@@ -197,7 +197,7 @@ def separate_outputs(p: Fields, where: str, sinks: list[SinkConfig]) -> list[Sin
 
 
 def _extension(s: SinkConfig) -> str:
-    """The data files' extension without the dot (as ``shared.sinks.paths.extension``)."""
+    """The data files' extension without the dot (as ``shared.paths.extension``)."""
     if s.format == "parquet":
         return "parquet"
     return s.format + (".gz" if s.compression == "gzip" else "")

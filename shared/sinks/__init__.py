@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from shared.paths import data_name, manifest_name
 from shared.settings import SinkConfig
 from shared.sinks.base import Sink, SinkWriter
 from shared.sinks.blob import BlobSink, BlobWriter
 from shared.sinks.memory import MemorySink
-from shared.sinks.paths import data_name, manifest_name
 from shared.sinks.table import TableSink, TableWriter
 
 __all__ = [

@@ -28,13 +28,13 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.errors import DataError, RetriableError
-from shared.membudget import process_budget
 from shared.model import Batch, OutputFile, Window
+from shared.paths import data_name, extension, manifest_name, segment_name, segment_pattern
+from shared.runtime.membudget import process_budget
 from shared.settings import SinkConfig
 from shared.sinks._azure import ensure_once, translate
 from shared.sinks.formats import Encoder, GzipStream, ParquetEncoder, open_encoder
 from shared.sinks.manifest import RecentOutputs, build_manifest, encode_manifest, output_extra
-from shared.sinks.paths import data_name, extension, manifest_name, segment_name, segment_pattern
 from shared.sinks.staging import BLOCK_SIZE, BlockStager, Pipe
 
 __all__ = ["BLOCK_SIZE", "BlobSink", "BlobWriter", "BlockStager"]
@@ -298,7 +298,7 @@ class BlobSink:
         if config.kind != "blob":
             raise ValueError(f"BlobSink needs a blob sink config, got {config.kind!r}")
         if service is None:
-            from shared.storage import blob_service
+            from shared.runtime.storage import blob_service
 
             service = blob_service(config.storage)
         self.config = config

@@ -186,7 +186,7 @@ class DeltaSink:
         if config.kind != "delta":
             raise ValueError(f"DeltaSink needs a delta sink config, got {config.kind!r}")
         if service is None:
-            from shared.storage import blob_service
+            from shared.runtime.storage import blob_service
 
             service = blob_service(config.storage)
         self.config = config

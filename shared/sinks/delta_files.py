@@ -22,7 +22,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from shared.errors import FatalError
-from shared.membudget import process_budget
+from shared.runtime.membudget import process_budget
 from shared.settings import SinkConfig
 from shared.sinks._azure import translate
 from shared.sinks.blob import BLOCK_SIZE, BlockStager

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from shared.model import Batch, OutputFile, Window
+from shared.paths import DEFAULT_TEMPLATE, data_name, manifest_name
 from shared.sinks.formats import JsonlEncoder
 from shared.sinks.manifest import build_manifest, encode_manifest, output_extra
-from shared.sinks.paths import DEFAULT_TEMPLATE, data_name, manifest_name
 
 __all__ = ["MemorySink", "MemoryWriter"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from shared.errors import ConfigError, DataError
 from shared.model import Batch, Window
+from shared.runtime.quarantine import Quarantine, QuarantineFile
 from shared.sinks.cells import split_unconvertible
-from shared.sources.export_quarantine import Quarantine, QuarantineFile
 
 __all__ = ["ROWS_FILE", "CellGuard", "rows_quarantine_name"]
 

@@ -88,7 +88,7 @@ class TableSink:
         if config.kind != "table":
             raise ValueError(f"TableSink needs a table sink config, got {config.kind!r}")
         if service is None:
-            from shared.storage import table_service
+            from shared.runtime.storage import table_service
 
             service = table_service(config.storage)
         self.config = config

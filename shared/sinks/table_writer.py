@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
@@ -20,7 +20,7 @@ from azure.data.tables import RequestTooLargeError, TableClient, TableTransactio
 from shared.errors import RetriableError
 from shared.model import Batch, Column, OutputFile, Window
 from shared.sinks._azure import shared_pool, translate
-from shared.sinks.manifest import output_extra
+from shared.sinks.manifest import RecentOutputs, output_extra
 from shared.sinks.table_entities import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
@@ -32,9 +32,6 @@ from shared.sinks.table_entities import (
     row_entity,
     sizes,
 )
-
-if TYPE_CHECKING:
-    from shared.sinks.table import TableSink
 
 __all__ = ["LANES", "MARKER_PREFIX", "SEQ", "TableWriter", "delete_all"]
 
@@ -94,10 +91,22 @@ class _Lane:
             flight.result()
 
 
+class WriterHost(Protocol):
+    """What a writer needs from its sink (``TableSink``)."""
+
+    client: TableClient
+    table_name: str
+    recent: RecentOutputs
+
+    def partition_key(self, window: Window) -> str: ...
+
+    def output_name(self, window: Window, part: str = "") -> str: ...
+
+
 class TableWriter:
     """Upserts one (window, part) into its partition; see the module doc. Fed by one thread."""
 
-    def __init__(self, sink: TableSink, window: Window, part: str, *, lanes: int = LANES) -> None:
+    def __init__(self, sink: WriterHost, window: Window, part: str, *, lanes: int = LANES) -> None:
         self._sink = sink
         self.window = window
         self.part = part

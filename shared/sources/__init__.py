@@ -19,7 +19,7 @@ from shared.sources.base import (
 if TYPE_CHECKING:
     import httpx
 
-    from shared.auth import HeaderProvider
+    from shared.runtime.auth import HeaderProvider
     from shared.settings import Settings, SourceConfig
 
 __all__ = [
@@ -44,12 +44,12 @@ def build_source(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Source:
     """The adapter for ``config.kind``; query sources share ``http`` (pool), ``headers`` (token cache)
-    and the query budget of their identity (``shared.budget_registry``)."""
+    and the query budget of their identity (``shared.budget.registry``)."""
     from shared.settings import QuerySourceConfig
 
     if isinstance(config, QuerySourceConfig):
-        from shared.auth import HeaderProvider
-        from shared.budget_registry import budget_for
+        from shared.budget.registry import budget_for
+        from shared.runtime.auth import HeaderProvider
         from shared.sources.query_api import QueryApiSource
 
         budget = budget_for(config, settings)  # one per identity + endpoint, shared app-wide via storage

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from shared.model import Batch, Window
+from shared.outcomes import SourceSummary
 
 if TYPE_CHECKING:
     from shared.windows import WindowState
@@ -28,15 +29,6 @@ class Source(Protocol):
     def summary(self) -> SourceSummary:
         """Counts and checkpoint of the last ``read`` (valid once it is exhausted)."""
         ...
-
-
-@dataclass
-class SourceSummary:
-    """What a source learned while reading a window, recorded on the window in the ledger."""
-
-    source_count: int | None = None  # rows the source said the window held (query API count)
-    quarantined: int = 0  # malformed records set aside
-    extra: dict[str, Any] = field(default_factory=dict)  # source-specific checkpoint (e.g. blobs consumed)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +32,12 @@ from azure.storage.blob import BlobType, ContainerClient
 from shared import mapping
 from shared.errors import ConfigError, FatalError, RetriableError
 from shared.model import Batch, Column, Window
+from shared.runtime.blob_errors import translate
+from shared.runtime.quarantine import Quarantine, QuarantineFile
+from shared.runtime.storage import blob_service
 from shared.settings import ExportSourceConfig, StorageConfig
 from shared.sources.base import LatePlan, SourceSummary
-from shared.sources.export_errors import translate
-from shared.sources.export_lines import Blob, BlobReader, Job
-from shared.sources.export_quarantine import Quarantine
+from shared.sources.export_lines import Blob, BlobReader, Job, ReadStats
 from shared.sources.export_state import (
     FORMAT_VERSION,
     INLINE_LIMIT,
@@ -48,7 +48,6 @@ from shared.sources.export_state import (
     digest,
     encode_entries,
 )
-from shared.storage import blob_service
 
 if TYPE_CHECKING:
     from shared.windows import WindowState
@@ -87,24 +86,16 @@ def late_part_name(number: int) -> str:
     return f"late-{number:04d}"
 
 
-@dataclass
-class ReadStats:
-    """Counters of the last read (tests, bench, logs)."""
-
-    blobs: int = 0
-    bytes: int = 0
-    lines: int = 0  # non-blank lines = records offered to the mapping
-    rows: int = 0
-    quarantined: int = 0
-    list_pages: int = 0
-    vanished: int = 0
-
-
 class ExportBlobSource:
     """``Source`` + ``LateAwareSource`` over one container of exported hour folders.
 
     Not thread-safe: the engine builds one per window run.
     """
+
+    def quarantine_file(self, name: str, blob: str) -> QuarantineFile:
+        """A quarantine file for lines of ``blob`` this read sets aside (kept when stale ones are cleared)."""
+        self._quarantined_names.add(name)
+        return self._quarantine.file(name, blob)
 
     def __init__(
         self,
@@ -124,6 +115,7 @@ class ExportBlobSource:
         self._store = ConsumedStore(state_service, state_container)
         self._inline_limit = inline_limit
         self._map = _MAPPERS[config.kind]
+        self.map_record = self._map  # the readers' view (``export_lines.ReaderHost``)
         self.table = classic_table(config.table)
         self.columns: tuple[Column, ...] = mapping.schema(self.table)
         self.stats = ReadStats()

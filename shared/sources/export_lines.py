@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from shared.errors import DataError
 from shared.model import Window
-from shared.sources.export_quarantine import QuarantineFile, quarantine_name
+from shared.runtime.quarantine import QuarantineFile, quarantine_name
 
-if TYPE_CHECKING:
-    from shared.sources.export_blobs import ExportBlobSource
-
-__all__ = ["Blob", "BlobReader", "Job"]
+__all__ = ["Blob", "BlobReader", "Job", "ReadStats", "ReaderHost"]
 
 _BOM = b"\xef\xbb\xbf"
 _UTF16 = ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
@@ -43,12 +40,37 @@ class Job:
     lines_before: int
 
 
+@dataclass
+class ReadStats:
+    """Counters of the last read (tests, bench, logs)."""
+
+    blobs: int = 0
+    bytes: int = 0
+    lines: int = 0  # non-blank lines = records offered to the mapping
+    rows: int = 0
+    quarantined: int = 0
+    list_pages: int = 0
+    vanished: int = 0
+
+
+class ReaderHost(Protocol):
+    """What a reader needs from the source it reads for (``ExportBlobSource``)."""
+
+    pipeline: str
+    table: str
+    stats: ReadStats
+
+    def map_record(self, record: Any) -> tuple[str, list[Any]]: ...
+
+    def quarantine_file(self, name: str, blob: str) -> QuarantineFile: ...
+
+
 class BlobReader:
     """Turns one blob's byte ranges into rows; lines may straddle ranges."""
 
     __slots__ = ("_decoder", "_skip", "_source", "_tail", "folder", "job", "line_no", "part", "quarantine", "window")
 
-    def __init__(self, source: ExportBlobSource, window: Window, part: str, folder: str, job: Job) -> None:
+    def __init__(self, source: ReaderHost, window: Window, part: str, folder: str, job: Job) -> None:
         self._source = source
         self.window = window
         self.part = part
@@ -105,7 +127,7 @@ class BlobReader:
     def _parse(self, lines: list[bytes], rows: list[list[Any]]) -> None:
         source = self._source
         want = source.table
-        map_record = source._map
+        map_record = source.map_record
         loads = orjson.loads
         line_no = self.job.lines_before + self.line_no
         append = rows.append
@@ -140,8 +162,7 @@ class BlobReader:
         source = self._source
         if self.quarantine is None:
             name = quarantine_name(source.pipeline, self.window, self.part, self.job.blob.name)
-            self.quarantine = source._quarantine.file(name, self.job.blob.name)
-            source._quarantined_names.add(name)
+            self.quarantine = source.quarantine_file(name, self.job.blob.name)
         self.quarantine.add(raw, reason, line_no)
         source.stats.quarantined += 1
 

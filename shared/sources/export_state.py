@@ -24,7 +24,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import FatalError
 from shared.model import Window
-from shared.sources.export_errors import translate
+from shared.runtime.blob_errors import translate
 
 __all__ = [
     "FORMAT_VERSION",

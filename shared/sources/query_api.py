@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, TypeVar
 import httpx
 import orjson
 
-from shared import telemetry
-from shared.auth import HeaderProvider
-from shared.budget import BudgetTimeout
+from shared.budget.slots import BudgetTimeout
 from shared.errors import FatalError, RetriableError
 from shared.model import Batch, Window
-from shared.retry import with_retries
+from shared.runtime import telemetry
+from shared.runtime.auth import HeaderProvider
+from shared.runtime.retry import with_retries
 from shared.settings import QuerySourceConfig
 from shared.sources.base import LatePlan, Prefetched, SourceSummary
 from shared.sources.bounds import bin_expression, bounded_query, timespan
@@ -34,7 +34,7 @@ from shared.sources.wire_arrow import arrow_batch
 from shared.windows import WindowState
 
 if TYPE_CHECKING:
-    from shared.budget import Budget
+    from shared.budget.slots import Budget
 
 __all__ = ["BATCH_BYTES", "QueryApiSource", "QueryStats", "batch_rows", "bounded_query", "count_bins_query"]
 

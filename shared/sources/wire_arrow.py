@@ -79,7 +79,7 @@ class _NotExact(Exception):
 def _polars() -> tuple[Any, dict[str, Any]]:
     """polars and the response schema, loaded on first use: after ``tune_allocators`` has
     configured polars' allocator (it reads its settings once, when the library loads)."""
-    from shared.memory import tune_allocators
+    from shared.runtime.memory import tune_allocators
 
     tune_allocators()
     import polars as pl

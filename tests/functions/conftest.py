@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.funchost import FunctionIndex, index_app
-from shared import api
+from shared.frontends import http as api
 
 
 @pytest.fixture(scope="session")

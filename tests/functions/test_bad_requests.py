@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared import api
+from shared.frontends import http as api
 from tests.conftest import query_pipeline
 from tests.functions.test_function_app import NOW, get, post
 

@@ -9,7 +9,7 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared import api
+from shared.frontends import http as api
 from shared.model import Window
 from tests.conftest import T0, H, blob_names, query_pipeline, read_jsonl_gz
 

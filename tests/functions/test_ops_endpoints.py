@@ -14,7 +14,7 @@ from azure.functions.timer import TimerRequest
 from azure.storage.blob import BlobServiceClient
 
 from devtools.funchost import index_app
-from shared import api
+from shared.frontends import http as api
 from shared.model import Window, format_ts
 from tests.conftest import T0, H, blob_names, query_pipeline
 

@@ -11,9 +11,9 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 from devtools.funchost import QueueFunction, queue_loop
-from shared import api
-from shared.storage import queue_client
-from shared.workqueue import WorkMessage
+from shared.engine.messages import WorkMessage
+from shared.frontends import http as api
+from shared.runtime.storage import queue_client
 from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
 
 NOW = T0 + 6 * H + timedelta(minutes=10)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from azure.data.tables import TableClient
 
-from shared import api
+from shared.frontends import http as api
 from shared.model import Window
 from tests.conftest import T0, TOKEN, H, query_pipeline
 from tests.functions.test_function_app import NOW, get, post

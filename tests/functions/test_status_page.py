@@ -1,6 +1,6 @@
 """The status page in real headless Chromium, served by the function app through ``devtools.funchost``.
 
-The ledger is real (Azurite) and filled through the real ``Ledger``/``Engine``: done,
+The ledger is real (Azurite) and filled through the real ``Ledger``/``App``: done,
 failed (with a last good run), running, queued, pending and missing windows. The browser
 loads the page, a screenshot is taken, and the DOM is checked state by state; the replay
 action is driven like an operator does: select, cancel (nothing sent), confirm (sent).
@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Request, expect, sync_playwright
 
 from devtools.funchost import FunctionIndex, LocalHost
-from shared import api
+from shared.frontends import http as api
 from shared.model import Window
 from tests.conftest import T0, H, query_pipeline
 

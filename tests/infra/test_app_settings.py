@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from shared.settings import Settings
+from shared.settings import load_settings
 from tests.infra import bicep
 
 # Read by the host or a library, not by the engine: the template must set each of these.
@@ -25,7 +25,7 @@ HOST_SETTINGS = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "host and shared/telemetry.py: send with the identity (Entra-only)",
 }
 
-# Engine settings the template leaves at the engine's default on purpose.
+# App settings the template leaves at the engine's default on purpose.
 DEFAULTED = {
     "MOVER_STATE_CONNECTION_SETTING": "the ledger and quarantine live on the state account (AzureWebJobsStorage)",
     "MOVER_MAX_CONCURRENCY": "4 windows per tick fits 2 GB instances; raise through extraAppSettings",
@@ -135,7 +135,7 @@ def test_the_shipped_pipelines_parse_with_the_template_settings() -> None:
     env["MOVER_QUARANTINE_CONTAINER"] = "mover-quarantine"
     env["MOVER_DISPATCH"] = "queue"
     env["MOVER_QUEUE_NAME"] = "mover-windows"
-    settings = Settings.from_env(env)
+    settings = load_settings(env)
     assert settings.state.conn_string is None
     assert settings.state.blob_uri and settings.state.table_uri and settings.state.client_id
     assert settings.state.queue_uri and settings.dispatch == "queue"  # the queue worker finds its queue

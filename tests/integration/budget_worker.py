@@ -16,7 +16,7 @@ import time
 
 from azure.data.tables import TableServiceClient
 
-from shared.budget import Budget, Limits
+from shared.budget.slots import Budget, Limits
 
 
 def main(argv: list[str]) -> int:

@@ -16,9 +16,9 @@ import pytest
 
 from bench.scenarios import bench_settings
 from devtools.ai_emulator import Emulator, EmulatorConfig, SettableClock
-from shared.auth import HeaderProvider
 from shared.mapping.normalize import normalize_rows
 from shared.model import Column, Window
+from shared.runtime.auth import HeaderProvider
 from shared.settings import QuerySourceConfig
 from shared.sources.query_api import QueryApiSource, batch_rows
 from shared.sources.wire import _CONVERTERS, convert_rows

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.budget import Budget, BudgetTimeout, Limits
+from shared.budget.slots import Budget, BudgetTimeout, Limits
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,12 +11,12 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from devtools.ai_emulator import Emulator, EmulatorConfig
-from shared.auth import HeaderProvider
-from shared.budget import Budget, BudgetTimeout
-from shared.budget_registry import budget_for, key_of, limits_for
-from shared.budget_state import Limits
+from shared.app import App
+from shared.budget.registry import budget_for, key_of, limits_for
+from shared.budget.slots import Budget, BudgetTimeout
+from shared.budget.state import Limits
 from shared.model import Window
-from shared.runner import Engine
+from shared.runtime.auth import HeaderProvider
 from shared.settings import QuerySourceConfig
 from shared.sources.query_api import QueryApiSource
 from tests.conftest import APP_ID, T0, TOKEN, H, expected_rows, query_pipeline, read_jsonl_gz
@@ -36,7 +36,7 @@ def capped() -> Iterator[Emulator]:
     emu.stop()
 
 
-def run_engines(make_engine, capped: Emulator, container: str, **source) -> list[Engine]:
+def run_engines(make_engine, capped: Emulator, container: str, **source) -> list[App]:
     """Three engines (as three workers would be), four windows at a time each, ticking at once."""
     pipelines = [
         query_pipeline(t, t, capped, container, source={"max_rows_per_query": 12, "max_retries": 6, **source})

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared.__main__ import main, next_fire
+from shared.frontends.cli import main, next_fire
 from tests.conftest import TOKEN, blob_names, query_pipeline
 
 
@@ -59,13 +59,13 @@ def test_replay_errors_exit_2(cli_env, capsys):
 
 
 def test_replay_outside_the_pipelines_windows_writes_nothing(cli_env, capsys):
-    from shared.runner import Engine
-    from shared.settings import Settings
+    from shared.app import App
+    from shared.settings import load_settings
 
     args = ["replay", "--pipeline", "requests", "--start", "0001-01-01T00:00:00Z", "--end", "0001-01-01T00:05:00Z"]
     assert main(args) == 2
     assert "before the pipeline's window start 2026-11-02T00:00:00Z" in capsys.readouterr().err
-    engine = Engine(Settings.from_env(cli_env))
+    engine = App(load_settings(cli_env))
     try:
         assert list(engine.ledger.states("requests")) == []
         assert engine.status()["errors"] == {}

@@ -13,11 +13,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devtools import export_writer as ew
-from shared.estimate import estimate, resolve_range
-from shared.estimate_blobs import day_prefix
 from shared.model import Window, format_ts
-from shared.verify import verify
-from tests.conftest import T0, H
+from shared.ops.estimate import resolve_range
+from shared.ops.estimate_blobs import day_prefix
+from tests.conftest import T0, H, estimate_of, verify_of
 
 HOUR = T0 + 10 * H
 MIN = timedelta(minutes=1)
@@ -59,7 +58,7 @@ def test_blob_estimate_counts_listed_blobs_bytes_and_lines(make_engine, service,
     engine = make_engine([ce_pipeline("req", container, sink)], now=HOUR + 2 * H + 10 * MIN)
     pipeline = engine.settings.pipeline("req")
     rng, _ = resolve_range(pipeline, engine.clock(), None, None)
-    doc = estimate(engine, pipeline, rng).as_dict()
+    doc = estimate_of(engine, pipeline, rng).as_dict()
     listed = {b.name: b.size for b in export.list_blobs()}
     assert set(listed) == set(first.names + second.names)
     totals = doc["totals"]
@@ -82,10 +81,10 @@ def test_late_blob_shows_short_and_repair_makes_it_complete(make_engine, service
     pipeline = engine.settings.pipeline("req")
     assert [r.rows for r in engine.tick().results] == [first.rows]
     window = Window(HOUR, HOUR + H)
-    assert verify(engine, pipeline, window).ok
+    assert verify_of(engine, pipeline, window).ok
 
     late = ew.write_export_blob(export, "Requests", HOUR + H + 12 * MIN, lines=5, seed=unique, hour=HOUR)
-    found = verify(engine, pipeline, window, repair=True)
+    found = verify_of(engine, pipeline, window, repair=True)
     assert [(c.verdict, c.ledger_rows, c.source_rows) for c in found.checks] == [
         ("short", first.rows, first.rows + late.rows)
     ]
@@ -93,11 +92,11 @@ def test_late_blob_shows_short_and_repair_makes_it_complete(make_engine, service
     clock["now"] += 10 * MIN
     report = engine.tick()
     assert [(r.window, r.rows) for r in report.results] == [(window, first.rows + late.rows)]
-    assert verify(engine, pipeline, window).ok
+    assert verify_of(engine, pipeline, window).ok
 
     name = next(o["name"] for o in engine.ledger.get("req", window).outputs if o.get("kind", "data") == "data")
     service.get_blob_client(sink, name).delete_blob()
-    missing = verify(engine, pipeline, window)
+    missing = verify_of(engine, pipeline, window)
     assert [c.verdict for c in missing.checks] == ["missing"] and name in missing.checks[0].detail
 
 
@@ -117,8 +116,8 @@ def test_diagnostic_settings_append_growth_shows_short(make_engine, service, sto
     pipeline = engine.settings.pipeline("ds")
     engine.tick()
     window = Window(HOUR, HOUR + H)
-    assert verify(engine, pipeline, window).ok
+    assert verify_of(engine, pipeline, window).ok
     grown = ew.append_diagnostic(container, "AppRequests", HOUR, lines=2, seed=unique, resource_id=rid,
                                  received=HOUR + 59 * MIN)  # fmt: skip
-    [check] = verify(engine, pipeline, window).checks
+    [check] = verify_of(engine, pipeline, window).checks
     assert (check.verdict, check.source_rows) == ("short", first.rows + grown.rows)

@@ -19,11 +19,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devtools.ai_emulator import Emulator, EmulatorConfig, SettableClock
-from shared.__main__ import main
-from shared.estimate import estimate, resolve_range
+from shared.frontends.cli import main
 from shared.model import Window, format_ts
-from shared.verify import verify
-from tests.conftest import APP_ID, T0, TOKEN, H, blob_names, query_pipeline
+from shared.ops.estimate import resolve_range
+from tests.conftest import APP_ID, T0, TOKEN, H, blob_names, estimate_of, query_pipeline, verify_of
 
 MIN = timedelta(minutes=1)
 NOW = T0 + 6 * H + 10 * MIN
@@ -57,7 +56,7 @@ def test_estimate_matches_the_emulator_truth_and_writes_nothing(emu, make_engine
     pipeline = engine.settings.pipeline("req")
     rng, notes = resolve_range(pipeline, NOW, None, None)
     assert (rng, notes) == (Window(T0, T0 + 6 * H), [])
-    doc = estimate(engine, pipeline, rng).as_dict()
+    doc = estimate_of(engine, pipeline, rng).as_dict()
 
     per_hour = [emu.expected_count("requests", T0 + h * H, T0 + (h + 1) * H) for h in range(6)]
     totals = doc["totals"]
@@ -90,7 +89,7 @@ def test_late_rows_show_short_repair_and_a_tick_make_them_complete(emu, make_eng
     pipeline = engine.settings.pipeline("req")
     assert engine.tick().done == 6
     rng = Window(T0, T0 + 6 * H)
-    first = verify(engine, pipeline, rng)
+    first = verify_of(engine, pipeline, rng)
     assert (first.ok, len(first.checks), first.count("complete")) == (True, 6, 6)
     print(f"\nVERIFY 6 windows: {first.elapsed_s:.2f} s")
 
@@ -98,13 +97,13 @@ def test_late_rows_show_short_repair_and_a_tick_make_them_complete(emu, make_eng
     before = emu.expected_count("requests", late, late + H)
     emu.add_rows("requests", [{"timestamp": late + 7 * MIN}, {"timestamp": late + 50 * MIN}])
     try:
-        found = verify(engine, pipeline, rng, repair=True)
+        found = verify_of(engine, pipeline, rng, repair=True)
         assert [(c.window.start, c.verdict, c.ledger_rows, c.source_rows) for c in found.bad] == [
             (late, "short", before, before + 2)
         ]
         assert found.repaired == 1 and engine.ledger.get("req", Window(late, late + H)).status == "pending"
         assert [(r.window.start, r.rows) for r in engine.tick().results] == [(late, before + 2)]
-        again = verify(engine, pipeline, rng)
+        again = verify_of(engine, pipeline, rng)
         assert again.ok and again.count("complete") == 6
     finally:
         emu.store.clear()  # the module's emulator goes back to its six hours for the other tests
@@ -120,12 +119,12 @@ def test_deleted_output_blob_shows_missing_until_repaired(emu, make_engine, stor
     engine.tick()
     [victim] = [n for n in blob_names(storage_conn, sink) if "20261102T010000Z.jsonl.gz" in n]
     BlobServiceClient.from_connection_string(storage_conn).get_blob_client(sink, victim).delete_blob()
-    found = verify(engine, pipeline, Window(T0, T0 + 3 * H), repair=True)
+    found = verify_of(engine, pipeline, Window(T0, T0 + 3 * H), repair=True)
     assert [(c.window.start, c.verdict) for c in found.bad] == [(T0 + H, "missing")]
     assert victim in found.bad[0].detail and found.repaired == 1
     engine.tick()
     assert victim in blob_names(storage_conn, sink)
-    assert verify(engine, pipeline, Window(T0, T0 + 3 * H)).ok
+    assert verify_of(engine, pipeline, Window(T0, T0 + 3 * H)).ok
 
 
 def test_cli_exit_codes_and_status_share(emu, make_engine, storage_conn, unique, monkeypatch, capsys):
@@ -181,7 +180,7 @@ def test_a_year_of_pt5m_estimate_timing(make_engine, unique):
         pipeline = engine.settings.pipeline("year")
         rng, _ = resolve_range(pipeline, end + H, T0, end)
         began = time.monotonic()
-        doc = estimate(engine, pipeline, rng).as_dict()
+        doc = estimate_of(engine, pipeline, rng).as_dict()
         seconds = time.monotonic() - began
     finally:
         year.stop()
@@ -201,7 +200,7 @@ def test_table_and_parquet_sinks_are_estimated_and_verified(emu, make_engine, st
     del pipe["sink"]
     engine = make_engine([pipe], now=NOW)
     pipeline = engine.settings.pipeline("req")
-    doc = estimate(engine, pipeline, Window(T0, T0 + 3 * H)).as_dict()
+    doc = estimate_of(engine, pipeline, Window(T0, T0 + 3 * H)).as_dict()
     assert [(o["kind"], o["format"]) for o in doc["outputs"]] == [("blob", "parquet"), ("table", "table")]
     assert all(o["bytes"] > 0 for o in doc["outputs"])
     engine.tick()
@@ -209,14 +208,14 @@ def test_table_and_parquet_sinks_are_estimated_and_verified(emu, make_engine, st
                   if o["sink"] == 0 and o.get("kind", "data") == "data")  # fmt: skip
     print(f"\nESTIMATE parquet: {doc['outputs'][0]['bytes']} bytes estimated, {parquet} written")
     assert 0.8 * parquet < doc["outputs"][0]["bytes"] < 1.25 * parquet  # per-file overhead + per-row size
-    assert verify(engine, pipeline, Window(T0, T0 + 3 * H)).ok
+    assert verify_of(engine, pipeline, Window(T0, T0 + 3 * H)).ok
     table = TableServiceClient.from_connection_string(storage_conn).get_table_client(f"rows{unique}")
     partition = f"req_{(T0 + H).strftime('%Y%m%dT%H%M%SZ')}"
     doomed = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": partition}))
     assert doomed
     for entity in doomed:
         table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-    found = verify(engine, pipeline, Window(T0, T0 + 3 * H))
+    found = verify_of(engine, pipeline, Window(T0, T0 + 3 * H))
     assert [(c.window.start, c.verdict) for c in found.bad] == [(T0 + H, "missing")]
     assert "has no entities" in found.bad[0].detail
 
@@ -233,7 +232,7 @@ def test_rows_gone_from_the_source_show_over(make_engine, unique):
         engine.tick()
         own.store.clear()
         own.generate("requests", T0 + H, T0 + 2 * H, count=5, seed=10)
-        found = verify(engine, pipeline, Window(T0, T0 + 2 * H))
+        found = verify_of(engine, pipeline, Window(T0, T0 + 2 * H))
     finally:
         own.stop()
     assert [(c.verdict, c.source_rows) for c in found.checks] == [("over", 0), ("over", 5)]

@@ -1,4 +1,4 @@
-"""Blob-export pipelines through the real engine: Azurite, ledger, blob sink, ``Engine.tick``.
+"""Blob-export pipelines through the real engine: Azurite, ledger, blob sink, ``App.tick``.
 
 Blob → output row for every telemetry type, late blobs and append growth moved once as
 late parts, quarantine counted in the ledger, a growing PT1H.json never taken early, and

@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 from devtools import export_writer as ew
 from shared import mapping
 from shared.errors import DataError
-from shared.settings import ExportSourceConfig, Settings
+from shared.settings import ExportSourceConfig, load_settings
 
 HOUR = datetime(2026, 11, 2, 10, tzinfo=UTC)
 
@@ -76,7 +76,7 @@ def test_live_writer_delivers_current_and_late_blobs(storage_conn, unique):
 def test_dev_pipelines_are_valid_settings(storage_conn):
     env = {"AzureWebJobsStorage": storage_conn,
            "MOVER_PIPELINES": json.dumps({"pipelines": ew.dev_pipelines(HOUR)})}
-    settings = Settings.from_env(env)
+    settings = load_settings(env)
     sources = [p.source for p in settings.pipelines]
     assert all(isinstance(s, ExportSourceConfig) for s in sources)
     assert [(s.kind, s.table) for s in sources if isinstance(s, ExportSourceConfig)] == [

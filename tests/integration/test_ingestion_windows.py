@@ -21,10 +21,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devtools.ai_emulator import Emulator, EmulatorConfig, SettableClock
-from shared.estimate import estimate
 from shared.model import Window, format_ts
-from shared.verify import verify
-from tests.conftest import APP_ID, TOKEN, H, query_pipeline, read_jsonl_gz
+from tests.conftest import APP_ID, TOKEN, H, estimate_of, query_pipeline, read_jsonl_gz, verify_of
 
 B = datetime(2026, 11, 3, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -123,9 +121,9 @@ def test_late_rows_event_windows_miss_them_ingestion_windows_hold_every_row_once
     )
 
     # verify recounts by the same bound: ingestion windows complete, the event window of hour 0 short.
-    ingest_check = verify(engine, engine.settings.pipeline("by-ingestion"), Window(B, B + 6 * H))
+    ingest_check = verify_of(engine, engine.settings.pipeline("by-ingestion"), Window(B, B + 6 * H))
     assert ingest_check.ok and ingest_check.count("complete") == 6
-    event_check = verify(engine, engine.settings.pipeline("by-event"), Window(B, B + 6 * H))
+    event_check = verify_of(engine, engine.settings.pipeline("by-event"), Window(B, B + 6 * H))
     assert [(c.window.start, c.verdict, c.source_rows) for c in event_check.bad] == [(B, "short", 12 + 5)]
 
 
@@ -184,7 +182,7 @@ def test_estimate_counts_by_ingestion_time(emu, make_engine, unique):
     seed(emu)
     clock = at(emu, B + 4 * H + 10 * MIN)
     engine = make_engine(pipelines(emu, f"out-{unique}")[1:], now=clock)
-    doc = estimate(engine, engine.settings.pipeline("by-ingestion"), Window(B, B + 4 * H)).as_dict()
+    doc = estimate_of(engine, engine.settings.pipeline("by-ingestion"), Window(B, B + 4 * H)).as_dict()
     assert doc["totals"]["rows"] == 4 * 12 + 5 and doc["complete"]
 
 

@@ -15,13 +15,13 @@ from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableClient
 
 from devtools import export_writer as ew
+from shared.engine.messages import WorkMessage
 from shared.errors import RetriableError
 from shared.ledger import Ledger
-from shared.ledger_rows import META_KEY
+from shared.ledger.rows import META_KEY
 from shared.model import Window
+from shared.runtime.storage import queue_client
 from shared.sources.query_api import QueryApiSource
-from shared.storage import queue_client
-from shared.workqueue import WorkMessage
 from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
 from tests.integration.kill import Killed, die_at
 from tests.integration.test_export_engine import HOUR, MIN, WINDOW, Clock, ce_pipeline, output

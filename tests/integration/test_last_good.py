@@ -4,7 +4,7 @@ the earlier outputs are still in place until a new run commits."""
 from __future__ import annotations
 
 from shared.model import Window
-from shared.status_read import window_detail
+from shared.ops.status_read import window_detail
 from tests.conftest import T0, H, query_pipeline
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from devtools.identity import API_VERSION, IdentityEndpoint, Principal
-from shared.auth import credential_for
 from shared.model import Window, format_ts
+from shared.runtime.auth import credential_for
 from tests.conftest import APP_ID, T0, H, query_pipeline
 
 KEY = "test-identity-signing-key-0123456789"

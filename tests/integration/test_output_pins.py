@@ -26,8 +26,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from devtools.ai_emulator import Emulator, EmulatorConfig
-from shared.runner import Engine
-from shared.settings import Settings
+from shared.app import App
+from shared.settings import load_settings
 from tests.conftest import APP_ID, T0, TOKEN, H
 
 # SHA-256 of the data files of window T0 + 1h (decompressed for .gz), per sink. JSONL and CSV
@@ -111,7 +111,7 @@ def test_every_format_writes_the_pinned_bytes(pinned_emulator, storage_conn, uni
         "MOVER_LEDGER_TABLE": f"pins{unique}",
         "MOVER_QUARANTINE_CONTAINER": f"quarantine-{unique}",
     }
-    engine = Engine(Settings.from_env(env), clock=lambda: T0 + 2 * H, sleep=lambda s: None)
+    engine = App(load_settings(env), clock=lambda: T0 + 2 * H, sleep=lambda s: None)
     try:
         pipeline = engine.settings.pipeline("pins")
         (result,) = engine.replay(pipeline, T0, T0 + H, mode="inline").results

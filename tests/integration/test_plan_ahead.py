@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from shared.engine.messages import BadMessage, WorkMessage
 from shared.model import Window
-from shared.storage import queue_client
-from shared.workqueue import BadMessage, WorkMessage
+from shared.runtime.storage import queue_client
 from tests.conftest import T0, H, blob_names, query_pipeline, read_jsonl_gz
 
 

@@ -15,13 +15,13 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 
 from shared.ledger import Ledger
-from shared.ledger_rows import new_entity
+from shared.ledger.days import Day, day_key
+from shared.ledger.rollups import STALE_INTENT, Rollups
+from shared.ledger.rows import new_entity
 from shared.model import Window
-from shared.rollup_days import Day, day_key
-from shared.rollups import STALE_INTENT, Rollups
-from shared.settings import Settings
-from shared.status import StatusView
-from shared.status_read import status_report
+from shared.ops.status import StatusView
+from shared.ops.status_read import status_report
+from shared.settings import load_settings
 from tests.integration.kill import Killed, die_at
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -242,7 +242,7 @@ def test_status_makes_the_same_number_of_storage_requests_for_200_and_5000_windo
         values = json.loads(_settings(storage_conn, table, start=start, size="PT5M").read_text())["Values"]
         pipelines = json.loads(values["MOVER_PIPELINES"])
         pipelines["pipelines"][0]["name"] = name
-        settings = Settings.from_env(values | {"MOVER_PIPELINES": json.dumps(pipelines)})
+        settings = load_settings(values | {"MOVER_PIPELINES": json.dumps(pipelines)})
         counting = Counting()
         reader = ledger_of(storage_conn, table, counting)
         reader.ensure()

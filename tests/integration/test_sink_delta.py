@@ -21,7 +21,7 @@ from azure.storage.blob import BlobServiceClient
 from deltalake import DeltaTable
 
 from shared.model import Window
-from shared.settings import Settings, StorageConfig
+from shared.settings import StorageConfig, load_settings
 from shared.sinks.delta_maintenance import maintain_pipeline
 from shared.sinks.delta_table import storage_options
 from tests.conftest import T0, H, expected_rows, query_pipeline
@@ -318,7 +318,7 @@ def test_threads_schema_evolution_and_type_change(storage_conn, unique):
 def test_cli_runs_delta_maintenance(storage_conn, unique, monkeypatch, capsys):
     import json
 
-    from shared.__main__ import main
+    from shared.frontends.cli import main
     from shared.model import Batch, Column
 
     container = f"lake-{unique}"
@@ -370,7 +370,7 @@ def test_compaction_merges_windows_and_reruns_still_replace_exactly_their_rows(s
         "window": {"size": "PT10M", "start": "2026-11-02T00:00:00Z"},
         "sink": raw,
     }
-    settings = Settings.from_env(
+    settings = load_settings(
         {"AzureWebJobsStorage": storage_conn, "T": "t", "MOVER_PIPELINES": json.dumps({"pipelines": [doc]})}
     )
     pipeline = settings.pipeline("app")

@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from devtools import export_writer as ew
-from shared import telemetry
 from shared.model import Window, format_ts
+from shared.runtime import telemetry
 from tests.conftest import T0, H, query_pipeline
 
 NOW = T0 + 48 * H + timedelta(minutes=10)  # make_engine's default clock

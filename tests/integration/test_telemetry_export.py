@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devtools.identity import IdentityEndpoint, Principal
-from shared import telemetry
+from shared.runtime import telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "test-ingestion-signing-key-0123456789"
@@ -47,9 +47,9 @@ from types import SimpleNamespace
 
 import httpx
 
-from shared import telemetry
+from shared.runtime import telemetry
 from shared.model import Window
-from shared.runner import WindowResult
+from shared.app import WindowResult
 
 assert telemetry.configure(os.environ) and telemetry.configure(os.environ)  # idempotent
 window = Window(datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 2, 1, tzinfo=UTC))
@@ -63,7 +63,7 @@ def run(engine, pipeline, window):
         BlobClient.from_blob_url(os.environ["PROBE_URL"] + "/container/blob").get_blob_properties()
     except Exception:
         pass
-    logging.getLogger("shared.runner").warning("window moved")
+    logging.getLogger("shared.engine.worker").warning("window moved")
     logging.getLogger("azure.core.pipeline").warning("azure-core noise")
     return WindowResult("req", window, "done", rows=7, bytes=70, attempt=1)
 
@@ -287,7 +287,8 @@ def test_a_malformed_authentication_string_is_reported_and_exports_nothing(inges
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=secret-looking-value;Authorization=Key",
     }
     done = subprocess.run(
-        [sys.executable, "-c", "import os; from shared import telemetry; print(telemetry.configure(os.environ))"],
+        [sys.executable, "-c",
+         "import os; from shared.runtime import telemetry; print(telemetry.configure(os.environ))"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]

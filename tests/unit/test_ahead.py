@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from shared.engine.run import Ahead
 from shared.model import Batch, Column
-from shared.window_run import Ahead
 
 COLUMNS = (Column("n", "long"),)
 

@@ -7,8 +7,8 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from shared.auth import HeaderProvider
 from shared.errors import FatalError
+from shared.runtime.auth import HeaderProvider
 from shared.settings import AuthConfig
 
 SCOPE = "https://api.applicationinsights.io/.default"

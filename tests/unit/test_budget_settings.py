@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.budget_registry import budget_table, key_of
+from shared.budget.registry import budget_table, key_of
 from shared.errors import ConfigError
-from shared.settings import QuerySourceConfig, Settings
+from shared.settings import QuerySourceConfig, load_settings
 from tests.unit.test_settings import env, pipeline
 
 
 def source(**over: object) -> QuerySourceConfig:
     raw = {"kind": "app_insights", "app_id": "abc-123", "query": "requests"} | over
-    config = Settings.from_env(env(pipeline(source=raw))).pipeline("requests").source
+    config = load_settings(env(pipeline(source=raw))).pipeline("requests").source
     assert isinstance(config, QuerySourceConfig)
     return config
 
@@ -51,5 +51,5 @@ def test_key_setting_names_the_identity_not_the_secret():
 
 
 def test_budget_table_sits_beside_the_ledger():
-    settings = Settings.from_env(env(pipeline(), MOVER_LEDGER_TABLE="x" * 63))
+    settings = load_settings(env(pipeline(), MOVER_LEDGER_TABLE="x" * 63))
     assert budget_table(settings) == "x" * 57 + "budget"

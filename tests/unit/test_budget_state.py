@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shared.budget_state import (
+from shared.budget.state import (
     Grant,
     Limits,
     SlotView,

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.counts import SPAN_WINDOWS, Pacer, budget_of, spans
-from shared.estimate import queries_for, resolve_range, seconds_at_budget
 from shared.model import Window
+from shared.ops.estimate import queries_for, resolve_range, seconds_at_budget
+from shared.ops.verify import judge
+from shared.ops.verify_blobs import count_lines
 from shared.settings import AuthConfig, Pipeline, QuerySourceConfig, SinkConfig, StorageConfig, WindowConfig
-from shared.verify import judge
-from shared.verify_blobs import count_lines
+from shared.sources.counts import SPAN_WINDOWS, Pacer, budget_of, spans
 from shared.windows import WindowState
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -143,6 +143,6 @@ def test_count_lines_counts_records_not_blank_lines(data, lines) -> None:
     ids=["overhead-and-rows", "no-half-measured", "one-row"],
 )
 def test_output_model_splits_per_file_overhead_from_per_row_size(whole, half, rows, expected) -> None:
-    from shared.estimate_sample import SinkSample
+    from shared.ops.estimate_sample import SinkSample
 
     assert SinkSample(0, "blob", "parquet", "snappy", whole, "", half).model(rows) == expected

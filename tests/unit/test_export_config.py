@@ -9,9 +9,9 @@ import pytest
 
 from shared.errors import ConfigError, FatalError
 from shared.model import Window
-from shared.settings import ExportSourceConfig, Settings
+from shared.runtime.quarantine import quarantine_name
+from shared.settings import ExportSourceConfig, load_settings
 from shared.sources.export_blobs import classic_table, folder_for, late_part_name
-from shared.sources.export_quarantine import quarantine_name
 from shared.sources.export_state import Consumed, decode_entries, digest, encode_entries
 
 T = datetime(2026, 11, 2, 7, tzinfo=UTC)
@@ -99,14 +99,14 @@ def env(source, window=None, name="p1"):
 
 
 def source_of(e) -> ExportSourceConfig:
-    source = Settings.from_env(e).pipelines[0].source
+    source = load_settings(e).pipelines[0].source
     assert isinstance(source, ExportSourceConfig)
     return source
 
 
 def problems(e) -> str:
     with pytest.raises(ConfigError) as info:
-        Settings.from_env(e)
+        load_settings(e)
     return "\n".join(info.value.problems)
 
 

@@ -11,7 +11,7 @@ from shared import mapping
 from shared.errors import ConfigError, FatalError
 from shared.mapping import AddedColumn, ColumnSpec
 from shared.model import Batch, Column
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 
 # -- parsing -----------------------------------------------------------------------------------
 
@@ -120,7 +120,7 @@ def _settings_with(columns: Any) -> Settings:
         "columns": columns,
     }]}  # fmt: skip
     env = {"MOVER_PIPELINES": json.dumps(pipelines), "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
-    return Settings.from_env(env)
+    return load_settings(env)
 
 
 def test_settings_use_the_parsed_spec_and_report_its_errors() -> None:

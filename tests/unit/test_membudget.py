@@ -8,11 +8,12 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from shared.engine.run import Ahead
 from shared.errors import ConfigError
-from shared.membudget import ByteBudget, default_budget_mb
 from shared.model import Batch, Column
-from shared.settings import Settings
-from shared.window_run import Ahead
+from shared.runtime.membudget import ByteBudget
+from shared.settings import load_settings
+from shared.settings.memory import default_budget_mb
 
 MB = 2**20
 
@@ -43,10 +44,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def test_setting_and_its_errors() -> None:
-    assert Settings.from_env(_env(MOVER_MEMORY_BUDGET_MB="96")).memory_budget_mb == 96
-    assert Settings.from_env(_env(MOVER_INSTANCE_MEMORY_MB="2048")).memory_budget_mb == 32
+    assert load_settings(_env(MOVER_MEMORY_BUDGET_MB="96")).memory_budget_mb == 96
+    assert load_settings(_env(MOVER_INSTANCE_MEMORY_MB="2048")).memory_budget_mb == 32
     with pytest.raises(ConfigError, match="MOVER_MEMORY_BUDGET_MB"):
-        Settings.from_env(_env(MOVER_MEMORY_BUDGET_MB="lots"))
+        load_settings(_env(MOVER_MEMORY_BUDGET_MB="lots"))
 
 
 def test_read_ahead_stops_at_the_budget_and_gives_it_back() -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.durations import parse_timestamp
-from shared.params import BadRequest, choice, json_fields, time_range, timestamp, whole_number
-from shared.settings import Settings
+from shared.frontends.params import BadRequest, choice, json_fields, time_range, timestamp, whole_number
+from shared.settings import load_settings
 from shared.windows import align_up
 
 NOW = datetime(2026, 11, 10, 12, 7, tzinfo=UTC)
@@ -28,7 +28,7 @@ def settings_pipeline(kind="app_insights", **window):
         "sink": {"container": "out"},
     }
     env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "MOVER_PIPELINES": json.dumps({"pipelines": [doc]})}
-    return Settings.from_env(env).pipelines[0]
+    return load_settings(env).pipelines[0]
 
 
 def reason(call, *args, **kwargs) -> tuple[int, str]:
@@ -136,7 +136,7 @@ def test_time_range_widens_to_whole_windows():
 
 
 def test_optional_timestamp():
-    from shared.params import optional_timestamp
+    from shared.frontends.params import optional_timestamp
 
     assert optional_timestamp({}, "from") is None
     assert optional_timestamp({"from": "2026-11-02T10:00:00+01:00"}, "from") == datetime(2026, 11, 2, 9, tzinfo=UTC)

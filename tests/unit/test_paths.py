@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import ConfigError
 from shared.model import Window
-from shared.sinks.paths import (
+from shared.paths import (
     DEFAULT_TEMPLATE,
     data_name,
     extension,

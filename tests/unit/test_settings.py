@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.errors import ConfigError
-from shared.settings import ExportSourceConfig, QuerySourceConfig, Settings
+from shared.settings import ExportSourceConfig, QuerySourceConfig, load_settings
 
 BASE_ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true;", "AI_KEY": "secret-key-value"}
 
@@ -28,12 +28,12 @@ def env(*pipelines, **extra):
 
 def problems(e) -> str:
     with pytest.raises(ConfigError) as info:
-        Settings.from_env(e)
+        load_settings(e)
     return "\n".join(info.value.problems)
 
 
 def test_minimal_pipeline_defaults():
-    s = Settings.from_env(env(pipeline()))
+    s = load_settings(env(pipeline()))
     p = s.pipeline("requests")
     assert isinstance(p.source, QuerySourceConfig)
     assert p.source.endpoint == "https://api.applicationinsights.io"
@@ -50,7 +50,7 @@ def test_minimal_pipeline_defaults():
 
 def test_log_analytics_defaults():
     src = {"kind": "log_analytics", "workspace_id": "ws-1", "query": "AppRequests"}
-    p = Settings.from_env(env(pipeline(source=src))).pipelines[0]
+    p = load_settings(env(pipeline(source=src))).pipelines[0]
     assert isinstance(p.source, QuerySourceConfig)
     assert p.source.time_column == "TimeGenerated"
     assert p.source.endpoint == "https://api.loganalytics.azure.com"
@@ -60,13 +60,13 @@ def test_log_analytics_defaults():
 def test_pipelines_from_file(tmp_path):
     f = tmp_path / "pipelines.json"
     f.write_text(json.dumps({"pipelines": [pipeline()]}))
-    s = Settings.from_env(BASE_ENV | {"MOVER_PIPELINES": str(f)})
+    s = load_settings(BASE_ENV | {"MOVER_PIPELINES": str(f)})
     assert s.pipelines[0].name == "requests"
 
 
 def test_api_key_secret_resolved_and_hidden_from_repr():
     src = {"kind": "app_insights", "app_id": "a", "query": "requests", "auth": {"kind": "api_key", "setting": "AI_KEY"}}
-    s = Settings.from_env(env(pipeline(source=src)))
+    s = load_settings(env(pipeline(source=src)))
     assert s.pipelines[0].source.auth.secret == "secret-key-value"
     assert "secret-key-value" not in repr(s)
 
@@ -160,7 +160,7 @@ def test_config_errors(e, fragment):
 
 def test_export_source_defaults():
     src = {"kind": "continuous_export", "container": "export", "prefix": "shop_1111/Requests"}
-    p = Settings.from_env(env(pipeline(source=src))).pipelines[0]
+    p = load_settings(env(pipeline(source=src))).pipelines[0]
     assert isinstance(p.source, ExportSourceConfig)
     assert p.source.folder_template == "{prefix}/{yyyy}-{MM}-{dd}/{HH}/"
     assert p.source.storage.setting == "AzureWebJobsStorage"
@@ -172,7 +172,7 @@ def test_identity_based_storage_connection():
         "AzureWebJobsStorage__accountName": "acct",
         "AzureWebJobsStorage__clientId": "cid",
     }
-    s = Settings.from_env(e)
+    s = load_settings(e)
     assert s.state.conn_string is None
     assert s.state.blob_uri == "https://acct.blob.core.windows.net"
     assert s.state.table_uri == "https://acct.table.core.windows.net"
@@ -186,7 +186,7 @@ def test_multiple_sinks():
     ]
     raw = pipeline(sinks=sinks)
     raw.pop("sink")
-    p = Settings.from_env(env(raw)).pipelines[0]
+    p = load_settings(env(raw)).pipelines[0]
     assert [(s.container, s.format, s.compression) for s in p.sinks] == [
         ("lake", "parquet", "snappy"),
         ("archive", "jsonl", "none"),

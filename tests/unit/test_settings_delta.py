@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.model import Window
-from shared.settings import Settings, StorageConfig
+from shared.settings import StorageConfig, load_settings
 from shared.sinks.delta_table import partition_columns, partition_values, storage_options
 from tests.unit.test_settings import env, pipeline, problems
 
 
 def test_delta_sink_defaults():
-    (p,) = Settings.from_env(env(pipeline(sink={"kind": "delta", "container": "lake"}))).pipelines
+    (p,) = load_settings(env(pipeline(sink={"kind": "delta", "container": "lake"}))).pipelines
     (sink,) = p.sinks
     assert (sink.kind, sink.container, sink.path, sink.partition_by) == ("delta", "lake", "{pipeline}", "")
     assert (sink.compression, sink.optimize, sink.vacuum_retention) == ("snappy", True, timedelta(days=7))
@@ -24,7 +24,7 @@ def test_delta_sink_options():
         "kind": "delta", "container": "lake", "path": "/tables/{table}/", "partition_by": "date",
         "optimize": False, "vacuum_retention": None, "compression": "zstd",
     }  # fmt: skip
-    (sink,) = Settings.from_env(env(pipeline(sink=raw))).pipelines[0].sinks
+    (sink,) = load_settings(env(pipeline(sink=raw))).pipelines[0].sinks
     assert (sink.path, sink.partition_by, sink.optimize, sink.vacuum_retention) == (
         "tables/{table}",
         "date",
@@ -88,7 +88,7 @@ def test_delta_is_imported_only_when_used():
     import subprocess
     import sys
 
-    code = "import sys, shared.sinks, shared.runner; print('deltalake' in sys.modules)"
+    code = "import sys, shared.sinks, shared.app; print('deltalake' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from shared.mapping import DIAGNOSTIC_TYPES, TABLES
-from shared.settings import QuerySourceConfig, Settings
+from shared.settings import QuerySourceConfig, load_settings
 from tests.unit.test_settings import env, pipeline, problems
 
 
 def expanded(source: dict, **over):
-    return Settings.from_env(env(pipeline(name="shop", source=source, **over))).pipelines
+    return load_settings(env(pipeline(name="shop", source=source, **over))).pipelines
 
 
 def test_each_table_becomes_a_pipeline_with_the_same_window_auth_and_sinks():
@@ -37,7 +37,7 @@ def test_each_table_becomes_a_pipeline_with_the_same_window_auth_and_sinks():
 
 
 def test_a_pipeline_written_as_such_has_no_group():
-    assert Settings.from_env(env(pipeline())).pipelines[0].group is None
+    assert load_settings(env(pipeline())).pipelines[0].group is None
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import QuerySourceConfig, Settings
+from shared.settings import QuerySourceConfig, load_settings
 from tests.unit.test_settings import BASE_ENV, env, pipeline, problems
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -83,7 +83,7 @@ def test_path_templates_checked_by_rendering(path, fragment):
 
 def test_good_path_templates_load():
     for path in ("{pipeline}/{yyyy}/{MM}/{dd}/{window}", "/{table}/{window}-{part}/", "{yyyy}{MM}{dd}/{HH}{mm}"):
-        assert Settings.from_env(env(pipeline(sink={"container": "out", "path": path}))).pipelines[0]
+        assert load_settings(env(pipeline(sink={"container": "out", "path": path}))).pipelines[0]
 
 
 def test_invalid_name_still_reports_the_pipelines_other_problems():
@@ -108,7 +108,7 @@ def test_schedule_validated(schedule, fragment):
 
 
 def test_valid_schedule_kept():
-    assert Settings.from_env(env(pipeline(), MOVER_SCHEDULE="30 0 * * * *")).schedule == "30 0 * * * *"
+    assert load_settings(env(pipeline(), MOVER_SCHEDULE="30 0 * * * *")).schedule == "30 0 * * * *"
 
 
 def test_missing_state_storage_names_the_documented_setting():
@@ -182,7 +182,7 @@ def test_malformed_connection_strings_fail_at_load(conn, fragment):
     ids=["azurite", "account-key", "sas"],
 )
 def test_valid_connection_strings_load(conn):
-    assert Settings.from_env(env(pipeline()) | {"AzureWebJobsStorage": conn}).state.conn_string == conn
+    assert load_settings(env(pipeline()) | {"AzureWebJobsStorage": conn}).state.conn_string == conn
 
 
 def test_identity_uri_must_be_a_url():
@@ -192,13 +192,13 @@ def test_identity_uri_must_be_a_url():
 
 def test_query_source_retention_default_and_bounds():
     source = {"kind": "log_analytics", "workspace_id": "ws", "query": "AppRequests", "retention": "P365D"}
-    p = Settings.from_env(env(pipeline(source=source))).pipelines[0]
+    p = load_settings(env(pipeline(source=source))).pipelines[0]
     assert isinstance(p.source, QuerySourceConfig) and p.source.retention.days == 365
-    p = Settings.from_env(env(pipeline())).pipelines[0]
+    p = load_settings(env(pipeline())).pipelines[0]
     assert isinstance(p.source, QuerySourceConfig) and p.source.retention.days == 90
     bad = pipeline().pop("source") | {"retention": "PT1H"}
     assert "'retention' must be from P1D to P4383D" in problems(env(pipeline(source=bad)))
 
 
 def test_base_env_still_valid():
-    assert Settings.from_env(BASE_ENV | env(pipeline())).pipelines
+    assert load_settings(BASE_ENV | env(pipeline())).pipelines

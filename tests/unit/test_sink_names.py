@@ -10,8 +10,8 @@ import pytest
 
 from shared.errors import ConfigError
 from shared.model import Window
-from shared.settings import Settings
-from shared.sinks.paths import manifest_name
+from shared.paths import manifest_name
+from shared.settings import Settings, load_settings
 from tests.conftest import T0, H
 
 ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true;"}
@@ -24,7 +24,7 @@ def load(sinks: list[dict[str, Any]]) -> Settings:
         "window": {"size": "PT1H", "start": "2026-11-01T00:00:00Z"},
         "sinks": sinks,
     }
-    return Settings.from_env(ENV | {"MOVER_PIPELINES": json.dumps({"pipelines": [pipeline]})})
+    return load_settings(ENV | {"MOVER_PIPELINES": json.dumps({"pipelines": [pipeline]})})
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.ledger.days import Day, day_of
+from shared.ledger.rollups import DaySums
 from shared.model import Window
-from shared.rollup_days import Day, day_of
-from shared.rollups import DaySums
-from shared.settings import Pipeline, Settings
-from shared.status import DETAIL_LIMIT, LIST_LIMIT, History, StatusView, days_to_read, pipeline_status, summarize
-from shared.status_page import render_html
+from shared.ops.status import DETAIL_LIMIT, LIST_LIMIT, History, StatusView, days_to_read, pipeline_status, summarize
+from shared.ops.status_page import render_html
+from shared.settings import Pipeline, load_settings
 from shared.windows import WindowState
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -42,7 +42,7 @@ def pipeline(name: str = "requests", start: datetime = T0) -> Pipeline:
             }
         ),
     }
-    return Settings.from_env(env).pipelines[0]
+    return load_settings(env).pipelines[0]
 
 
 def w(i: int) -> Window:

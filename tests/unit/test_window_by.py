@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.model import Window
-from shared.settings import QuerySourceConfig, Settings
+from shared.settings import QuerySourceConfig, load_settings
 from shared.sources.bounds import bounded_query, split_table, timespan
 from shared.sources.query_api import count_bins_query
 from tests.unit.test_settings import env, pipeline, problems
@@ -18,7 +18,7 @@ W = (datetime(2026, 11, 2, 10, tzinfo=UTC), datetime(2026, 11, 2, 11, tzinfo=UTC
 def source(**over: object) -> QuerySourceConfig:
     src = {"kind": "app_insights", "app_id": "a", "query": "requests"} | over
     window = {"size": "PT1H", "start": "2026-11-01T00:00:00Z"}
-    config = Settings.from_env(env(pipeline(source=src, window=window))).pipelines[0].source
+    config = load_settings(env(pipeline(source=src, window=window))).pipelines[0].source
     assert isinstance(config, QuerySourceConfig)
     return config
 
@@ -65,7 +65,7 @@ def test_event_bounds_are_configurable():
 def test_default_delay_covers_commit_latency_only(over, window, delay):
     src = {"kind": "app_insights", "app_id": "a", "query": "requests"} | over
     w = {"size": "PT1H", "start": "2026-11-01T00:00:00Z"} | window
-    assert Settings.from_env(env(pipeline(source=src, window=w))).pipelines[0].window.delay == delay
+    assert load_settings(env(pipeline(source=src, window=w))).pipelines[0].window.delay == delay
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.membudget import ByteBudget
+from shared.runtime.membudget import ByteBudget
 from shared.sinks.formats.arrow import ARROW_TYPES, arrow_type, batch_to_arrow, coerce_array
 from shared.sinks.formats.common import GZIP_LEVEL, Encoder, GzipStream, Writable, dumps_json
 from shared.sinks.formats.csvfile import CsvEncoder

@@ -6,8 +6,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared.membudget import ByteBudget
 from shared.model import Batch, Column
+from shared.runtime.membudget import ByteBudget
 from shared.sinks.formats.arrow import arrow_field, arrow_type, batch_to_arrow, compatible, conform
 from shared.sinks.formats.common import Writable, union_columns
 

@@ -1,0 +1,1 @@
+"""What operators read: the status report and page (from the day rollups), estimate and verify."""

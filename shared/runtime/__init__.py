@@ -1,0 +1,1 @@
+"""What the engine runs on: credentials, storage clients, retries, memory limits, its own telemetry."""
