@@ -223,10 +223,9 @@ def scheduler(spec: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
     settings = load_settings(env)
     now = [END + DELAY + size / 2]  # the newest window is due, the next one not yet
-    engine = App(settings, clock=lambda: now[0])
     counter = RequestCounter()
     service = TableServiceClient.from_connection_string(spec["storage"], raw_request_hook=counter)
-    engine.ledger = Ledger(service, settings.ledger_table)
+    engine = App(settings, clock=lambda: now[0], ledger=Ledger(service, settings.ledger_table))
     result: dict[str, Any] = {
         "pipelines": n, "size": size_text, "windows_per_pipeline": windows, "entities": n * windows,
         "fill_seconds": fill_s, "fill_entities_per_s": round(n * windows / fill_s), "open_per_pipeline": open_,

@@ -63,7 +63,9 @@ class App:
         owner: str | None = None,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        ledger: Ledger | None = None,
     ) -> None:
+        """``ledger``: another client of the same ledger (benches count its requests)."""
         tune_allocators()
         set_process_budget(settings.memory_budget_mb)
         self.settings = settings
@@ -74,7 +76,7 @@ class App:
         self._headers: dict[str, HeaderProvider] = {}
         self._sinks: dict[str, list[Sink]] = {}
         self._lock = threading.Lock()
-        self.ledger = Ledger(table_service(settings.state), settings.ledger_table)
+        self.ledger = ledger or Ledger(table_service(settings.state), settings.ledger_table)
         self.queue = WorkQueue(settings)  # its client is created on first use
         self.worker = WindowWorker(
             ledger=self.ledger,
