@@ -1,0 +1,174 @@
+"""The work queue's depth during a queue run, and how much of it the app itself caused.
+
+The platform scales queue workers on the queue's message count, and docs/scale.md bounds it:
+a pipeline never has more than ``max_per_tick`` windows queued or running, nor more than
+``max_per_tick`` re-sweeps in flight, so the queue holds at most ``pipelines × max_per_tick``
+window messages plus as many sweep messages. ``DepthSampler`` reads the queue's approximate
+message count (visible and invisible messages; exact on Azurite) every ``every`` seconds on
+its own thread. ``depth_figures`` then takes from each sample what is not work the app has
+in flight, from the workers' logs of what they received, finished and deleted
+(``devtools.faultsuite_runner``):
+
+* the suite's own messages — copies of waiting messages, late messages of done windows — noted
+  here with their id and send time, until a worker began to delete them;
+* messages held by a worker the suite SIGKILLed or froze (they come back after the visibility
+  timeout and are dropped), and messages whose handler already returned but whose delete has not
+  (the host deletes a message after its function returns; the app sent the next one already).
+
+What is left is checked against the bound. Each subtraction ends no later than the message can
+have gone, so the app's figure may come out a little too high, never too low.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from azure.core.exceptions import AzureError
+from azure.storage.queue import QueueClient
+
+from devtools.faultsuite_runner import DELETED, FINISHED, RECEIVED
+
+__all__ = ["DepthFigures", "DepthSampler", "deletions", "depth_figures", "spent"]
+
+
+class DepthSampler:
+    """Samples ``queue``'s message count until stopped; samples taken while storage is away are skipped."""
+
+    def __init__(self, connection_string: str, queue: str, every: float) -> None:
+        self.queue = queue
+        self._client = QueueClient.from_connection_string(connection_string, queue, retry_total=0)
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="depth", daemon=True)
+        self._lock = threading.Lock()
+        self.samples: list[tuple[float, int]] = []  # (unix time the answer came, messages)
+        self.injected: dict[str, float] = {}  # id of a message the suite sent → unix time its send returned
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def note_injected(self, message_id: str) -> None:
+        with self._lock:
+            self.injected[message_id] = time.time()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                count = int(self._client.get_queue_properties().approximate_message_count or 0)
+            except AzureError:
+                continue  # Azurite is being restarted
+            with self._lock:
+                self.samples.append((time.time(), count))
+
+
+_EVENT = re.compile(
+    rf"^({RECEIVED}|{FINISHED}|{DELETED}) (\S+) (\S+) (\d+(?:\.\d+)?)(?: (\d+(?:\.\d+)?))?$", re.MULTILINE
+)
+_Trail = list[tuple[float, str, str, float]]  # (time, kind, log, end of a delete)
+
+
+def _trails(logs: Mapping[str, str], queue: str) -> dict[str, _Trail]:
+    """Message id → what workers did with it, in time order (a delete at the time it began)."""
+    trails: dict[str, _Trail] = {}
+    for name, text in logs.items():
+        for kind, queue_name, ident, at, end in _EVENT.findall(text):
+            if queue_name == queue:
+                trails.setdefault(ident, []).append((float(at), kind, name, float(end or at)))
+    rank = {RECEIVED: 0, FINISHED: 1, DELETED: 2}  # a handler returns before its delete begins, at the same ms
+    for trail in trails.values():
+        trail.sort(key=lambda event: (event[0], rank[event[1]]))
+    return trails
+
+
+def deletions(logs: Mapping[str, str], queue: str) -> dict[str, float]:
+    """Message id → when a worker first began to delete it from ``queue`` (unix time)."""
+    out: dict[str, float] = {}
+    for ident, trail in _trails(logs, queue).items():
+        begun = [at for at, kind, _, _ in trail if kind == DELETED]
+        if begun:
+            out[ident] = begun[0]
+    return out
+
+
+def spent(
+    logs: Mapping[str, str], queue: str, down: Mapping[str, list[tuple[float, float]]]
+) -> list[tuple[float, float]]:
+    """Spans (unix times) in which a message was still in the queue but carried no work any more:
+
+    * **held by the dead** — its worker was SIGKILLed or frozen while holding it: from then until the
+      message was next received or deleted. Nobody can delete it; it comes back after the visibility
+      timeout and is dropped then, while the app has sent its window again (T3);
+    * **finished** — its handler returned (the window done, paused or skipped, and the next window's
+      message already sent), the delete is next: until the delete returned.
+
+    ``logs``: worker log name → text; ``down``: log name → the spans its process was down (a kill: until
+    ``inf``).
+    """
+    spans = []
+    for trail in _trails(logs, queue).values():
+        for i, (at, kind, holder, _) in enumerate(trail):
+            following = trail[i + 1] if i + 1 < len(trail) else None
+            after = float("inf") if following is None else following[3] if following[1] == DELETED else following[0]
+            if kind == RECEIVED:
+                spans += [(a, min(b, after)) for a, b in down.get(holder, []) if at <= a < after]
+            elif kind == FINISHED:
+                spans.append((at, after))
+    return spans
+
+
+@dataclass
+class DepthFigures:
+    """The queue's depth over the run: all messages, the suite's own, and the app's (the difference)."""
+
+    bound: int
+    samples: int = 0
+    max_total: int = 0
+    max_injected: int = 0
+    max_app: int = 0
+    max_orphans: int = 0  # messages held by dead workers or finished, awaiting their delete
+    over: list[str] = field(default_factory=list)  # samples where the app's messages passed the bound
+    series: list[tuple[float, int, int, int]] = field(default_factory=list, repr=False)  # (s, all, suite's, spent)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"max": self.max_app, "bound": self.bound, "max_all": self.max_total,
+                "suite_messages_max": self.max_injected, "spent_max": self.max_orphans,
+                "samples": self.samples}  # fmt: skip
+
+
+def depth_figures(
+    samples: list[tuple[float, int]],
+    injected: Mapping[str, float],
+    deleted: Mapping[str, float],
+    spent_spans: list[tuple[float, float]],
+    bound: int,
+    began: float,
+) -> DepthFigures:
+    """Each sample minus the suite's own messages in the queue then (sent before it, not deleted before
+    it) and minus the app's messages that carried no work any more (``spent``).
+
+    A suite message counts from when its send returned until its delete began: a sample taken
+    just before or after either moment may hold it without subtracting it, never the other way
+    round, so the app's figure can only come out too high, never too low.
+    """
+    figures = DepthFigures(bound=bound, samples=len(samples))
+    spans = [(sent, deleted.get(ident, float("inf"))) for ident, sent in injected.items()]
+    for at, total in samples:
+        mine = sum(1 for sent, gone in spans if sent <= at < gone)
+        dead = sum(1 for down, back in spent_spans if down <= at < back)
+        app = total - mine - dead
+        figures.max_total = max(figures.max_total, total)
+        figures.max_injected = max(figures.max_injected, mine)
+        figures.max_orphans = max(figures.max_orphans, dead)
+        figures.max_app = max(figures.max_app, app)
+        figures.series.append((round(at - began, 2), total, mine, dead))
+        if app > bound and len(figures.over) < 20:
+            figures.over.append(f"{at - began:.1f}s: {total} messages, {mine} the suite's, {dead} spent")
+    return figures
