@@ -60,7 +60,7 @@ from azure.storage.blob import BlobServiceClient
 from devtools.azurite import Azurite
 from devtools.faultsuite_check import PipelineRange, Verdict, verify
 from devtools.faultsuite_config import FULL, FULL_QUEUE, SMALL, SMALL_QUEUE, SuiteConfig
-from devtools.faultsuite_depth import deletions, depth_figures, spent
+from devtools.faultsuite_depth import deletions, depth_figures, sends, spent
 from devtools.faultsuite_procs import Kill, Runner, clean_env, kill_plan, terminate
 from devtools.faultsuite_queue import QUEUE_NAME, QueueChaos
 from devtools.faultsuite_queuerun import QueueRun
@@ -225,11 +225,12 @@ class _Suite:
         result.settled = settle(self.pipelines, states, q.accepted(), faults, bound)
         if q.depth is not None:
             logs = {p.name: p.read_text(errors="replace") for p in self.workdir.glob("runner-*.log")}
+            sent = sends({p.name: p.read_text(errors="replace") for p in self.workdir.glob("*.log")}, QUEUE_NAME)
             sweeps = 2 if cfg.resweep_lookback else 1
             result.depth = depth_figures(
-                q.depth.samples, q.depth.injected, deletions(logs, QUEUE_NAME),
-                spent(logs, QUEUE_NAME, self.down), len(self.pipelines) * cfg.max_per_tick * sweeps,
-                time.time() - (time.monotonic() - self.began),
+                q.depth.samples, q.depth.injected, deletions(logs, QUEUE_NAME), spent(logs, QUEUE_NAME, self.down),
+                len(self.pipelines) * cfg.max_per_tick * sweeps, time.time() - (time.monotonic() - self.began),
+                sent=sent, gone=deletions(logs, QUEUE_NAME, ended=True),
             )  # fmt: skip
             rows = [",".join(map(str, r)) for r in result.depth.series]
             (self.workdir / "depth.csv").write_text("seconds,messages,suite_messages,spent\n" + "\n".join(rows))

@@ -50,9 +50,10 @@ class SuiteConfig:
     stale: int = 8  # messages of done windows sent again (half mid-run, the rest at the end)
     lost: int = 3  # messages deleted right after they were enqueued
     poison: int = 1  # windows whose message fails every delivery until the suite lifts it and replays
-    # seconds a taken message stays invisible: the host's 10 minutes, scaled like the lease (PT10M → PT5S) but
-    # kept well above a window's run here (up to ~10 s under these fault rates), as it is in Azure
-    queue_visibility: float = 20.0
+    # seconds a taken message stays invisible: the host's 10 minutes. The lease is scaled down 120× (PT10M → PT5S),
+    # this only 20×: a window's run is not scaled (seconds here, waits behind sweeps included), and it must stay
+    # well within lease + visibility, as it does in Azure
+    queue_visibility: float = 30.0
     retry_after: int = 1  # seconds a failed message stays invisible
     max_dequeue: int = 3  # deliveries before the poison queue
     # the operator (devtools.faultsuite_operator): replays through the CLI, windows the service fails
@@ -81,7 +82,7 @@ FULL_QUEUE = replace(
     final_strike=True,
 )  # fmt: skip
 SMALL_QUEUE = replace(
-    SMALL, queue=True, duplicates=4, stale=6, lost=2, seed=20261202, kills_by=0.8, max_attempts=5,
-    resweep_lookback="P1D", fault_rates=_QUEUE_RATES, planner_kills=3, replays=4, replay_kills=1, overflow=1,
-    final_strike=True,
+    SMALL, queue=True, rows_per_hour=(1000, 8000), duplicates=4, stale=6, lost=1, seed=20261202, kills_by=0.8,
+    max_attempts=5, resweep_lookback="P1D", fault_rates=_QUEUE_RATES, planner_kills=3, replays=3, replay_kills=1,
+    overflow=1, final_strike=True,
 )  # fmt: skip

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
-from devtools.faultsuite_runner import DELETED, FINISHED, RECEIVED
+from devtools.faultsuite_runner import DELETED, FINISHED, RECEIVED, SENT
 
-__all__ = ["DepthFigures", "DepthSampler", "deletions", "depth_figures", "spent"]
+__all__ = ["DepthFigures", "DepthSampler", "deletions", "depth_figures", "sends", "spent"]
 
 
 class DepthSampler:
@@ -88,19 +88,29 @@ def _trails(logs: Mapping[str, str], queue: str) -> dict[str, _Trail]:
     return trails
 
 
-def deletions(logs: Mapping[str, str], queue: str) -> dict[str, float]:
-    """Message id → when a worker first began to delete it from ``queue`` (unix time)."""
+_SENT = re.compile(rf"^{SENT} (\S+) (\S+) (\d+(?:\.\d+)?) (\S+) (\S+) (\S+)$", re.MULTILINE)
+
+
+def sends(logs: Mapping[str, str], queue: str) -> dict[str, tuple[float, str]]:
+    """Message id → (unix time its send returned, "<kind> <pipeline> <window start>") for every message
+    a planner or worker sent to ``queue`` (for telling what the queue held when it was deepest)."""
+    return {ident: (float(at), f"{kind} {pipeline} {start}") for text in logs.values()
+            for name, ident, at, kind, pipeline, start in _SENT.findall(text) if name == queue}  # fmt: skip
+
+
+def deletions(logs: Mapping[str, str], queue: str, *, ended: bool = False) -> dict[str, float]:
+    """Message id → when a worker first began (``ended``: finished) to delete it from ``queue`` (unix time)."""
     out: dict[str, float] = {}
     for ident, trail in _trails(logs, queue).items():
-        begun = [at for at, kind, _, _ in trail if kind == DELETED]
-        if begun:
-            out[ident] = begun[0]
+        times = [end if ended else at for at, kind, _, end in trail if kind == DELETED]
+        if times:
+            out[ident] = times[0]
     return out
 
 
 def spent(
     logs: Mapping[str, str], queue: str, down: Mapping[str, list[tuple[float, float]]]
-) -> list[tuple[float, float]]:
+) -> list[tuple[str, float, float]]:
     """Spans (unix times) in which a message was still in the queue but carried no work any more:
 
     * **held by the dead** — its worker was SIGKILLed or frozen while holding it: from then until the
@@ -113,14 +123,14 @@ def spent(
     ``inf``).
     """
     spans = []
-    for trail in _trails(logs, queue).values():
+    for ident, trail in _trails(logs, queue).items():
         for i, (at, kind, holder, _) in enumerate(trail):
             following = trail[i + 1] if i + 1 < len(trail) else None
             after = float("inf") if following is None else following[3] if following[1] == DELETED else following[0]
             if kind == RECEIVED:
-                spans += [(a, min(b, after)) for a, b in down.get(holder, []) if at <= a < after]
+                spans += [(ident, a, min(b, after)) for a, b in down.get(holder, []) if at <= a < after]
             elif kind == FINISHED:
-                spans.append((at, after))
+                spans.append((ident, at, after))
     return spans
 
 
@@ -147,9 +157,11 @@ def depth_figures(
     samples: list[tuple[float, int]],
     injected: Mapping[str, float],
     deleted: Mapping[str, float],
-    spent_spans: list[tuple[float, float]],
+    spent_spans: list[tuple[str, float, float]],
     bound: int,
     began: float,
+    sent: Mapping[str, tuple[float, str]] | None = None,
+    gone: Mapping[str, float] | None = None,
 ) -> DepthFigures:
     """Each sample minus the suite's own messages in the queue then (sent before it, not deleted before
     it) and minus the app's messages that carried no work any more (``spent``).
@@ -162,7 +174,7 @@ def depth_figures(
     spans = [(sent, deleted.get(ident, float("inf"))) for ident, sent in injected.items()]
     for at, total in samples:
         mine = sum(1 for sent, gone in spans if sent <= at < gone)
-        dead = sum(1 for down, back in spent_spans if down <= at < back)
+        dead = sum(1 for _, down, back in spent_spans if down <= at < back)
         app = total - mine - dead
         figures.max_total = max(figures.max_total, total)
         figures.max_injected = max(figures.max_injected, mine)
@@ -170,5 +182,24 @@ def depth_figures(
         figures.max_app = max(figures.max_app, app)
         figures.series.append((round(at - began, 2), total, mine, dead))
         if app > bound and len(figures.over) < 20:
-            figures.over.append(f"{at - began:.1f}s: {total} messages, {mine} the suite's, {dead} spent")
+            held = _held(at, sent, gone or deleted, spent_spans, injected) if sent else ""
+            figures.over.append(f"{at - began:.1f}s: {total} messages, {mine} the suite's, {dead} spent{held}")
     return figures
+
+
+def _held(
+    at: float,
+    sent: Mapping[str, tuple[float, str]],
+    gone: Mapping[str, float],
+    spent_spans: list[tuple[str, float, float]],
+    injected: Mapping[str, float],
+) -> str:
+    """What the app's messages in the queue at ``at`` were for (the logs' view of a deep sample)."""
+    idle = {ident for ident, a, b in spent_spans if a <= at < b} | set(injected)
+    live = [what for ident, (t, what) in sent.items() if t <= at < gone.get(ident, float("inf")) and ident not in idle]
+    by_kind: dict[str, int] = {}
+    for what in live:
+        kind_pipeline = " ".join(what.split(" ")[:2])
+        by_kind[kind_pipeline] = by_kind.get(kind_pipeline, 0) + 1
+    twice = sorted({w for w in live if live.count(w) > 1})
+    return f" (logged: {by_kind}" + (f"; twice: {twice}" if twice else "") + ")"

@@ -121,7 +121,7 @@ class QueueChaos:
     def _step(self, progress: float, ledger: Ledger) -> None:
         cfg, counts = self.config, self.counts
         waiting = self._peek()
-        if waiting and counts["lost"] < cfg.lost and progress >= 0.1 * (counts["lost"] + 1):
+        if waiting and counts["lost"] < cfg.lost and progress >= 0.1 * counts["lost"]:  # early: recovery takes long
             for message in self._queue.receive_messages(max_messages=1, visibility_timeout=30):
                 self._queue.delete_message(message)  # lost for good: only the ledger still knows the window
                 counts["lost"] += 1

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import faulthandler
 import functools
+import json
 import os
 import signal
 import sys
@@ -50,7 +51,7 @@ from typing import Any
 
 __all__ = [
     "ARM_ENV", "DELETED", "FINISHED", "FROZEN", "MARKER", "MISSING", "PLANNER_POINTS", "POINTS", "POISONED", "RECEIVED",
-    "install",
+    "SENT", "install",
     "install_queue", "main", "parse",
 ]  # fmt: skip
 
@@ -62,6 +63,7 @@ POISONED = "FAULTPOISON"
 DELETED = "FAULTQDEL"
 RECEIVED = "FAULTQRCV"
 FINISHED = "FAULTQFIN"
+SENT = "FAULTQSND"
 PLANNER_POINTS = ("enqueue", "sweepmark", "record")
 POINTS = ("claim", "query", "split", "stage", "precommit", "commit", "premanifest", "manifest", "checkpoint", "renew",
           *PLANNER_POINTS)  # fmt: skip
@@ -251,9 +253,10 @@ def install_queue() -> None:
 
 
 def _log_queue() -> None:
-    """A line per message this worker received (``FAULTQRCV <queue> <id> <time>``), finished — its handler
-    returned, the delete comes next (``FAULTQFIN <queue> <id> <time>``) — and deleted (``FAULTQDEL <queue>
-    <id> <time the delete began> <time it returned>``); times are unix seconds."""
+    """A line per message this process sent (``FAULTQSND <queue> <id> <time> <kind> <pipeline> <start>``),
+    received (``FAULTQRCV <queue> <id> <time>``), finished — its handler returned, the delete comes next
+    (``FAULTQFIN <queue> <id> <time>``) — and deleted (``FAULTQDEL <queue> <id> <time the delete began>
+    <time it returned>``); times are unix seconds."""
     import time
 
     from azure.storage.queue import QueueClient
@@ -264,7 +267,8 @@ def _log_queue() -> None:
         stamps = " ".join(f"{t:.6f}" for t in times)
         os.write(2, f"\n{kind} {queue} {getattr(message, 'id', message)} {stamps}\n".encode())
 
-    receive, finish, delete = QueueLoop._receive, QueueLoop._delete, QueueClient.delete_message
+    receive, finish = QueueLoop._receive, QueueLoop._delete
+    delete, send = QueueClient.delete_message, QueueClient.send_message
 
     def received(self: QueueLoop) -> list[Any]:
         messages = receive(self)
@@ -282,7 +286,19 @@ def _log_queue() -> None:
         delete(self, message, *args, **kwargs)
         line(DELETED, self.queue_name, message, began, time.time())
 
+    def sent(self: QueueClient, content: Any, *args: Any, **kwargs: Any) -> Any:
+        message = send(self, content, *args, **kwargs)
+        at = time.time()
+        try:
+            body = json.loads(content)
+            what = f"{body['kind']} {body['pipeline']} {body['start']}"
+        except (ValueError, TypeError, KeyError):
+            what = "? ? ?"
+        os.write(2, f"\n{SENT} {self.queue_name} {message.id} {at:.6f} {what}\n".encode())
+        return message
+
     QueueLoop._receive = received  # type: ignore[method-assign]
+    QueueClient.send_message = sent  # type: ignore[method-assign]
     QueueLoop._delete = finished  # type: ignore[method-assign]
     QueueClient.delete_message = deleted  # type: ignore[method-assign]
 
