@@ -45,7 +45,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,12 +61,13 @@ from devtools.azurite import Azurite
 from devtools.faultsuite_check import PipelineRange, Verdict, verify
 from devtools.faultsuite_config import FULL, FULL_QUEUE, SMALL, SMALL_QUEUE, SuiteConfig
 from devtools.faultsuite_depth import deletions, depth_figures, sends, spent
-from devtools.faultsuite_procs import Kill, Runner, clean_env, kill_plan, terminate
-from devtools.faultsuite_queue import QUEUE_NAME, QueueChaos
+from devtools.faultsuite_procs import Kill, clean_env, kill_plan, terminate
+from devtools.faultsuite_queue import QUEUE_NAME
 from devtools.faultsuite_queuerun import QueueRun
 from devtools.faultsuite_result import SuiteResult
-from devtools.faultsuite_runner import ARM_ENV, FROZEN, MISSING
+from devtools.faultsuite_runner import MISSING
 from devtools.faultsuite_settle import closed_by_window, settle
+from devtools.faultsuite_workers import Workers
 from shared.durations import parse_duration
 from shared.errors import MoverError
 from shared.ledger import Ledger
@@ -141,10 +142,10 @@ class _Suite:
         start = now - (config.hours + 2) * HOUR  # every window long closed (delay PT5M), no row late
         self.pipelines = [PipelineRange(t, t, start, config.hours) for t in config.tables]
         self.result = SuiteResult(config, Verdict())
-        self.slots: list[Runner | None] = [None] * config.runners
         self.q = QueueRun(config, self.pipelines, workdir, self.rng, self.log) if config.queue else None
         self.progress = 0.0  # the most windows ever final at once, as a fraction (replays reopen some)
-        self.down: dict[str, list[tuple[float, float]]] = {}  # worker log → spans (unix) it was killed or frozen
+        plan = kill_plan(self.rng, config.kills, config.kill_after, config.nth_max, config.freezes)
+        self.workers = Workers(config, workdir, ROOT, plan, self.result, self.log, self._fault)
 
     def log(self, message: str) -> None:
         wall = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-4]  # the processes' logs carry this clock
@@ -159,7 +160,7 @@ class _Suite:
             emu_log = stack.enter_context((self.workdir / "emulator.log").open("wb"))
             url = stack.enter_context(emulator_process(cfg, emu_log))
             control = stack.enter_context(httpx.Client(base_url=url, timeout=120))
-            stack.callback(self._kill_runners)  # on errors and Ctrl-C; the normal end stops them gently first
+            stack.callback(self.workers.kill_all)  # on errors and Ctrl-C; the normal end stops them gently first
             self.log(f"azurite :{azurite.blob_port} (data in {self.workdir}), emulator {url}")
             rows = self._seed(control)
             self.log(f"seeded {rows:,} rows: {len(self.pipelines)} tables × {cfg.hours} hourly windows")
@@ -172,18 +173,17 @@ class _Suite:
                 env = {**env, **self.q.env()}
                 stack.callback(self.q.stop)
                 self.q.start(azurite.connection_string, env, full, control, ROOT)
-            plan = kill_plan(self.rng, cfg.kills, cfg.kill_after, cfg.nth_max, cfg.freezes)
-            self.log(f"kill plan ({cfg.runners} runners): " + ", ".join(map(str, plan)))
+            self.log(f"kill plan ({cfg.runners} runners): " + ", ".join(map(str, self.workers.plan)))
             if self.q is not None:
                 self.log("planner kill plan: " + ", ".join(map(str, self.q.planners.plan)))
-            self._drive(plan, env, ledger, azurite, control)
+            self._drive(env, ledger, azurite, control)
             if azurite.proc is None:  # the deadline passed while it was down: the verdict needs it
                 azurite.start()
             if self.q is not None:
                 self.q.stop_planners()
                 if not self.result.timed_out:
                     self.q.chaos.finish(full, time.monotonic() + 90)
-            self._stop_runners()
+            self.workers.stop()
             if self.q is not None:
                 self.q.stop()
                 self._queue_figures(full)
@@ -227,8 +227,9 @@ class _Suite:
             logs = {p.name: p.read_text(errors="replace") for p in self.workdir.glob("runner-*.log")}
             sent = sends({p.name: p.read_text(errors="replace") for p in self.workdir.glob("*.log")}, QUEUE_NAME)
             sweeps = 2 if cfg.resweep_lookback else 1
+            idle = spent(logs, QUEUE_NAME, self.workers.down)
             result.depth = depth_figures(
-                q.depth.samples, q.depth.injected, deletions(logs, QUEUE_NAME), spent(logs, QUEUE_NAME, self.down),
+                q.depth.samples, q.depth.injected, deletions(logs, QUEUE_NAME), idle,
                 len(self.pipelines) * cfg.max_per_tick * sweeps, time.time() - (time.monotonic() - self.began),
                 sent=sent, gone=deletions(logs, QUEUE_NAME, ended=True),
             )  # fmt: skip
@@ -278,55 +279,13 @@ class _Suite:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _start_runner(self, env: Mapping[str, str]) -> Runner:
-        index = self.result.runners = self.result.runners + 1
-        log = self.workdir / f"runner-{index:03d}.log"
-        arm_file = self.workdir / f"runner-{index:03d}.arm"
-        env = {**env, ARM_ENV: str(arm_file)}
-        argv = [sys.executable, "-m", "devtools.faultsuite_runner", "run", "--every", "0.5"]
-        if self.config.queue:  # the slots hold workers; planners run beside them (QueueChaos)
-            argv = QueueChaos.worker_argv(self.config.max_dequeue)
-        with log.open("wb") as out:  # the child keeps its own descriptor
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                argv,
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-        return Runner(index, proc, log, arm_file)
-
-    def _stop_runners(self) -> None:
-        """SIGTERM every live runner (it finishes its tick and exits), SIGKILL a stuck one."""
-        runners = [r for r in self.slots if r is not None]
-        self.slots = [None] * len(self.slots)
-        for runner in runners:
-            runner.signal(signal.SIGTERM)
-            runner.signal(signal.SIGCONT)
-        for runner in runners:  # a thawed runner finishes its stale tick first (its writes are checked too)
-            try:
-                runner.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                runner.signal(signal.SIGUSR1)  # faulthandler: every thread's stack into its log
-                with suppress(subprocess.TimeoutExpired):
-                    runner.proc.wait(timeout=2)
-                self.result.hangs.append(f"runner #{runner.index}")
-                self.log(f"runner #{runner.index} did not stop within 60s of SIGTERM; stacks in {runner.log.name}")
-            terminate(runner.proc)
-
-    def _kill_runners(self) -> None:
-        for runner in self.slots:
-            if runner is not None:
-                runner.sigkill()
-        self.slots = [None] * len(self.slots)
-
-    def _drive(self, plan: list[Kill], env: Mapping[str, str], ledger: Ledger, azurite: Azurite,
-               control: httpx.Client) -> None:  # fmt: skip
+    def _drive(self, env: Mapping[str, str], ledger: Ledger, azurite: Azurite, control: httpx.Client) -> None:
         """Until every window is done: keep the runner slots filled, arm and fire kills in step
         with progress, take Azurite away once, print progress. Polls with short waits; the
         deadline bounds it."""
         cfg, result = self.config, self.result
         total = len(self.pipelines) * cfg.hours
         deadline = self.began + cfg.deadline
-        unarmed = list(reversed(plan))
         next_poll = next_progress = 0.0
         storage_back_at: float | None = None  # set while Azurite is down
         wake = threading.Event()  # never set: the waits below are poll intervals
@@ -342,20 +301,17 @@ class _Suite:
                 result.storage_restarts += 1
                 self._fault("Azurite restarted")
                 self.log("Azurite started again (same ports, same data on disk)")
-                for armed in self.slots:  # no fault point can be reached without storage: their clocks restart
-                    if armed is not None and armed.kill is not None and armed.kill.point != "time":
-                        armed.armed_at = time.monotonic()
-            self._keep_slots(now, env, plan, unarmed)
+                self.workers.storage_back()
+            self.workers.keep(now, env, self.progress)
             if now >= next_poll and storage_back_at is None:
                 next_poll = now + (0.5 if self.q is None else 0.2)
                 counts = self._statuses(ledger)
                 if counts is not None:
                     self.progress = max(self.progress, counts["final"] / total)
                 if self.q is not None and counts is not None:
-                    quiet = not unarmed and storage_back_at is None and result.storage_restarts > 0 and all(
-                        r is None or r.kill is None for r in self.slots)  # fmt: skip
+                    quiet = self.workers.quiet and result.storage_restarts > 0
                     self.q.step(env, ROOT, counts=counts, total=total, ledger=ledger, progress=self.progress,
-                                quiet=quiet, kill_worker=self._kill_worker)  # fmt: skip
+                                quiet=quiet, kill_worker=self.workers.kill_pid)  # fmt: skip
                 if counts is not None:
                     if now >= next_progress:
                         next_progress = now + cfg.progress_every
@@ -369,117 +325,9 @@ class _Suite:
                         storage_back_at = time.monotonic() + cfg.storage_down
             wake.wait(0.05)
 
-    def _keep_slots(self, now: float, env: Mapping[str, str], plan: list[Kill], unarmed: list[Kill]) -> None:
-        """Keep every runner slot filled: thaw, reap, kill, freeze and arm its incarnations."""
-        cfg = self.config
-        for slot, runner in enumerate(self.slots):
-            if runner is not None and runner.frozen_until is not None:
-                if now >= runner.frozen_until:
-                    runner.signal(signal.SIGCONT)
-                    self._went_down(runner, until=time.time())
-                    runner.frozen_until, runner.kill = None, None
-                    self.log(f"thawed runner #{runner.index}; its windows have other owners by now")
-                continue
-            if runner is not None and runner.proc.poll() is not None:
-                self._reap(runner)
-                runner = None
-            elif runner is not None and runner.kill is not None and runner.kill.freeze:
-                froze = runner.fault_point(FROZEN)
-                if froze is not None or runner.kill_due(cfg.point_timeout):
-                    self._freeze(runner, froze)
-                    continue
-            elif runner is not None and runner.kill_due(cfg.point_timeout):
-                self._kill(runner)
-                runner = None
-            if runner is None:
-                runner = self._start_runner(env)
-            if runner.kill is None and unarmed and len(plan) - len(unarmed) < self._kills_allowed():
-                fault = self._next_fault(unarmed)
-                if fault is not None:
-                    runner.arm(fault)
-            self.slots[slot] = runner
-
     def _fault(self, what: str) -> None:
         if self.q is not None:
             self.q.fault(what)
-
-    def _went_down(self, runner: Runner, *, until: float = float("inf")) -> None:
-        """A worker died (or froze, or thawed: ``until`` closes the span its freeze opened)."""
-        spans = self.down.setdefault(runner.log.name, [])
-        if until != float("inf") and spans and spans[-1][1] == float("inf"):
-            spans[-1] = (spans[-1][0], until)
-        else:
-            spans.append((time.time(), until))
-
-    def _kill_worker(self, pid: int) -> str | None:
-        """SIGKILL the (unfrozen) worker with this pid now — the final strike; ``None`` if none is."""
-        for slot, runner in enumerate(self.slots):
-            if runner is not None and runner.proc.pid == pid and runner.frozen_until is None:
-                runner.sigkill()
-                self._went_down(runner)
-                self.slots[slot] = None
-                self.result.kills.append("strike")
-                return f"worker #{runner.index}"
-        return None
-
-    def _next_fault(self, unarmed: list[Kill]) -> Kill | None:
-        """The next planned fault (``unarmed`` is the plan reversed), but never a freeze that would
-        leave no runner unfrozen: one must stay free to take the frozen ones' windows and be killed."""
-        frozen = sum(1 for r in self.slots if r is not None and r.kill is not None and r.kill.freeze)
-        busy = frozen >= self.config.runners - 1
-        for i in range(len(unarmed) - 1, -1, -1):
-            if not (busy and unarmed[i].freeze):
-                return unarmed.pop(i)
-        return None
-
-    def _kills_allowed(self) -> int:
-        """Kills that may be armed by now: one per runner at once, the rest spread until ``kills_by``."""
-        cfg = self.config
-        planned = cfg.kills + cfg.freezes
-        lead = min(cfg.runners, planned)
-        if cfg.kills_by <= 0:
-            return planned
-        share = self.progress / cfg.kills_by
-        return min(planned, lead + int((planned - lead) * share))
-
-    def _freeze(self, runner: Runner, point: str | None) -> None:
-        """The runner stopped itself at its fault point (or is stopped now, if it never got there):
-        its heartbeat stops too, its leases run out and the other runner takes its windows; after
-        ``freeze_for`` it goes on as if nothing had happened."""
-        runner.signal(signal.SIGSTOP)  # (again): the point may have been reached but not yet acted on
-        runner.frozen_until = time.monotonic() + self.config.freeze_for
-        where = point or f"time ({runner.kill} not reached)"
-        self.result.freezes.append(where)
-        self._went_down(runner)
-        self._fault(f"freeze of runner #{runner.index}")
-        self.log(f"freeze {len(self.result.freezes)}/{self.config.freezes}: runner #{runner.index} stopped at"
-                 f" {where} for {self.config.freeze_for:.0f}s")  # fmt: skip
-
-    def _kill(self, runner: Runner) -> None:
-        """SIGKILL from outside: a time kill, or the fallback for a fault point not reached."""
-        runner.sigkill()
-        assert runner.kill is not None
-        where = "time" if runner.kill.point == "time" else f"time ({runner.kill} not reached)"
-        self.result.kills.append(f"{where} {runner.armed_for:.1f}s")
-        self._went_down(runner)
-        self._fault(f"kill of runner #{runner.index}")
-        self.log(f"kill {len(self.result.kills)}/{self.config.kills}: SIGKILL runner #{runner.index} at {where}")
-
-    def _reap(self, runner: Runner) -> None:
-        """Account for a runner that exited: a planned self-kill, or a crash (logged, restarted)."""
-        code = runner.proc.returncode
-        point = runner.fault_point()
-        if code == -signal.SIGKILL and point:
-            self.result.kills.append(point)
-            self._went_down(runner)  # when it was reaped: at most one loop round after it died
-            self._fault(f"kill of runner #{runner.index} at {point}")
-            self.log(f"kill {len(self.result.kills)}/{self.config.kills}: runner #{runner.index} SIGKILLed at {point}")
-            return
-        tail = runner.tail()
-        self.result.crashes.append(tail.splitlines()[-1] if tail else f"exit {code}")
-        self.log(f"runner #{runner.index} exited with {code} (not killed by the suite); last lines:\n{tail}")
-        if len(self.result.crashes) > 20:
-            raise RuntimeError("the runner keeps crashing; see its log above")
 
     def _statuses(self, ledger: Ledger) -> Counter[str] | None:
         """Window counts by status (unrecorded windows count as pending); ``None`` while storage is away."""
@@ -533,11 +381,16 @@ def run_suite(config: SuiteConfig = FULL, *, workdir: Path | None = None,
             say(f"logs and Azurite data in {folder}")
 
 
+def _seed(text: str) -> int:
+    return random.SystemRandom().randrange(1, 2**31) if text == "random" else int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.faultsuite", description="fault-injection suite")
     parser.add_argument("--small", action="store_true", help="the smaller run of make test")
     parser.add_argument("--queue", action="store_true", help="planners + queue workers, and the queue's own faults")
-    parser.add_argument("--seed", type=int, help="RNG seed of data, kill plan and emulator faults")
+    parser.add_argument("--seed", type=_seed, help="RNG seed of data, fault plans and emulator faults; 'random': a new"
+                        " one (printed on the FAULTS line, so the run can be repeated with it)")
     parser.add_argument("--kills", type=int, help="SIGKILLs of runner processes")
     parser.add_argument("--hours", type=int, help="hourly windows per pipeline")
     parser.add_argument("--runners", type=int, help="runner processes at once")
