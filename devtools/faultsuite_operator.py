@@ -240,6 +240,8 @@ class Operator:
         replay.ended = datetime.now(UTC)
         replay.code = proc.returncode
         replay.said = proc.stdout.decode(errors="replace").strip()
+        with log.open("a") as out:
+            out.write(f"\n--- stdout (exit {replay.code}) ---\n{replay.said}\n")
         replay.accepted = self._accepted(replay)
         replay.problem = replay.problem or _disagreement(replay)
         outcome = "killed" if replay.killed else f"exit {replay.code}"
