@@ -21,13 +21,17 @@ What runs, all on loopback, all started and stopped here:
   then continued: a live owner whose windows others took over meanwhile. Long windows
   pause and resume often (short ``MOVER_CHECKPOINT_AFTER``), so chunks are in play too.
 
+With ``--queue`` the slots hold queue workers instead, and the randomized queue run adds planner
+processes, operator replays through the CLI, re-sweeps, overflow windows and the queue's own faults
+(``devtools.faultsuite_queuerun``), ending with a final strike whose recovery is measured.
+
 When the ledger says every window is done, ``faultsuite_check`` reads every output
 blob and compares it with the emulator's rows. The last line printed is::
 
     FAULTS {"kills": …, "windows": …, "rows_source": …, "rows_out": …, "lost": 0, "duplicated": 0, …}
 
 and the exit status is non-zero when anything was lost, duplicated, wrong or unfinished.
-``tests/integration/test_faults.py`` runs the same code with ``SMALL`` figures.
+``tests/integration/test_faults.py`` runs the queue run with ``SMALL_QUEUE`` figures.
 """
 
 from __future__ import annotations
