@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,7 +96,6 @@ class Operator:
         self.avoid = avoid  # "<pipeline> <key>" of windows random replays leave alone (the poison ones)
         self.replays: list[Replay] = []
         self._requests: queue.Queue[Replay | None] = queue.Queue()
-        self._busy = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_random = 0.0
         self._random_issued = 0
@@ -127,7 +127,8 @@ class Operator:
 
     @property
     def idle(self) -> bool:
-        return self._requests.empty() and not self._busy.is_set()
+        """Every replay requested so far has run (the main loop is the only one that requests)."""
+        return all(r.done.is_set() for r in self.replays)
 
     def request(self, pipeline: str, windows: list[Window], mode: str, why: str, arm: str = "") -> Replay:
         replay = Replay(len(self.replays) + 1, pipeline, tuple(windows), mode, why, arm)
@@ -136,9 +137,10 @@ class Operator:
         return replay
 
     # -- the suite's loop -------------------------------------------------------------------------------
-    def step(self, progress: float) -> None:
+    def step(self, progress: float, ledger: Ledger) -> None:
         """Random replays in step with ``progress`` (all issued by 90 % of the backfill, or after it), and
-        the overflow windows: once closed, lifted and replayed (or left)."""
+        the overflow windows: once closed, lifted and replayed (or left). ``ledger``: the loop's, which
+        fails at once while storage is away."""
         cfg = self.config
         allowed = cfg.replays if progress >= 0.9 else int(cfg.replays * progress / 0.9)
         now = time.monotonic()
@@ -146,12 +148,15 @@ class Operator:
         if due and self.idle and now >= self._next_random:
             self._random()
             self._next_random = now + self.rng.uniform(0.5, 3.0)
-        assert self._ledger is not None
+        with suppress(AzureError, MoverError):  # storage is being restarted: next round
+            self._overflow_round(ledger)
+
+    def _overflow_round(self, ledger: Ledger) -> None:
         for entry, (_table, window) in self.overflow.items():
             if entry in self.overflow_closed:
                 continue
             name = entry.split(" ")[0]
-            state = self._ledger.get(name, window)
+            state = ledger.get(name, window)
             if state is None or not (state.closed and state.fail_kind == "window" and OVERFLOW_CODE in state.error):
                 continue
             self.overflow_closed[entry] = state.error
@@ -210,14 +215,12 @@ class Operator:
     # -- the replay thread ------------------------------------------------------------------------------
     def _serve(self, root: Path) -> None:
         while (replay := self._requests.get()) is not None:
-            self._busy.set()
             try:
                 self._run(replay, root)
             except Exception as exc:  # a broken run is reported, never takes the suite down
                 replay.problem = f"the suite could not run it: {type(exc).__name__}: {exc}"
             finally:
                 replay.done.set()
-                self._busy.clear()
 
     def _run(self, replay: Replay, root: Path) -> None:
         start, end = replay.windows[0].start, replay.windows[-1].end

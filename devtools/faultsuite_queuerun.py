@@ -87,7 +87,7 @@ class QueueRun:
             allowed = self._allowed(progress)
             self.planners.step(env, root, allowed)
             self.chaos.step(counts["done"], total, ledger)
-            self.operator.step(progress)
+            self.operator.step(progress, ledger)
             everything = quiet and not self.planners.unfired and not self.operator.random_left
             settled = counts["final"] == total and self.operator.idle and self.operator.overflow_settled
             if everything and settled and self.chaos.poison_settled:
