@@ -172,15 +172,17 @@ class QueueChaos:
         return self.counts["poison_replayed"] >= len(self.poison)
 
     def finish(self, ledger: Ledger, deadline: float) -> None:
-        """Every window done: send the remaining late messages, wait for both queues to drain."""
-        for body, message in list(self.seen.items())[: max(0, self.config.stale - self.counts["stale"])]:
+        """Every window final: send the remaining late messages (of done windows), wait for both queues to drain."""
+        for body, message in list(self.seen.items()):
+            if self.counts["stale"] >= self.config.stale:
+                break
             state = ledger.get(message.pipeline, message.window)
             if state is not None and state.status == "done":
                 self._inject(body)
                 self.counts["stale"] += 1
                 self.counts["stale_at_end"] += 1
         self.log(f"queue: {self.counts['stale_at_end']} late messages for done windows sent; waiting for the drain")
-        empty = 0  # visible messages only: a killed worker's message stays invisible for a minute
+        empty = 0  # visible messages only: a killed worker's message stays invisible for the visibility timeout
         while time.monotonic() < deadline:
             waiting = sum(len(q.peek_messages(max_messages=1)) for q in (self._queue, self._poison_queue))
             empty = empty + 1 if waiting == 0 else 0
