@@ -235,7 +235,7 @@ class _Suite:
             result.depth = depth_figures(
                 q.depth.samples, q.depth.injected, deletions(logs, QUEUE_NAME), idle,
                 len(self.pipelines) * cfg.max_per_tick * sweeps, time.time() - (time.monotonic() - self.began),
-                sent=sent, gone=deletions(logs, QUEUE_NAME, ended=True),
+                sent=sent, gone=deletions(logs, QUEUE_NAME, ended=True) | q.chaos.deleted,
             )  # fmt: skip
             rows = [",".join(map(str, r)) for r in result.depth.series]
             (self.workdir / "depth.csv").write_text("seconds,messages,suite_messages,spent\n" + "\n".join(rows))

@@ -13,10 +13,10 @@ in flight, from the workers' logs of what they received, finished and deleted
   here with their id and send time, until a worker began to delete them;
 * messages held by a worker the suite SIGKILLed or froze (they come back after the visibility
   timeout and are dropped), and messages whose handler already returned but whose delete has not
-  (the host deletes a message after its function returns; the app sent the next one already).
+  (the host deletes a message after its function returns; the app sent the next one already);
+* older messages of a window (or re-sweep) whose work the app sent again (a takeover).
 
-What is left is checked against the bound. Each subtraction ends no later than the message can
-have gone, so the app's figure may come out a little too high, never too low.
+What is left — the windows and re-sweeps the queue holds work for — is checked against the bound.
 """
 
 from __future__ import annotations
@@ -134,22 +134,25 @@ def spent(
     return spans
 
 
+_Sent = Mapping[str, tuple[float, str]]  # message id → (time its send returned, "<kind> <pipeline> <start>")
+
+
 @dataclass
 class DepthFigures:
-    """The queue's depth over the run: all messages, the suite's own, and the app's (the difference)."""
+    """The queue's depth over the run: all messages, the suite's own, the spent ones, and the app's work."""
 
     bound: int
     samples: int = 0
     max_total: int = 0
     max_injected: int = 0
     max_app: int = 0
-    max_orphans: int = 0  # messages held by dead workers or finished, awaiting their delete
-    over: list[str] = field(default_factory=list)  # samples where the app's messages passed the bound
+    max_spent: int = 0  # held by dead workers, finished awaiting their delete, or superseded
+    over: list[str] = field(default_factory=list)  # samples where the app's work passed the bound
     series: list[tuple[float, int, int, int]] = field(default_factory=list, repr=False)  # (s, all, suite's, spent)
 
     def as_dict(self) -> dict[str, int]:
         return {"max": self.max_app, "bound": self.bound, "max_all": self.max_total,
-                "suite_messages_max": self.max_injected, "spent_max": self.max_orphans,
+                "suite_messages_max": self.max_injected, "spent_max": self.max_spent,
                 "samples": self.samples}  # fmt: skip
 
 
@@ -160,46 +163,61 @@ def depth_figures(
     spent_spans: list[tuple[str, float, float]],
     bound: int,
     began: float,
-    sent: Mapping[str, tuple[float, str]] | None = None,
+    sent: _Sent | None = None,
     gone: Mapping[str, float] | None = None,
 ) -> DepthFigures:
-    """Each sample minus the suite's own messages in the queue then (sent before it, not deleted before
-    it) and minus the app's messages that carried no work any more (``spent``).
+    """Each sample minus what in it is not work the app has in flight:
 
-    A suite message counts from when its send returned until its delete began: a sample taken
-    just before or after either moment may hold it without subtracting it, never the other way
-    round, so the app's figure can only come out too high, never too low.
+    * the suite's own messages (sent before the sample, their delete not begun before it);
+    * the app's messages that carried no work any more (``spent`` spans);
+    * **superseded** messages: with ``sent`` (the app's sends from the logs, ``gone``: when each one's
+      delete returned), every message of a window or re-sweep but the newest one still in the queue. A
+      newer one exists because the app sent the work again — a takeover (T3) after the lease of a run
+      that died, stalled or lost storage ran out — and the older one is dropped when it is delivered.
+
+    A suite message counts from when its send returned until its delete began: a sample taken just
+    before or after either moment may hold it without subtracting it, never the other way round.
     """
     figures = DepthFigures(bound=bound, samples=len(samples))
-    spans = [(sent, deleted.get(ident, float("inf"))) for ident, sent in injected.items()]
+    never = float("inf")
     for at, total in samples:
-        mine = sum(1 for sent, gone in spans if sent <= at < gone)
-        dead = sum(1 for _, down, back in spent_spans if down <= at < back)
-        app = total - mine - dead
+        mine = {i for i, t in injected.items() if t <= at < deleted.get(i, never)}
+        idle = {i for i, a, b in spent_spans if a <= at < b} - mine
+        older = _superseded(at, sent, gone or deleted) - mine - idle if sent else set()
+        app = total - len(mine) - len(idle) - len(older)
         figures.max_total = max(figures.max_total, total)
-        figures.max_injected = max(figures.max_injected, mine)
-        figures.max_orphans = max(figures.max_orphans, dead)
+        figures.max_injected = max(figures.max_injected, len(mine))
+        figures.max_spent = max(figures.max_spent, len(idle) + len(older))
         figures.max_app = max(figures.max_app, app)
-        figures.series.append((round(at - began, 2), total, mine, dead))
+        figures.series.append((round(at - began, 2), total, len(mine), len(idle) + len(older)))
         if app > bound and len(figures.over) < 20:
-            held = _held(at, sent, gone or deleted, spent_spans, injected) if sent else ""
-            figures.over.append(f"{at - began:.1f}s: {total} messages, {mine} the suite's, {dead} spent{held}")
+            held = _held(at, sent, gone or deleted, mine | idle | older) if sent else ""
+            figures.over.append(f"{at - began:.1f}s: {total} messages, {len(mine)} the suite's, "
+                                f"{len(idle) + len(older)} spent{held}")  # fmt: skip
     return figures
 
 
-def _held(
-    at: float,
-    sent: Mapping[str, tuple[float, str]],
-    gone: Mapping[str, float],
-    spent_spans: list[tuple[str, float, float]],
-    injected: Mapping[str, float],
-) -> str:
-    """What the app's messages in the queue at ``at`` were for (the logs' view of a deep sample)."""
-    idle = {ident for ident, a, b in spent_spans if a <= at < b} | set(injected)
-    live = [what for ident, (t, what) in sent.items() if t <= at < gone.get(ident, float("inf")) and ident not in idle]
+def _present(at: float, sent: _Sent, gone: Mapping[str, float]) -> list[tuple[float, str, str]]:
+    """(sent at, id, what) of every logged app message in the queue at ``at``."""
+    return [(t, ident, what) for ident, (t, what) in sent.items() if t <= at < gone.get(ident, float("inf"))]
+
+
+def _superseded(at: float, sent: _Sent, gone: Mapping[str, float]) -> set[str]:
+    """Ids of messages in the queue at ``at`` with a newer one for the same work (kind, pipeline, window)."""
+    newest: dict[str, tuple[float, str]] = {}
+    older: set[str] = set()
+    for t, ident, what in sorted(_present(at, sent, gone)):
+        if what in newest:
+            older.add(newest[what][1])
+        newest[what] = (t, ident)
+    return older
+
+
+def _held(at: float, sent: _Sent, gone: Mapping[str, float], left_out: set[str]) -> str:
+    """What the app's work in the queue at ``at`` was, by kind and pipeline (the logs' view of a deep sample)."""
     by_kind: dict[str, int] = {}
-    for what in live:
-        kind_pipeline = " ".join(what.split(" ")[:2])
-        by_kind[kind_pipeline] = by_kind.get(kind_pipeline, 0) + 1
-    twice = sorted({w for w in live if live.count(w) > 1})
-    return f" (logged: {by_kind}" + (f"; twice: {twice}" if twice else "") + ")"
+    for _, ident, what in _present(at, sent, gone):
+        if ident not in left_out:
+            kind_pipeline = " ".join(what.split(" ")[:2])
+            by_kind[kind_pipeline] = by_kind.get(kind_pipeline, 0) + 1
+    return f" (logged: {by_kind})"

@@ -74,6 +74,7 @@ class QueueChaos:
         self._queue: Any = None
         self._poison_queue: Any = None
         self.depth: DepthSampler | None = None
+        self.deleted: dict[str, float] = {}  # app messages the suite deleted (lost) → when
         self.operator: Operator | None = None
 
     def env(self) -> dict[str, str]:
@@ -124,6 +125,7 @@ class QueueChaos:
         if waiting and counts["lost"] < cfg.lost and progress >= 0.1 * counts["lost"]:  # early: recovery takes long
             for message in self._queue.receive_messages(max_messages=1, visibility_timeout=30):
                 self._queue.delete_message(message)  # lost for good: only the ledger still knows the window
+                self.deleted[message.id] = time.time()
                 counts["lost"] += 1
                 self.log(f"queue: deleted a message right after it was enqueued (lost {counts['lost']}/{cfg.lost})")
         if waiting and counts["duplicates"] < cfg.duplicates and progress >= 0.1:

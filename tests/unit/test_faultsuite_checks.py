@@ -50,10 +50,25 @@ def test_the_depth_the_app_causes_leaves_out_the_suites_messages_and_those_of_ki
                             sent=sends(logs, Q), gone=deletions(logs, Q, ended=True))  # fmt: skip
     # 10.5 s: m1 and m2 being worked on, m3 the suite's: 2 > 1; later B is dead (m2 spent), m1 finished
     assert [row[1:] for row in figures.series] == [(1, 1, 0), (3, 1, 0), (3, 1, 1), (3, 1, 2), (2, 0, 1), (1, 0, 1)]
-    assert (figures.max_app, figures.max_injected, figures.max_orphans, figures.max_total) == (2, 1, 2, 3)
+    assert (figures.max_app, figures.max_injected, figures.max_spent, figures.max_total) == (2, 1, 2, 3)
     assert len(figures.over) == 1 and figures.over[0].startswith("10.5s: 3 messages, 1 the suite's, 0 spent")
     assert "'window req': 1" in figures.over[0] and "'sweep req': 1" in figures.over[0]
     assert not depth_figures(samples, injected, deletions(logs, Q), held, bound=2, began=0.0).over
+
+
+def test_an_older_message_of_work_the_app_sent_again_is_not_counted_twice():
+    logs = {
+        "planner-001.log": f"FAULTQSND {Q} m4 50.0 window req 20261102T010000Z\n"
+        f"FAULTQSND {Q} m5 55.0 window req 20261102T010000Z\nFAULTQSND {Q} m6 56.0 sweep req 20261102T010000Z\n",
+        "runner-001.log": f"FAULTQRCV {Q} m5 56.0\nFAULTQFIN {Q} m5 58.0\nFAULTQDEL {Q} m5 58.0 58.1\n"
+        f"FAULTQRCV {Q} m4 70.0\nFAULTQFIN {Q} m4 70.5\nFAULTQDEL {Q} m4 70.5 70.6\n",
+    }
+    gone = deletions(logs, Q, ended=True)
+    samples = [(52.0, 1), (57.0, 3), (60.0, 2)]  # m4 (taken by a worker that stalled), m5 the takeover's, m6
+    figures = depth_figures(samples, {}, deletions(logs, Q), spent(logs, Q, {}), bound=1, began=0.0,
+                            sent=sends(logs, Q), gone=gone)  # fmt: skip
+    assert [row[1:] for row in figures.series] == [(1, 0, 0), (3, 0, 1), (2, 0, 0)]
+    assert figures.max_app == 2 and len(figures.over) == 2  # a window and a sweep of it are two pieces of work
 
 
 def test_a_frozen_worker_holds_its_message_only_while_frozen():
