@@ -32,7 +32,7 @@ from azure.storage.queue import QueueClient
 
 from devtools.faultsuite_runner import DELETED, FINISHED, RECEIVED, SENT
 
-__all__ = ["DepthFigures", "DepthSampler", "deletions", "depth_figures", "sends", "spent"]
+__all__ = ["DepthFigures", "DepthSampler", "deletions", "depth_figures", "early_resends", "receipts", "sends", "spent"]
 
 
 class DepthSampler:
@@ -98,6 +98,47 @@ def sends(logs: Mapping[str, str], queue: str) -> dict[str, tuple[float, str]]:
             for name, ident, at, kind, pipeline, start in _SENT.findall(text) if name == queue}  # fmt: skip
 
 
+def receipts(logs: Mapping[str, str], queue: str) -> dict[str, float]:
+    """Message id → when a worker first received it from ``queue`` (unix time)."""
+    out: dict[str, float] = {}
+    for ident, trail in _trails(logs, queue).items():
+        times = [at for at, kind, _, _ in trail if kind == RECEIVED]
+        if times:
+            out[ident] = times[0]
+    return out
+
+
+_SLACK = 2.0  # seconds: a planner's QueuedAt is written before the send returns (its logged time)
+
+
+def early_resends(
+    sent: _Sent,
+    gone: Mapping[str, float],
+    received: Mapping[str, float],
+    replayed: Mapping[str, list[float]],
+    limit: float,
+) -> list[str]:
+    """Work the app sent again while its earlier message still waited in the queue, never taken by a
+    worker, clearly less than ``limit`` (visibility + lease) after it was sent — unless an operator replayed the
+    window in between. The planner may re-send a ``queued`` window only once its message must be lost
+    (T2), so each of these is a window sent twice too soon. ``replayed``: "<pipeline> <start>" → the
+    times replays of it were accepted (unix)."""
+    by_work: dict[str, list[tuple[float, str]]] = {}
+    for ident, (at, what) in sent.items():
+        by_work.setdefault(what, []).append((at, ident))
+    out = []
+    for what, messages in by_work.items():
+        messages.sort()
+        window = " ".join(what.split(" ")[1:])
+        for i, (again, _ident) in enumerate(messages):
+            for first, earlier in messages[:i]:
+                waiting = again < gone.get(earlier, float("inf")) and received.get(earlier, float("inf")) > again
+                asked = any(first < at <= again for at in replayed.get(window, []))
+                if waiting and again - first < limit - _SLACK and not asked:
+                    out.append(f"{what}: sent again {again - first:.1f}s after a message still waiting ({earlier})")
+    return out
+
+
 def deletions(logs: Mapping[str, str], queue: str, *, ended: bool = False) -> dict[str, float]:
     """Message id → when a worker first began (``ended``: finished) to delete it from ``queue`` (unix time)."""
     out: dict[str, float] = {}
@@ -148,12 +189,13 @@ class DepthFigures:
     max_app: int = 0
     max_spent: int = 0  # held by dead workers, finished awaiting their delete, or superseded
     over: list[str] = field(default_factory=list)  # samples where the app's work passed the bound
+    early: list[str] = field(default_factory=list)  # work sent again too soon (``early_resends``)
     series: list[tuple[float, int, int, int]] = field(default_factory=list, repr=False)  # (s, all, suite's, spent)
 
     def as_dict(self) -> dict[str, int]:
         return {"max": self.max_app, "bound": self.bound, "max_all": self.max_total,
                 "suite_messages_max": self.max_injected, "spent_max": self.max_spent,
-                "samples": self.samples}  # fmt: skip
+                "early_resends": len(self.early), "samples": self.samples}  # fmt: skip
 
 
 def depth_figures(

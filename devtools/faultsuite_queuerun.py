@@ -35,6 +35,7 @@ from devtools.faultsuite_queue import QUEUE_NAME, QueueChaos
 from devtools.faultsuite_settle import Accepted
 from shared.errors import MoverError
 from shared.ledger import Ledger
+from shared.model import format_ts
 
 __all__ = ["QueueRun"]
 
@@ -150,6 +151,16 @@ class QueueRun:
         ]
         name, windows = self.rng.choice(pairs)
         return self.operator.request(name, list(windows), "queue", "final")
+
+    def replayed(self) -> dict[str, list[float]]:
+        """"<pipeline> <window start>" → when replays of it were accepted (unix), as the send logs name windows."""
+        out: dict[str, list[float]] = {}
+        for replay in self.operator.replays:
+            for window in replay.windows:
+                if window.key in replay.accepted:
+                    at = replay.accepted[window.key].timestamp()
+                    out.setdefault(f"{replay.pipeline} {format_ts(window.start)}", []).append(at)
+        return out
 
     def accepted(self) -> list[Accepted]:
         return [

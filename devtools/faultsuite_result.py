@@ -84,6 +84,8 @@ class SuiteResult:
         out += [f"{r}: {r.problem}" for r in self.replays if r.problem]
         if self.depth is not None and self.depth.over:
             out.append(f"queue depth above {self.depth.bound} (app messages): " + "; ".join(self.depth.over[:5]))
+        if self.depth is not None and self.depth.early:
+            out.append("work sent again while its message still waited: " + "; ".join(self.depth.early[:5]))
         if len(self.planner_kills) < cfg.planner_kills:
             out.append(f"only {len(self.planner_kills)} of {cfg.planner_kills} planner kills happened")
         if cfg.planners > 1 and self.planners.get("most_at_once", 0) < 2:

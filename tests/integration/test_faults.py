@@ -60,6 +60,6 @@ def test_small_fault_suite_moves_every_row_exactly_once(tmp_path: Path) -> None:
     # recovery from the last fault (the strike) within lease + visibility; the depth within its bound
     assert settled.last_fault.startswith("final strike") and 0 < settled.recovery_s <= settled.recovery_bound_s, report
     depth = result.depth
-    assert depth is not None and depth.samples > 50 and not depth.over, report
+    assert depth is not None and depth.samples > 50 and not depth.over and not depth.early, report
     assert 0 < depth.max_app <= depth.bound == len(config.tables) * config.max_per_tick * 2, report
     assert result.ok, report

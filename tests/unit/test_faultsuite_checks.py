@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtools.faultsuite_check import PipelineRange
-from devtools.faultsuite_depth import deletions, depth_figures, sends, spent
+from devtools.faultsuite_depth import deletions, depth_figures, early_resends, sends, spent
 from devtools.faultsuite_operator import Replay, _disagreement
 from devtools.faultsuite_procs import planner_kill_plan
 from devtools.faultsuite_settle import Accepted, closed_by_window, settle
@@ -69,6 +69,17 @@ def test_an_older_message_of_work_the_app_sent_again_is_not_counted_twice():
                             sent=sends(logs, Q), gone=gone)  # fmt: skip
     assert [row[1:] for row in figures.series] == [(1, 0, 0), (3, 0, 1), (2, 0, 0)]
     assert figures.max_app == 2 and len(figures.over) == 2  # a window and a sweep of it are two pieces of work
+
+
+def test_work_sent_again_while_its_message_still_waits_is_reported_unless_replayed_or_presumed_lost():
+    sent = {"a1": (10.0, "window req 2026-11-02T00:00:00Z"), "a2": (12.0, "window req 2026-11-02T00:00:00Z"),
+            "b1": (10.0, "window req 2026-11-02T01:00:00Z"), "b2": (50.0, "window req 2026-11-02T01:00:00Z"),
+            "c1": (10.0, "sweep req 2026-11-02T02:00:00Z"), "c2": (11.0, "sweep req 2026-11-02T02:00:00Z")}  # fmt: skip
+    received = {"a1": 30.0, "c1": 10.5}  # a1 waited unreceived; c1 was taken before c2 was sent (a takeover)
+    early = early_resends(sent, {}, received, {}, limit=35.0)
+    assert early == ["window req 2026-11-02T00:00:00Z: sent again 2.0s after a message still waiting (a1)"]
+    assert early_resends(sent, {}, received, {"req 2026-11-02T00:00:00Z": [11.0]}, limit=35.0) == []  # replayed
+    assert early_resends(sent, {"a1": 11.5}, received, {}, limit=35.0) == []  # a1 was gone (deleted) by then
 
 
 def test_a_frozen_worker_holds_its_message_only_while_frozen():
