@@ -64,7 +64,7 @@ from azure.storage.blob import BlobServiceClient
 from devtools.azurite import Azurite
 from devtools.faultsuite_check import PipelineRange, Verdict, verify
 from devtools.faultsuite_config import FULL, FULL_QUEUE, SMALL, SMALL_QUEUE, SuiteConfig
-from devtools.faultsuite_depth import deletions, depth_figures, early_resends, receipts, sends, spent
+from devtools.faultsuite_depth import measure
 from devtools.faultsuite_procs import Kill, clean_env, kill_plan, terminate
 from devtools.faultsuite_queue import QUEUE_NAME
 from devtools.faultsuite_queuerun import QueueRun
@@ -228,20 +228,12 @@ class _Suite:
         bound = timedelta(seconds=cfg.queue_visibility) + parse_duration(cfg.lease)
         result.settled = settle(self.pipelines, states, q.accepted(), faults, bound)
         if q.depth is not None:
-            logs = {p.name: p.read_text(errors="replace") for p in self.workdir.glob("runner-*.log")}
-            sent = sends({p.name: p.read_text(errors="replace") for p in self.workdir.glob("*.log")}, QUEUE_NAME)
             sweeps = 2 if cfg.resweep_lookback else 1
-            idle = spent(logs, QUEUE_NAME, self.workers.down)
-            gone = deletions(logs, QUEUE_NAME, ended=True) | q.chaos.deleted
-            result.depth = depth_figures(
-                q.depth.samples, q.depth.injected, deletions(logs, QUEUE_NAME), idle,
-                len(self.pipelines) * cfg.max_per_tick * sweeps, time.time() - (time.monotonic() - self.began),
-                sent=sent, gone=gone,
+            result.depth = measure(
+                self.workdir, QUEUE_NAME, q.depth, suite_deleted=q.chaos.deleted, down=self.workers.down,
+                bound=len(self.pipelines) * cfg.max_per_tick * sweeps, replayed=q.replayed(),
+                limit=bound.total_seconds(), began=time.time() - (time.monotonic() - self.began),
             )  # fmt: skip
-            taken = receipts(logs, QUEUE_NAME)
-            result.depth.early = early_resends(sent, gone, taken, q.replayed(), bound.total_seconds())
-            rows = [",".join(map(str, r)) for r in result.depth.series]
-            (self.workdir / "depth.csv").write_text("seconds,messages,suite_messages,spent\n" + "\n".join(rows))
 
     def _seed(self, control: httpx.Client) -> int:
         """Rows per (table, hour) drawn from the seeded RNG; all ingested long before the run."""

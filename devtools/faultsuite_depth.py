@@ -26,13 +26,17 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
-from devtools.faultsuite_runner import DELETED, FINISHED, RECEIVED, SENT
+from devtools.faultsuite_runner import CLAIMED, DELETED, FINISHED, RECEIVED, SENT
 
-__all__ = ["DepthFigures", "DepthSampler", "deletions", "depth_figures", "early_resends", "receipts", "sends", "spent"]
+__all__ = [
+    "DepthFigures", "DepthSampler", "claims", "deletions", "depth_figures", "early_resends", "measure", "receipts",
+    "sends", "spent",
+]  # fmt: skip
 
 
 class DepthSampler:
@@ -98,6 +102,18 @@ def sends(logs: Mapping[str, str], queue: str) -> dict[str, tuple[float, str]]:
             for name, ident, at, kind, pipeline, start in _SENT.findall(text) if name == queue}  # fmt: skip
 
 
+_CLAIMED = re.compile(rf"^{CLAIMED} (\S+) (\S+) (\d+(?:\.\d+)?)$", re.MULTILINE)
+
+
+def claims(logs: Mapping[str, str]) -> dict[str, list[float]]:
+    """"<pipeline> <window start>" → when a run claimed it (unix times), from every process's log."""
+    out: dict[str, list[float]] = {}
+    for text in logs.values():
+        for pipeline, start, at in _CLAIMED.findall(text):
+            out.setdefault(f"{pipeline} {start}", []).append(float(at))
+    return out
+
+
 def receipts(logs: Mapping[str, str], queue: str) -> dict[str, float]:
     """Message id → when a worker first received it from ``queue`` (unix time)."""
     out: dict[str, float] = {}
@@ -117,12 +133,14 @@ def early_resends(
     received: Mapping[str, float],
     replayed: Mapping[str, list[float]],
     limit: float,
+    claimed: Mapping[str, list[float]] | None = None,
 ) -> list[str]:
     """Work the app sent again while its earlier message still waited in the queue, never taken by a
-    worker, clearly less than ``limit`` (visibility + lease) after it was sent — unless an operator replayed the
-    window in between. The planner may re-send a ``queued`` window only once its message must be lost
-    (T2), so each of these is a window sent twice too soon. ``replayed``: "<pipeline> <start>" → the
-    times replays of it were accepted (unix)."""
+    worker, clearly less than ``limit`` (visibility + lease) after it was sent — with nothing in between
+    that calls for a new message: no run claimed the window (through any of its messages; its pause,
+    death or failure needs one) and no operator replayed it. A ``queued`` window's message counts as lost
+    only after ``limit`` (T2), so each of these is work sent twice too soon. ``replayed`` and
+    ``claimed``: "<pipeline> <start>" → when replays of it were accepted / runs claimed it (unix)."""
     by_work: dict[str, list[tuple[float, str]]] = {}
     for ident, (at, what) in sent.items():
         by_work.setdefault(what, []).append((at, ident))
@@ -134,6 +152,7 @@ def early_resends(
             for first, earlier in messages[:i]:
                 waiting = again < gone.get(earlier, float("inf")) and received.get(earlier, float("inf")) > again
                 asked = any(first < at <= again for at in replayed.get(window, []))
+                asked = asked or any(first < at <= again for at in (claimed or {}).get(window, []))
                 if waiting and again - first < limit - _SLACK and not asked:
                     out.append(f"{what}: sent again {again - first:.1f}s after a message still waiting ({earlier})")
     return out
@@ -263,3 +282,30 @@ def _held(at: float, sent: _Sent, gone: Mapping[str, float], left_out: set[str])
             kind_pipeline = " ".join(what.split(" ")[:2])
             by_kind[kind_pipeline] = by_kind.get(kind_pipeline, 0) + 1
     return f" (logged: {by_kind})"
+
+
+def measure(
+    workdir: Path,
+    queue: str,
+    sampler: DepthSampler,
+    *,
+    suite_deleted: Mapping[str, float],
+    down: Mapping[str, list[tuple[float, float]]],
+    bound: int,
+    replayed: Mapping[str, list[float]],
+    limit: float,
+    began: float,
+) -> DepthFigures:
+    """The run's depth figures and early re-sends from the processes' logs in ``workdir`` (workers are
+    ``runner-*.log``); the samples go to ``depth.csv`` there. ``suite_deleted``: app messages the suite
+    deleted itself (lost messages) → when."""
+    every = {p.name: p.read_text(errors="replace") for p in workdir.glob("*.log")}
+    workers = {name: text for name, text in every.items() if name.startswith("runner-")}
+    sent = sends(every, queue)
+    gone = {**deletions(workers, queue, ended=True), **suite_deleted}
+    figures = depth_figures(sampler.samples, sampler.injected, deletions(workers, queue), spent(workers, queue, down),
+                            bound, began, sent=sent, gone=gone)  # fmt: skip
+    figures.early = early_resends(sent, gone, receipts(workers, queue), replayed, limit, claims(every))
+    rows = [",".join(map(str, row)) for row in figures.series]
+    (workdir / "depth.csv").write_text("seconds,messages,suite_messages,spent\n" + "\n".join(rows) + "\n")
+    return figures

@@ -50,9 +50,8 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "ARM_ENV", "DELETED", "FINISHED", "FROZEN", "MARKER", "MISSING", "PLANNER_POINTS", "POINTS", "POISONED", "RECEIVED",
-    "SENT", "install",
-    "install_queue", "main", "parse",
+    "ARM_ENV", "CLAIMED", "DELETED", "FINISHED", "FROZEN", "MARKED", "MARKER", "MISSING", "PLANNER_POINTS", "POINTS",
+    "POISONED", "RECEIVED", "SENT", "install", "install_queue", "main", "parse",
 ]  # fmt: skip
 
 ARM_ENV = "FAULTSUITE_ARM_FILE"
@@ -64,6 +63,8 @@ DELETED = "FAULTQDEL"
 RECEIVED = "FAULTQRCV"
 FINISHED = "FAULTQFIN"
 SENT = "FAULTQSND"
+CLAIMED = "FAULTQCLAIM"
+MARKED = "FAULTQMARK"
 PLANNER_POINTS = ("enqueue", "sweepmark", "record")
 POINTS = ("claim", "query", "split", "stage", "precommit", "commit", "premanifest", "manifest", "checkpoint", "renew",
           *PLANNER_POINTS)  # fmt: skip
@@ -256,7 +257,9 @@ def _log_queue() -> None:
     """A line per message this process sent (``FAULTQSND <queue> <id> <time> <kind> <pipeline> <start>``),
     received (``FAULTQRCV <queue> <id> <time>``), finished — its handler returned, the delete comes next
     (``FAULTQFIN <queue> <id> <time>``) — and deleted (``FAULTQDEL <queue> <id> <time the delete began>
-    <time it returned>``); times are unix seconds."""
+    <time it returned>``), and every window it claimed (``FAULTQCLAIM <pipeline> <start> <time>``) or
+    marked for a re-sweep (``FAULTQMARK <pipeline> <start> <ETag read> <ETag written> <time>``); times
+    are unix seconds."""
     import time
 
     from azure.storage.queue import QueueClient
@@ -297,6 +300,29 @@ def _log_queue() -> None:
         os.write(2, f"\n{SENT} {self.queue_name} {message.id} {at:.6f} {what}\n".encode())
         return message
 
+    from shared.ledger import Ledger
+    from shared.model import format_ts
+
+    claim, force_claim, mark_sweep = Ledger.claim, Ledger.force_claim, Ledger.mark_sweep
+
+    def claimed(original: Any) -> Any:
+        def wrapped(self: Ledger, pipeline: str, window: Any, *args: Any, **kwargs: Any) -> Any:
+            taken = original(self, pipeline, window, *args, **kwargs)
+            if taken is not None:
+                os.write(2, f"\n{CLAIMED} {pipeline} {format_ts(window.start)} {time.time():.6f}\n".encode())
+            return taken
+
+        return wrapped
+
+    def marked(self: Ledger, pipeline: str, state: Any, now: Any) -> str | None:
+        etag = mark_sweep(self, pipeline, state, now)
+        start = format_ts(state.window.start)
+        os.write(2, f"\n{MARKED} {pipeline} {start} {state.etag} {etag} {time.time():.6f}\n".encode())
+        return etag
+
+    Ledger.claim = claimed(claim)  # type: ignore[method-assign]
+    Ledger.force_claim = claimed(force_claim)  # type: ignore[method-assign]
+    Ledger.mark_sweep = marked  # type: ignore[method-assign,assignment]
     QueueLoop._receive = received  # type: ignore[method-assign]
     QueueClient.send_message = sent  # type: ignore[method-assign]
     QueueLoop._delete = finished  # type: ignore[method-assign]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtools.faultsuite_check import PipelineRange
-from devtools.faultsuite_depth import deletions, depth_figures, early_resends, sends, spent
+from devtools.faultsuite_depth import claims, deletions, depth_figures, early_resends, sends, spent
 from devtools.faultsuite_operator import Replay, _disagreement
 from devtools.faultsuite_procs import planner_kill_plan
 from devtools.faultsuite_settle import Accepted, closed_by_window, settle
@@ -80,6 +80,9 @@ def test_work_sent_again_while_its_message_still_waits_is_reported_unless_replay
     assert early == ["window req 2026-11-02T00:00:00Z: sent again 2.0s after a message still waiting (a1)"]
     assert early_resends(sent, {}, received, {"req 2026-11-02T00:00:00Z": [11.0]}, limit=35.0) == []  # replayed
     assert early_resends(sent, {"a1": 11.5}, received, {}, limit=35.0) == []  # a1 was gone (deleted) by then
+    # a run claimed the window in between (through another message): its pause sent the next one
+    assert early_resends(sent, {}, received, {}, 35.0, claims({"runner-001.log": "FAULTQCLAIM req "
+                                                                "2026-11-02T00:00:00Z 11.0\n"})) == []  # fmt: skip
 
 
 def test_a_frozen_worker_holds_its_message_only_while_frozen():
