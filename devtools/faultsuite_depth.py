@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
@@ -34,8 +35,8 @@ from azure.storage.queue import QueueClient
 from devtools.faultsuite_runner import CLAIMED, DELETED, FINISHED, RECEIVED, SENT
 
 __all__ = [
-    "DepthFigures", "DepthSampler", "claims", "deletions", "depth_figures", "early_resends", "measure", "receipts",
-    "sends", "spent",
+    "DepthFigures", "DepthSampler", "claims", "decisions", "deletions", "depth_figures", "early_resends", "measure",
+    "overtaken", "receipts", "sends", "spent",
 ]  # fmt: skip
 
 
@@ -92,25 +93,33 @@ def _trails(logs: Mapping[str, str], queue: str) -> dict[str, _Trail]:
     return trails
 
 
-_SENT = re.compile(rf"^{SENT} (\S+) (\S+) (\d+(?:\.\d+)?) (\S+) (\S+) (\S+)$", re.MULTILINE)
+_SENT = re.compile(rf"^{SENT} (\S+) (\S+) (\d+(?:\.\d+)?) (\S+) (\S+) (\S+)(?: (\d+(?:\.\d+)?))?$", re.MULTILINE)
 
 
 def sends(logs: Mapping[str, str], queue: str) -> dict[str, tuple[float, str]]:
     """Message id → (unix time its send returned, "<kind> <pipeline> <window start>") for every message
     a planner or worker sent to ``queue`` (for telling what the queue held when it was deepest)."""
     return {ident: (float(at), f"{kind} {pipeline} {start}") for text in logs.values()
-            for name, ident, at, kind, pipeline, start in _SENT.findall(text) if name == queue}  # fmt: skip
+            for name, ident, at, kind, pipeline, start, _ in _SENT.findall(text) if name == queue}  # fmt: skip
 
 
-_CLAIMED = re.compile(rf"^{CLAIMED} (\S+) (\S+) (\d+(?:\.\d+)?)$", re.MULTILINE)
+def decisions(logs: Mapping[str, str], queue: str) -> dict[str, float]:
+    """Message id → when the ledger decided it (the queue or sweep mark, or the window's creation, that
+    the send followed), for the messages whose sender logged it."""
+    return {ident: float(decided) for text in logs.values()
+            for name, ident, _, _, _, _, decided in _SENT.findall(text) if name == queue and decided}  # fmt: skip
 
 
-def claims(logs: Mapping[str, str]) -> dict[str, list[float]]:
-    """"<pipeline> <window start>" → when a run claimed it (unix times), from every process's log."""
-    out: dict[str, list[float]] = {}
+_CLAIMED = re.compile(rf"^{CLAIMED} (\S+) (\S+) (\d+(?:\.\d+)?)(?: (\S+))?$", re.MULTILINE)
+
+
+def claims(logs: Mapping[str, str], *, by: bool = False) -> dict[str, list[Any]]:
+    """"<pipeline> <window start>" → when a run claimed it (unix times; with ``by``: (time, id of the message
+    the claim came from, "-" for none, e.g. an inline replay)), from every process's log."""
+    out: dict[str, list[Any]] = {}
     for text in logs.values():
-        for pipeline, start, at in _CLAIMED.findall(text):
-            out.setdefault(f"{pipeline} {start}", []).append(float(at))
+        for pipeline, start, at, message in _CLAIMED.findall(text):
+            out.setdefault(f"{pipeline} {start}", []).append((float(at), message or "-") if by else float(at))
     return out
 
 
@@ -134,16 +143,19 @@ def early_resends(
     replayed: Mapping[str, list[float]],
     limit: float,
     claimed: Mapping[str, list[float]] | None = None,
+    decided: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Work the app sent again while its earlier message still waited in the queue, never taken by a
     worker, clearly less than ``limit`` (visibility + lease) after it was sent — with nothing in between
     that calls for a new message: no run claimed the window (through any of its messages; its pause,
     death or failure needs one) and no operator replayed it. A ``queued`` window's message counts as lost
     only after ``limit`` (T2), so each of these is work sent twice too soon. ``replayed`` and
-    ``claimed``: "<pipeline> <start>" → when replays of it were accepted / runs claimed it (unix)."""
+    ``claimed``: "<pipeline> <start>" → when replays of it were accepted / runs claimed it (unix).
+    ``decided``: message id → when the ledger decided it (the mark its send followed); messages are
+    ordered and compared by it, since a send may come well after its mark (a process descheduled)."""
     by_work: dict[str, list[tuple[float, str]]] = {}
     for ident, (at, what) in sent.items():
-        by_work.setdefault(what, []).append((at, ident))
+        by_work.setdefault(what, []).append(((decided or {}).get(ident, at), ident))
     out = []
     for what, messages in by_work.items():
         messages.sort()
@@ -195,6 +207,26 @@ def spent(
 
 
 _Sent = Mapping[str, tuple[float, str]]  # message id → (time its send returned, "<kind> <pipeline> <start>")
+
+
+def overtaken(
+    logs: Mapping[str, str], queue: str, sent: _Sent, decided: Mapping[str, float], claimed: Mapping[str, list[Any]]
+) -> list[tuple[str, float, float]]:
+    """Spans in which a message still waited in the queue while its work was done through another one: a
+    run claimed its window — through another message, or an operator's inline replay — after the message
+    was decided and before any worker took it. It will find the window taken or done and be dropped."""
+    trails = _trails(logs, queue)
+    spans = []
+    for ident, (at, what) in sent.items():
+        since = decided.get(ident, at)
+        taken = [t for t, kind, _, _ in trails.get(ident, []) if kind in (RECEIVED, DELETED)]
+        window = " ".join(what.split(" ")[1:])
+        first = min((t for t, message in claimed.get(window, []) if t > since and message != ident), default=None)
+        if first is None or any(since <= t <= first for t in taken):
+            continue
+        after = [t for t in taken if t > first]
+        spans.append((ident, first, min(after) if after else float("inf")))
+    return spans
 
 
 @dataclass
@@ -303,9 +335,11 @@ def measure(
     workers = {name: text for name, text in every.items() if name.startswith("runner-")}
     sent = sends(every, queue)
     gone = {**deletions(workers, queue, ended=True), **suite_deleted}
-    figures = depth_figures(sampler.samples, sampler.injected, deletions(workers, queue), spent(workers, queue, down),
-                            bound, began, sent=sent, gone=gone)  # fmt: skip
-    figures.early = early_resends(sent, gone, receipts(workers, queue), replayed, limit, claims(every))
+    decided = decisions(every, queue)
+    idle = spent(workers, queue, down) + overtaken(workers, queue, sent, decided, claims(every, by=True))
+    figures = depth_figures(sampler.samples, sampler.injected, deletions(workers, queue), idle, bound, began,
+                            sent=sent, gone=gone)  # fmt: skip
+    figures.early = early_resends(sent, gone, receipts(workers, queue), replayed, limit, claims(every), decided)
     rows = [",".join(map(str, row)) for row in figures.series]
     (workdir / "depth.csv").write_text("seconds,messages,suite_messages,spent\n" + "\n".join(rows) + "\n")
     return figures

@@ -254,12 +254,14 @@ def install_queue() -> None:
 
 
 def _log_queue() -> None:
-    """A line per message this process sent (``FAULTQSND <queue> <id> <time> <kind> <pipeline> <start>``),
+    """A line per message this process sent (``FAULTQSND <queue> <id> <time> <kind> <pipeline> <start>
+    <time the ledger decided it>``: the window's ``queued`` or sweep mark, or its creation, T1–T3/T11),
     received (``FAULTQRCV <queue> <id> <time>``), finished — its handler returned, the delete comes next
     (``FAULTQFIN <queue> <id> <time>``) — and deleted (``FAULTQDEL <queue> <id> <time the delete began>
-    <time it returned>``), and every window it claimed (``FAULTQCLAIM <pipeline> <start> <time>``) or
-    marked for a re-sweep (``FAULTQMARK <pipeline> <start> <ETag read> <ETag written> <time>``); times
-    are unix seconds."""
+    <time it returned>``); every window it claimed (``FAULTQCLAIM <pipeline> <start> <time> <id of the
+    message it was handling, or ->``) and every
+    queue mark it tried (``FAULTQMARK <kind> <pipeline> <start> <ETag read> <outcome> <time>``). Times are
+    unix seconds."""
     import time
 
     from azure.storage.queue import QueueClient
@@ -270,8 +272,16 @@ def _log_queue() -> None:
         stamps = " ".join(f"{t:.6f}" for t in times)
         os.write(2, f"\n{kind} {queue} {getattr(message, 'id', message)} {stamps}\n".encode())
 
-    receive, finish = QueueLoop._receive, QueueLoop._delete
+    receive, finish, process = QueueLoop._receive, QueueLoop._delete, QueueLoop._process
     delete, send = QueueClient.delete_message, QueueClient.send_message
+    handling = threading.local()  # the message this thread is handling, if any
+
+    def processed(self: QueueLoop, message: Any) -> None:
+        handling.id = message.id
+        try:
+            process(self, message)
+        finally:
+            handling.id = "-"
 
     def received(self: QueueLoop) -> list[Any]:
         messages = receive(self)
@@ -297,33 +307,57 @@ def _log_queue() -> None:
             what = f"{body['kind']} {body['pipeline']} {body['start']}"
         except (ValueError, TypeError, KeyError):
             what = "? ? ?"
-        os.write(2, f"\n{SENT} {self.queue_name} {message.id} {at:.6f} {what}\n".encode())
+        decided = decisions.get(tuple(what.split(" ")), at)
+        os.write(2, f"\n{SENT} {self.queue_name} {message.id} {at:.6f} {what} {decided:.6f}\n".encode())
         return message
 
     from shared.ledger import Ledger
     from shared.model import format_ts
 
-    claim, force_claim, mark_sweep = Ledger.claim, Ledger.force_claim, Ledger.mark_sweep
+    claim, force_claim = Ledger.claim, Ledger.force_claim
+    mark_sweep, mark_queued, record_new = Ledger.mark_sweep, Ledger.mark_queued, Ledger.record_new
+    decisions: dict[tuple[str, ...], float] = {}  # (kind, pipeline, start) → when this process last marked it
+
+    def mark(kind: str, pipeline: str, state: Any, outcome: object) -> None:
+        at, start = time.time(), format_ts(state.window.start)
+        if outcome:
+            decisions[(kind, pipeline, start)] = at
+        os.write(2, f"\n{MARKED} {kind} {pipeline} {start} {state.etag} {outcome} {at:.6f}\n".encode())
 
     def claimed(original: Any) -> Any:
         def wrapped(self: Ledger, pipeline: str, window: Any, *args: Any, **kwargs: Any) -> Any:
             taken = original(self, pipeline, window, *args, **kwargs)
             if taken is not None:
-                os.write(2, f"\n{CLAIMED} {pipeline} {format_ts(window.start)} {time.time():.6f}\n".encode())
+                at, start, by = time.time(), format_ts(window.start), getattr(handling, "id", "-")
+                os.write(2, f"\n{CLAIMED} {pipeline} {start} {at:.6f} {by}\n".encode())
             return taken
 
         return wrapped
 
-    def marked(self: Ledger, pipeline: str, state: Any, now: Any) -> str | None:
+    def sweep_marked(self: Ledger, pipeline: str, state: Any, now: Any) -> str | None:
         etag = mark_sweep(self, pipeline, state, now)
-        start = format_ts(state.window.start)
-        os.write(2, f"\n{MARKED} {pipeline} {start} {state.etag} {etag} {time.time():.6f}\n".encode())
+        mark("sweep", pipeline, state, etag)
         return etag
+
+    def queue_marked(self: Ledger, pipeline: str, state: Any, now: Any, **kwargs: Any) -> bool:
+        queued = mark_queued(self, pipeline, state, now, **kwargs)
+        mark("window", pipeline, state, queued)
+        return queued
+
+    def recorded(self: Ledger, pipeline: str, windows: Any, now: Any, **kwargs: Any) -> Any:
+        created = record_new(self, pipeline, windows, now, **kwargs)
+        at = time.time()
+        for window in created:
+            decisions[("window", pipeline, format_ts(window.start))] = at
+        return created
 
     Ledger.claim = claimed(claim)  # type: ignore[method-assign]
     Ledger.force_claim = claimed(force_claim)  # type: ignore[method-assign]
-    Ledger.mark_sweep = marked  # type: ignore[method-assign,assignment]
+    Ledger.mark_sweep = sweep_marked  # type: ignore[method-assign,assignment]
+    Ledger.mark_queued = queue_marked  # type: ignore[method-assign,assignment]
+    Ledger.record_new = recorded  # type: ignore[method-assign,assignment]
     QueueLoop._receive = received  # type: ignore[method-assign]
+    QueueLoop._process = processed  # type: ignore[method-assign]
     QueueClient.send_message = sent  # type: ignore[method-assign]
     QueueLoop._delete = finished  # type: ignore[method-assign]
     QueueClient.delete_message = deleted  # type: ignore[method-assign]
@@ -332,10 +366,10 @@ def _log_queue() -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m devtools.faultsuite_runner run --every 0.5``: the CLI of ``shared``, armed."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the suite asks for stacks of a runner that hangs
+    install_queue()  # first: its logging sits inside the fault points, so a process killed at one logged it
     arm_file = os.environ.get(ARM_ENV, "")
     if arm_file:
         install(arm_file)
-    install_queue()
     from shared.__main__ import main as shared_main
 
     return shared_main(sys.argv[1:] if argv is None else argv)

@@ -10,7 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtools.faultsuite_check import PipelineRange
-from devtools.faultsuite_depth import claims, deletions, depth_figures, early_resends, sends, spent
+from devtools.faultsuite_depth import (
+    claims,
+    decisions,
+    deletions,
+    depth_figures,
+    early_resends,
+    overtaken,
+    sends,
+    spent,
+)  # fmt: skip
 from devtools.faultsuite_operator import Replay, _disagreement
 from devtools.faultsuite_procs import planner_kill_plan
 from devtools.faultsuite_settle import Accepted, closed_by_window, settle
@@ -83,6 +92,31 @@ def test_work_sent_again_while_its_message_still_waits_is_reported_unless_replay
     # a run claimed the window in between (through another message): its pause sent the next one
     assert early_resends(sent, {}, received, {}, 35.0, claims({"runner-001.log": "FAULTQCLAIM req "
                                                                 "2026-11-02T00:00:00Z 11.0\n"})) == []  # fmt: skip
+
+
+def test_a_send_is_placed_at_the_mark_it_followed_not_at_when_it_reached_the_queue():
+    # a planner marked the window at 35.4 but sent only at 36.14; an operator's replay at 35.52 made it
+    # pending again, and a worker's top-up marked (35.6) and sent (35.62) it: two legitimate messages
+    logs = {"planner-001.log": f"FAULTQSND {Q} late 36.14 window req 2026-11-02T00:00:00Z 35.4\n",
+            "runner-001.log": f"FAULTQSND {Q} early 35.62 window req 2026-11-02T00:00:00Z 35.6\n"}  # fmt: skip
+    sent, replayed = sends(logs, Q), {"req 2026-11-02T00:00:00Z": [35.52]}
+    assert decisions(logs, Q) == {"late": 35.4, "early": 35.6}
+    assert early_resends(sent, {}, {}, replayed, 35.0, decided=decisions(logs, Q)) == []
+    assert len(early_resends(sent, {}, {}, replayed, 35.0)) == 1  # by the time they reached the queue: flagged
+
+
+def test_a_message_whose_work_another_message_did_is_no_work_in_flight():
+    logs = {
+        "planner-001.log": f"FAULTQSND {Q} m1 10.0 window req 2026-11-02T00:00:00Z 9.9\n",
+        # m0, an older message of the same window, came back and its worker claimed the window at 12 s
+        "runner-001.log": f"FAULTQCLAIM req 2026-11-02T00:00:00Z 12.0 m0\nFAULTQRCV {Q} m1 30.0\n"
+        f"FAULTQFIN {Q} m1 30.1\nFAULTQDEL {Q} m1 30.1 30.2\n",
+        "runner-002.log": "FAULTQCLAIM req 2026-11-02T00:00:00Z 31.0 m1\n",  # its own claim: never counted
+    }
+    sent = sends(logs, Q)
+    spans = overtaken(logs, Q, sent, decisions(logs, Q), claims(logs, by=True))
+    assert spans == [("m1", 12.0, 30.0)]  # from the other claim until a worker took m1 (and dropped it)
+    assert claims(logs) == {"req 2026-11-02T00:00:00Z": [12.0, 31.0]}
 
 
 def test_a_frozen_worker_holds_its_message_only_while_frozen():
