@@ -6,7 +6,7 @@ a pipeline never has more than ``max_per_tick`` windows queued or running, nor m
 window messages plus as many sweep messages. ``DepthSampler`` reads the queue's approximate
 message count (visible and invisible messages; exact on Azurite) every ``every`` seconds on
 its own thread. ``depth_figures`` then takes from each sample what is not work the app has
-in flight, from the workers' logs of what they received, finished and deleted
+in flight, from the processes' logs of what they sent, received, finished, deleted and claimed
 (``devtools.faultsuite_runner``):
 
 * the suite's own messages — copies of waiting messages, late messages of done windows — noted
@@ -14,9 +14,12 @@ in flight, from the workers' logs of what they received, finished and deleted
 * messages held by a worker the suite SIGKILLed or froze (they come back after the visibility
   timeout and are dropped), and messages whose handler already returned but whose delete has not
   (the host deletes a message after its function returns; the app sent the next one already);
-* older messages of a window (or re-sweep) whose work the app sent again (a takeover).
+* older messages of a window (or re-sweep) whose work the app sent again (a takeover), and
+  messages whose work was done through another one while they waited.
 
 What is left — the windows and re-sweeps the queue holds work for — is checked against the bound.
+Apart from that, ``early_resends`` lists work the app sent again too soon, which the depth alone
+(counting a window once however many messages it has) would not show.
 """
 
 from __future__ import annotations
