@@ -246,6 +246,8 @@ class _Suite:
                         "count": count, "seed": self.config.seed + 1000 * t + i, "late_fraction": 0.0}  # fmt: skip
                 control.post("/_emulator/generate", json=body).raise_for_status()
                 total += count
+                if self.q is not None:
+                    self.q.rows[f"{spec.name} {window.key}"] = count
         return total
 
     def _runner_env(self, storage: str, url: str) -> dict[str, str]:

@@ -8,9 +8,9 @@ operator replaying through the CLI (``faultsuite_operator``) and a sampler of th
 1. **chaos** — the backfill with every fault of the plan, spread over it: worker and planner
    kills, freezes, the Azurite restart, replays, duplicate/late/lost/poison messages, overflow
    windows. It ends once every planned fault happened and every window reached a final state;
-2. **strike** — the last fault, at a moment that tests recovery: the operator replays two
-   windows of one pipeline (queued), and as soon as one of them runs, the worker running it and
-   a planner are SIGKILLed together;
+2. **strike** — the last fault, at a moment that tests recovery: the operator replays the two
+   neighbouring windows with the fewest rows (queued), and as soon as one of them runs, the worker
+   running it and a planner are SIGKILLed together;
 3. **settle** — nothing is done to the app any more until every window is final again. The
    recovery time (``faultsuite_settle``) runs from the strike to the last window's final state.
 """
@@ -55,6 +55,7 @@ class QueueRun:
         self.chaos.operator = self.operator
         self.depth: DepthSampler | None = None
         self.faults: list[tuple[datetime, str]] = []  # when each fault hit the app: the last one starts recovery
+        self.rows: dict[str, int] = {}  # "<pipeline> <window key>" → its source rows (as seeded)
         self.phase = "chaos"
         self._strike: Replay | None = None
         self._strike_tries = 0
@@ -140,16 +141,17 @@ class QueueRun:
             self._strike = None  # all of them ran and finished between two looks: again
 
     def _request_strike(self) -> Replay:
-        """Replay two neighbouring windows of one pipeline (never a poison or overflow window)."""
+        """Replay the two neighbouring windows of one pipeline with the fewest rows (never a poison or
+        overflow window): what the strike measures is the recovery, not a long window's own run."""
         skip = set(self.operator.overflow) | set(self.chaos.poison)
         pairs = [
-            (spec.name, windows[i : i + 2])
+            (sum(self.rows.get(f"{spec.name} {w.key}", 0) for w in windows[i : i + 2]), spec.name, windows[i : i + 2])
             for spec in self.pipelines
             for windows in [spec.windows()]
             for i in range(len(windows) - 1)
             if not any(f"{spec.name} {w.key}" in skip for w in windows[i : i + 2])
         ]
-        name, windows = self.rng.choice(pairs)
+        _, name, windows = min(pairs, key=lambda pair: pair[0])
         return self.operator.request(name, list(windows), "queue", "final")
 
     def replayed(self) -> dict[str, list[float]]:
