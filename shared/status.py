@@ -10,7 +10,7 @@ five-minute windows reports as fast as a week. ``GET /api/status`` and the page
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,7 @@ DETAIL_LIMIT = 1000  # windows in view above this: one row per UTC day instead o
 ATTENTION = ("failed", "running", "queued", "missing", "pending", "done")  # listing order: what needs action first
 LIST_LIMIT = 200  # windows listed per pipeline (the ones not done, what needs action first)
 DEFAULT_DAYS = 7  # the default view: the newest windows, at most this many days and DETAIL_LIMIT windows
+_FAILED = frozenset("fxFX")
 FULL_DAYS = 31  # a range up to this long reads its whole days; longer ranges their sums (one row per day)
 
 
@@ -158,8 +159,7 @@ def pipeline_status(pipeline: Pipeline, now: datetime, view: StatusView, history
     counts = {k: total.status_counts().get(k, 0) for k in STATUSES}
     counts["missing"] = max(0, expected - recorded_due)
     mark = _watermark(cfg, due, history)
-    in_range = _windows(cfg, history, lo, hi, due)
-    view_counts = Counter(w["status"] for w in in_range)
+    view_counts, open_slots = _scan(cfg, history, lo, hi, due)
     detail = int((hi - lo) / cfg.size) <= DETAIL_LIMIT and hi - lo <= FULL_DAYS * DAY
     report: dict[str, Any] = {
         "pipeline": pipeline.name,
@@ -180,12 +180,12 @@ def pipeline_status(pipeline: Pipeline, now: datetime, view: StatusView, history
         "range_counts": {k: view_counts.get(k, 0) for k in STATUSES},
         "view": "windows" if detail else "days",
         "failed": _failed(cfg, history, view.recent),
-        "recent": [w for w in reversed(in_range) if w["status"] != "missing"][: view.recent],
+        "recent": _recent(cfg, history, lo, hi, view.recent),
     }
-    listed = [w for w in reversed(in_range) if w["status"] != "done" and view.lists(str(w["status"]))]
-    listed.sort(key=lambda w: ATTENTION.index(str(w["status"])))
+    listed = [s for s in reversed(open_slots) if view.lists(s.status)]  # newest first, then by attention
+    listed.sort(key=lambda s: ATTENTION.index(s.status))
     report["windows_total"] = len(listed)
-    report["windows"] = listed[:LIST_LIMIT]
+    report["windows"] = [_slot_window(cfg, s) for s in listed[:LIST_LIMIT]]
     if detail:
         report["grid"] = _grid(cfg, history, lo, hi, due)
     else:
@@ -296,27 +296,86 @@ def _missing(start: datetime, size: timedelta) -> dict[str, Any]:
             "rows": 0, "bytes": 0, "quarantined": 0}  # fmt: skip
 
 
-def _windows(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime) -> list[dict[str, Any]]:
-    """The windows of ``[lo, hi)`` that the reads can tell apart, oldest first: every slot of a day read
-    whole, and the due slots of a day with nothing recorded (missing). A day of a long range that was
-    only summed is shown by its row in ``days``."""
+@dataclass(frozen=True)
+class _Slot:
+    """A window of the view that is not done: its day (``None``: nothing recorded that day) and slot."""
+
+    day_start: datetime
+    i: int
+    status: str
+    day: Day | None
+
+
+def _view_days(
+    cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime
+) -> Iterator[tuple[datetime, Day | None, int, int, int]]:
+    """The days of ``[lo, hi)`` the reads can tell apart, oldest first: (day, the day read whole or
+    ``None`` when nothing is recorded, first and last slot in the view and from the start, slots due).
+    A day of a long range that was only summed is left out: its row in ``days`` shows it."""
     summed = {d.day for d in history.sums}
     per_day = int(DAY / cfg.size)
-    out: list[dict[str, Any]] = []
     for day_start in _days_between(lo, hi):
         day = history.days.get(day_start)
         if day is None and day_start in summed:
             continue
         first = max(0, int((max(lo, day_start) - day_start) / cfg.size))
+        if cfg.start > day_start:
+            first = max(first, -((day_start - cfg.start) // cfg.size))  # no window before the start
         last = min(per_day, int((min(hi, day_start + DAY) - day_start) / cfg.size))
+        yield day_start, day, first, last, (due - day_start) // cfg.size  # slot i is due when i < that
+
+
+def _scan(
+    cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime
+) -> tuple[Counter[str], list[_Slot]]:
+    """Counts by status of the windows in view (every slot of a day read whole, and the due slots of a day
+    with nothing recorded: missing), and the windows that are not done, oldest first. Done slots are only
+    counted: a long view of five-minute windows has thousands of them."""
+    counts: Counter[str] = Counter()
+    open_slots: list[_Slot] = []
+    for day_start, day, first, last, due_n in _view_days(cfg, history, lo, hi, due):
+        if last <= first:
+            continue
+        if day is None:
+            missing = range(first, max(first, min(last, due_n)))
+            counts["missing"] += len(missing)
+            open_slots += [_Slot(day_start, i, "missing", None) for i in missing]
+            continue
+        codes = day.codes[first:last]
+        for code, n in Counter(codes).items():
+            if code != NONE:
+                counts[status_of_code(code)] += n
+        if codes.count("d") == len(codes):
+            continue
         for i in range(first, last):
-            start = day_start + i * cfg.size
-            if start < cfg.start:
-                continue
-            if day is not None and day.codes[i] != NONE:
+            code = day.codes[i]
+            if code == NONE:
+                if i < due_n:
+                    counts["missing"] += 1
+                    open_slots.append(_Slot(day_start, i, "missing", day))
+            elif code != "d":
+                open_slots.append(_Slot(day_start, i, status_of_code(code), day))
+    return counts, open_slots
+
+
+def _slot_window(cfg: WindowConfig, slot: _Slot) -> dict[str, Any]:
+    if slot.day is None or slot.day.codes[slot.i] == NONE:
+        return _missing(slot.day_start + slot.i * cfg.size, cfg.size)
+    return _window(cfg, slot.day, slot.i)
+
+
+def _recent(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` recorded windows of the view (days read whole), newest first."""
+    out: list[dict[str, Any]] = []
+    far = lo - DAY  # no due bound needed: only recorded windows are listed
+    for _, day, first, last, _ in reversed(list(_view_days(cfg, history, lo, hi, far))):
+        if day is None:
+            continue
+        for i in range(last - 1, first - 1, -1):
+            if len(out) >= limit:
+                return out
+            if day.codes[i] != NONE:
                 out.append(_window(cfg, day, i))
-            elif start + cfg.size <= due:
-                out.append(_missing(start, cfg.size))
     return out
 
 
@@ -324,6 +383,8 @@ def _failed(cfg: WindowConfig, history: History, limit: int) -> list[dict[str, A
     found: list[dict[str, Any]] = []
     for day_start in sorted(history.days, reverse=True):
         day = history.days[day_start]
+        if not _FAILED.intersection(day.codes):
+            continue
         for i in range(len(day.codes) - 1, -1, -1):
             if day.codes[i] in ("f", "x", "F", "X"):
                 found.append(_window(cfg, day, i))
@@ -372,4 +433,3 @@ def _day_rows(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, d
             "quarantined": sums.quarantined,
         })  # fmt: skip
     return out
-
