@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     "open": 12,
                     "tick": False,
                     "status": not args.no_status,
+                    "azurite_pid": azurite.pid,
                     "query": SOURCE_TABLE[size],
                 }
                 try:

@@ -35,9 +35,11 @@ import orjson
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 
+from bench.stack import process_cpu_seconds
 from shared.ledger import Ledger
 from shared.model import Window
 from shared.rollup_days import DAY
+from shared.status import StatusView
 
 if TYPE_CHECKING:
     from shared.runner import Engine
@@ -159,6 +161,41 @@ def _ok(expect_failed: int, expect_done: int) -> Callable[[Any], None]:
     return check
 
 
+def _breakdown(engine: Engine, view: StatusView, azurite_pid: int) -> dict[str, float]:
+    """Where the time of one report goes (best of 3): the reads (wall, and the CPU Azurite and this process
+    spent on them), building the report from what was read (pure), JSON encoding, page rendering."""
+    from shared.api import Response
+    from shared.redact import redact
+    from shared.status import pipeline_status, summarize
+    from shared.status_page import render_html
+    from shared.status_read import read_history, status_report
+
+    now, pipelines = engine.clock(), engine.settings.pipelines
+    best: dict[str, float] = {}
+    for _ in range(3):
+        azurite, cpu, began = process_cpu_seconds(azurite_pid), time.process_time(), time.perf_counter()
+        report = status_report(engine.ledger, engine.settings, now=now, owner="bench", view=view)
+        whole = time.perf_counter() - began
+        figures = {"azurite_cpu": process_cpu_seconds(azurite_pid) - azurite, "python_cpu": time.process_time() - cpu}
+        histories = [read_history(engine.ledger, p, now, view) for p in pipelines]
+        began = time.perf_counter()
+        summarize({"pipelines": [pipeline_status(p, now, view, h) for p, h in zip(pipelines, histories, strict=True)]})
+        figures["report"] = time.perf_counter() - began
+        figures["reads"] = whole - figures["report"]
+        began = time.perf_counter()
+        Response.json(200, report)
+        figures["json"] = time.perf_counter() - began
+        began = time.perf_counter()
+        redact(render_html(report, {}))
+        figures["page"] = time.perf_counter() - began
+        for key, value in figures.items():
+            best[key] = min(best.get(key, value), value)
+    out = {f"{k}_ms": round(v * 1000, 1) for k, v in best.items()}
+    if not azurite_pid:
+        out.pop("azurite_cpu_ms")
+    return out
+
+
 def status_point(engine: Engine, spec: dict[str, Any], end: datetime) -> dict[str, Any]:
     """Prepare the ledger (see the module doc), then measure each read; raises on a wrong answer."""
     from shared import api
@@ -198,6 +235,9 @@ def status_point(engine: Engine, spec: dict[str, Any], end: datetime) -> dict[st
         "page_31d": _measure(counter, lambda: api.status(engine, month | {"format": "html"}), json_ok),
         "idle": _measure(counter, lambda: idle_report(engine), idle_check),
     }
+    pid = int(spec.get("azurite_pid", 0))
+    result["time_default"] = _breakdown(engine, StatusView(), pid)
+    result["time_31d"] = _breakdown(engine, StatusView(end - 31 * DAY, end), pid)
     return result
 
 
@@ -221,6 +261,7 @@ def status_summary(plan: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
     for key, _ in MEASURED:
         out[key] = {k: status[key][k] for k in ("ms", "requests", "kb") if k in status[key]}
+    out["time_default"], out["time_31d"] = status["time_default"], status["time_31d"]
     return out
 
 
@@ -237,12 +278,24 @@ def status_table(points: list[dict[str, Any]]) -> str:
             size = f", {m['kb']:,.0f} KB" if "kb" in m else ""
             cells.append(f"{m['ms']:,.0f} ms / {m['requests']} req{size}")
         rows.append((label, cells))
+    for key, label in (("time_default", "  default view: reads / report / JSON / page"),
+                       ("time_31d", "  31 days: reads / report / JSON / page")):  # fmt: skip
+        rows.append((label, [_split(p[key]) for p in points]))
+    rows.append(("  CPU of a report: Azurite, Python", [
+        f"{p['time_default'].get('azurite_cpu_ms', 0):,.0f}, {p['time_default']['python_cpu_ms']:,.0f} ms; "
+        f"{p['time_31d'].get('azurite_cpu_ms', 0):,.0f}, {p['time_31d']['python_cpu_ms']:,.0f} ms"
+        for p in points
+    ]))  # fmt: skip
     width = max(len(r[0]) for r in rows)
     cols = [max(len(r[1][i]) for r in rows) for i in range(len(points))]
     lines = [f"{label:<{width}}  " + "  ".join(f"{c:>{cols[i]}}" for i, c in enumerate(cells)) for label, cells in rows]
     return "status point (ms of the best warm run / storage requests to the ledger and rollup tables):\n" + "\n".join(
         lines
     )
+
+
+def _split(t: dict[str, float]) -> str:
+    return " / ".join(f"{t[k]:,.0f}" for k in ("reads_ms", "report_ms", "json_ms", "page_ms")) + " ms"
 
 
 def growth(points: list[dict[str, Any]]) -> list[str]:
