@@ -41,8 +41,8 @@ DETAIL_LIMIT = 1000  # windows in view above this: one row per UTC day instead o
 ATTENTION = ("failed", "running", "queued", "missing", "pending", "done")  # listing order: what needs action first
 LIST_LIMIT = 200  # windows listed per pipeline (the ones not done, what needs action first)
 DEFAULT_DAYS = 7  # the default view: the newest windows, at most this many days and DETAIL_LIMIT windows
-_FAILED = frozenset("fxFX")
 FULL_DAYS = 31  # a range up to this long reads its whole days; longer ranges their sums (one row per day)
+_FAILED = frozenset("fxFX")  # slot codes of failed windows
 
 
 @dataclass(frozen=True)
