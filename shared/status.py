@@ -10,7 +10,7 @@ five-minute windows reports as fast as a week. ``GET /api/status`` and the page
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,8 @@ from shared.model import format_ts
 from shared.rollup_days import DAY, NONE, Day, Sums, day_of, status_of_code
 from shared.rollups import DaySums
 from shared.settings import Pipeline, WindowConfig
+from shared.status_slots import Slot, recent, scan
+from shared.status_slots import days_between as _days_between
 from shared.windows import align_down, align_up, due_end
 
 __all__ = [
@@ -113,14 +115,6 @@ def days_to_read(cfg: WindowConfig, now: datetime, view: StatusView, sums: Seque
     return want
 
 
-def _days_between(lo: datetime, hi: datetime) -> list[datetime]:
-    out, day = [], day_of(lo)
-    while day < hi:
-        out.append(day)
-        day += DAY
-    return out
-
-
 def _expected(cfg: WindowConfig, day: datetime, due: datetime) -> tuple[int, int]:
     """Slot range ``[first, last)`` of ``day`` between the pipeline's start and the due end."""
     lo, hi = max(day, cfg.start), min(day + DAY, due)
@@ -159,7 +153,8 @@ def pipeline_status(pipeline: Pipeline, now: datetime, view: StatusView, history
     counts = {k: total.status_counts().get(k, 0) for k in STATUSES}
     counts["missing"] = max(0, expected - recorded_due)
     mark = _watermark(cfg, due, history)
-    view_counts, open_slots = _scan(cfg, history, lo, hi, due)
+    summed = {d.day for d in history.sums}
+    view_counts, open_slots = scan(cfg, history.days, summed, lo, hi, due)
     detail = int((hi - lo) / cfg.size) <= DETAIL_LIMIT and hi - lo <= FULL_DAYS * DAY
     report: dict[str, Any] = {
         "pipeline": pipeline.name,
@@ -180,7 +175,7 @@ def pipeline_status(pipeline: Pipeline, now: datetime, view: StatusView, history
         "range_counts": {k: view_counts.get(k, 0) for k in STATUSES},
         "view": "windows" if detail else "days",
         "failed": _failed(cfg, history, view.recent),
-        "recent": _recent(cfg, history, lo, hi, view.recent),
+        "recent": [_window(cfg, d, i) for d, i in recent(cfg, history.days, summed, lo, hi, view.recent)],
     }
     listed = [s for s in reversed(open_slots) if view.lists(s.status)]  # newest first, then by attention
     listed.sort(key=lambda s: ATTENTION.index(s.status))
@@ -296,87 +291,10 @@ def _missing(start: datetime, size: timedelta) -> dict[str, Any]:
             "rows": 0, "bytes": 0, "quarantined": 0}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Slot:
-    """A window of the view that is not done: its day (``None``: nothing recorded that day) and slot."""
-
-    day_start: datetime
-    i: int
-    status: str
-    day: Day | None
-
-
-def _view_days(
-    cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime
-) -> Iterator[tuple[datetime, Day | None, int, int, int]]:
-    """The days of ``[lo, hi)`` the reads can tell apart, oldest first: (day, the day read whole or
-    ``None`` when nothing is recorded, first and last slot in the view and from the start, slots due).
-    A day of a long range that was only summed is left out: its row in ``days`` shows it."""
-    summed = {d.day for d in history.sums}
-    per_day = int(DAY / cfg.size)
-    for day_start in _days_between(lo, hi):
-        day = history.days.get(day_start)
-        if day is None and day_start in summed:
-            continue
-        first = max(0, int((max(lo, day_start) - day_start) / cfg.size))
-        if cfg.start > day_start:
-            first = max(first, -((day_start - cfg.start) // cfg.size))  # no window before the start
-        last = min(per_day, int((min(hi, day_start + DAY) - day_start) / cfg.size))
-        yield day_start, day, first, last, (due - day_start) // cfg.size  # slot i is due when i < that
-
-
-def _scan(
-    cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime
-) -> tuple[Counter[str], list[_Slot]]:
-    """Counts by status of the windows in view (every slot of a day read whole, and the due slots of a day
-    with nothing recorded: missing), and the windows that are not done, oldest first. Done slots are only
-    counted: a long view of five-minute windows has thousands of them."""
-    counts: Counter[str] = Counter()
-    open_slots: list[_Slot] = []
-    for day_start, day, first, last, due_n in _view_days(cfg, history, lo, hi, due):
-        if last <= first:
-            continue
-        if day is None:
-            missing = range(first, max(first, min(last, due_n)))
-            counts["missing"] += len(missing)
-            open_slots += [_Slot(day_start, i, "missing", None) for i in missing]
-            continue
-        codes = day.codes[first:last]
-        for code, n in Counter(codes).items():
-            if code != NONE:
-                counts[status_of_code(code)] += n
-        if codes.count("d") == len(codes):
-            continue
-        for i in range(first, last):
-            code = day.codes[i]
-            if code == NONE:
-                if i < due_n:
-                    counts["missing"] += 1
-                    open_slots.append(_Slot(day_start, i, "missing", day))
-            elif code != "d":
-                open_slots.append(_Slot(day_start, i, status_of_code(code), day))
-    return counts, open_slots
-
-
-def _slot_window(cfg: WindowConfig, slot: _Slot) -> dict[str, Any]:
+def _slot_window(cfg: WindowConfig, slot: Slot) -> dict[str, Any]:
     if slot.day is None or slot.day.codes[slot.i] == NONE:
         return _missing(slot.day_start + slot.i * cfg.size, cfg.size)
     return _window(cfg, slot.day, slot.i)
-
-
-def _recent(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` recorded windows of the view (days read whole), newest first."""
-    out: list[dict[str, Any]] = []
-    far = lo - DAY  # no due bound needed: only recorded windows are listed
-    for _, day, first, last, _ in reversed(list(_view_days(cfg, history, lo, hi, far))):
-        if day is None:
-            continue
-        for i in range(last - 1, first - 1, -1):
-            if len(out) >= limit:
-                return out
-            if day.codes[i] != NONE:
-                out.append(_window(cfg, day, i))
-    return out
 
 
 def _failed(cfg: WindowConfig, history: History, limit: int) -> list[dict[str, Any]]:
