@@ -16,7 +16,7 @@ help:
 	@echo "make fault  - fault suite: inline runners, then the randomized queue run (planner/worker kills, CLI replays, re-sweeps, storage restart, query and queue faults); FAULTS {...}"
 	@echo "make fuzz   - bad-input suite: 300 malformed requests + 200 malformed settings; prints FUZZ {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
-	@echo "make bench-scale - plan cost over a year, queue backfill with 1/2/4 workers, parallel sub-queries; BENCH-SCALE {...}"
+	@echo "make bench-scale - plan cost and status (JSON, page, verify, idle check) at a month and a year, queue backfill with 1/2/4 workers, parallel sub-queries; BENCH-SCALE {...}"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
