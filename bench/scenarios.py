@@ -56,6 +56,7 @@ def bench_settings(
     }  # fmt: skip
     if spec.get("max_rows_per_query"):
         source["max_rows_per_query"] = int(spec["max_rows_per_query"])
+    source |= spec.get("source_options", {})
     window = {"size": "PT1H", "start": spec["start"], "delay": "PT5M"}
     named = sinks or {"bench": sink or {"container": spec["container"], "format": "jsonl"}}
     pipelines = [{"name": name, "source": source, "window": window, "sink": s} for name, s in named.items()]

@@ -121,10 +121,15 @@ def decode_columns(body: bytes) -> ColumnarResult | None:
         del rows
         text = cells.to_arrow()
         del cells
-        arrays = [_canonical(text.column(i).combine_chunks(), col.type) for i, col in enumerate(columns)]
+        arrays = [_canonical(_single(text.column(i)), col.type) for i, col in enumerate(columns)]
     except (_NotExact, pl.exceptions.PolarsError, pa.ArrowException, ValueError, TypeError, KeyError):
         return None
     return ColumnarResult(columns, pa.Table.from_arrays(arrays, names=[c.name for c in columns]), len(body))
+
+
+def _single(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as it is (``combine_chunks`` would copy it)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _empty(columns: tuple[Column, ...]) -> pa.Table:

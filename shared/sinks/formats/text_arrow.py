@@ -22,8 +22,9 @@ from shared.model import Batch
 __all__ = ["ENCODE_ROWS", "ArrowPending", "csv_records", "json_lines", "write_pieces"]
 
 # Column-wise batches are encoded together up to this many rows: each Arrow call costs ~20 µs
-# whatever its length, and a column costs a few calls (sources slice a response into ~2 MiB batches).
-ENCODE_ROWS = 8_192
+# whatever its length, and a column costs a few calls. A query answer (one batch of ~8,000 rows)
+# is encoded alone: holding it for the next one would copy both into one table.
+ENCODE_ROWS = 2_048
 _CHUNK = 2 * 2**20  # encoded text is handed on in pieces of this size (a queued piece is memory)
 
 _NEEDS_JSON_ESCAPE = re.compile(rb'["\\\x00-\x1f]')
@@ -59,25 +60,25 @@ class ArrowPending:
         return first if len(tables) == 1 else first.with_arrow(pa.concat_tables(tables))
 
 
-def write_pieces(out: Any, data: bytes) -> None:
-    """``data`` to ``out.write`` in pieces of at most ``_CHUNK`` bytes."""
+def write_pieces(out: Any, data: memoryview) -> None:
+    """``data`` to ``out.write`` in pieces of at most ``_CHUNK`` bytes (views, not copies)."""
     for start in range(0, len(data), _CHUNK):
         out.write(data[start : start + _CHUNK])
 
 
 def _column(batch: Batch, i: int) -> pa.Array:
     column = batch.arrow.column(i)
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):  # one chunk (a whole answer) is taken as it is, not copied
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
-def _joined(lines: pa.Array) -> bytes:
-    """The values of a string array back to back (its data buffer between the first and last offset)."""
+def _joined(lines: pa.Array) -> memoryview:
+    """The values of a string array back to back: a view of its data buffer between the first and
+    last offset (no copy; the view keeps the buffer alive)."""
     if len(lines) == 0:
-        return b""
-    _validity, offsets, data = lines.buffers()
-    bounds = memoryview(offsets).cast("i")  # int32 offsets (string, not large_string)
-    start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
-    return bytes(data[start:end].to_pybytes())
+        return memoryview(b"")
+    return _value_bytes(lines)
 
 
 def _each(values: pa.Array, fn: Any) -> pa.Array:
@@ -131,7 +132,7 @@ def _json_column(values: pa.Array, kql_type: str) -> tuple[pa.Array, bool]:
 _NULL = pa.scalar("null", pa.string())
 
 
-def json_lines(batch: Batch) -> bytes:
+def json_lines(batch: Batch) -> memoryview:
     """``orjson.dumps(dict(zip(names, row))) + b"\\n"`` for every row of a column-wise batch.
 
     One element-wise join per batch: the keys, commas and the quotes around plain text are
@@ -163,7 +164,7 @@ def _csv_column(values: pa.Array) -> pa.Array:
     return pa.array([None if v is None else repr(v) for v in values.to_pylist()], pa.string())  # floats: str()
 
 
-def csv_records(batch: Batch) -> bytes:
+def csv_records(batch: Batch) -> memoryview:
     """The CSV records (no header) of a column-wise batch, CRLF after each."""
     fields = [_csv_column(_column(batch, i)) for i in range(len(batch.columns))]
     records = pc.binary_join_element_wise(*fields, ",", null_handling="replace", null_replacement="")
