@@ -11,6 +11,7 @@ or ``repr`` one by one, still without a Python loop per row.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -45,19 +46,32 @@ class ArrowPending:
             batch.columns == self.batches[0].columns and batch.arrow.schema == self.batches[0].arrow.schema
         )
 
-    def add(self, batch: Batch) -> bool:
-        """Hold ``batch``; ``True`` once enough rows are held to encode them."""
-        self.batches.append(batch)
-        self.rows += len(batch)
-        return self.rows >= ENCODE_ROWS
+    def feed(self, batch: Batch, encode: Callable[[Batch], None]) -> None:
+        """Hold ``batch``, handing what is held to ``encode`` whenever ``ENCODE_ROWS`` rows are
+        there. A table of several chunks (an answer decoded in pieces) goes chunk by chunk: its
+        text is built and written a piece at a time."""
+        for part in _parts(batch):
+            if not self.fits(part):
+                self.flush(encode)
+            self.batches.append(part)
+            self.rows += len(part)
+            if self.rows >= ENCODE_ROWS:
+                self.flush(encode)
 
-    def take(self) -> Batch | None:
-        """The held batches as one (their rows in order), or ``None``; empties the holder."""
+    def flush(self, encode: Callable[[Batch], None]) -> None:
+        """Encode what is held (as one batch, its rows in order), if anything; empties the holder."""
         if not self.batches:
-            return None
+            return
         first, tables = self.batches[0], [b.arrow for b in self.batches]
         self.batches, self.rows = [], 0
-        return first if len(tables) == 1 else first.with_arrow(pa.concat_tables(tables))
+        encode(first if len(tables) == 1 else first.with_arrow(pa.concat_tables(tables)))
+
+
+def _parts(batch: Batch) -> list[Batch]:
+    table = batch.arrow
+    if table.num_columns == 0 or table.column(0).num_chunks <= 1:
+        return [batch]
+    return [batch.with_arrow(pa.Table.from_batches([part])) for part in table.to_batches() if part.num_rows]
 
 
 def write_pieces(out: Any, data: memoryview) -> None:
