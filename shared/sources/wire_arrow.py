@@ -116,7 +116,7 @@ def decode_columns(body: bytes, *, piece_bytes: int = 0) -> ColumnarResult | Non
     view, tables = memoryview(body), []
     columns: tuple[Column, ...] | None = None
     for start, end in spans:
-        piece = _decode_whole(b"".join((head, view[start:end], _PIECE_END)))
+        piece = _decode_whole(b"".join((head, view[start:end], _PIECE_END)), piece=True)
         if piece is None or (columns is not None and piece.columns != columns):
             return _decode_whole(body)  # a cut inside a string, or a cell only the whole answer can tell
         columns = piece.columns
@@ -166,12 +166,15 @@ def row_pieces(body: bytes, piece_bytes: int = PIECE_BYTES) -> tuple[bytes, list
     return head, spans
 
 
-def _decode_whole(body: bytes) -> ColumnarResult | None:
-    """One response body, decoded in one go (see ``decode_columns``)."""
+def _decode_whole(body: bytes, *, piece: bool = False) -> ColumnarResult | None:
+    """One response body, decoded in one go (see ``decode_columns``); a ``piece`` must hold
+    exactly one table (a cut that took in the start of a second one is not a piece of rows)."""
     pl, schema = _polars()
     try:
         frame = pl.read_json(io.BytesIO(body), schema=schema)
         if frame.height != 1 or frame["error"][0] is not None:
+            return None
+        if piece and frame["tables"].list.len()[0] != 1:
             return None
         first = frame.select(pl.col("tables").list.first().alias("t")).unnest("t")
         if first.height != 1 or first["columns"][0] is None:
