@@ -208,8 +208,10 @@ class QueryApiSource:
     def prefetch_step(self, sub: Window) -> Prefetched:
         """Send ``sub``'s query now (read-ahead threads); its rows are decoded later, on the
         thread that writes them, so only raw bodies wait in memory, never decoded ones."""
-        body = self._query_raw(bounded_query(self.config, sub), sub)
-        return Prefetched(len(body), lambda: self._batches(sub, body))
+        held = [self._query_raw(bounded_query(self.config, sub), sub)]
+        # ``decode`` takes the body out of ``held``: once parsed it is freed, not kept for as long as
+        # the writer holds this step.
+        return Prefetched(len(held[0]), lambda: self._batches(sub, held.pop()))
 
     def _fetch(self, window: Window) -> Iterator[Batch]:
         yield from self._batches(window, self._query_raw(bounded_query(self.config, window), window))
