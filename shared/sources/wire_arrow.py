@@ -63,7 +63,7 @@ _TEXT = frozenset({"string", "guid", "timespan"})
 _ISO = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$"
 _DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _FRACTION_7 = r"(\.\d{6})\dZ$"
-_EMPTY_JSON = pa.array(["{}", "[]", '""'])
+_EMPTY_JSON = pa.array(["{}", "[]", '""', ""])
 _TS_US = pa.timestamp("us", tz="UTC")
 
 
@@ -294,8 +294,9 @@ def dynamic_fragments(text: pa.Array) -> pa.Array:
     present = pc.fill_null(pc.not_equal(text, ""), False)
     canonical = pc.fill_null(pc.match_substring_regex(text, _CANONICAL_BAG), False)
     parse = pc.and_(present, pc.invert(canonical))
-    out = pc.if_else(canonical, text, pa.scalar(None, pa.string()))
+    out = text  # every cell with text is canonical already (the common case: no copy); "" is nulled below
     if pc.any(parse).as_py():
+        out = pc.if_else(canonical, text, pa.scalar(None, pa.string()))
         values = pc.filter(text, parse).to_pylist()
         loads, dumps = orjson.loads, orjson.dumps
         try:
