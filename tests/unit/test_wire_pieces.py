@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ def test_spans_tile_the_rows_and_each_piece_is_an_answer_of_its_rows(data: bytes
     assert split is not None
     head, spans = split
     assert len(spans) > 2
-    assert all(a < b for a, b in spans) and all(b < c for (_, b), (c, _) in zip(spans, spans[1:], strict=False))
+    assert all(a < b for a, b in spans) and all(b < c for (_, b), (c, _) in pairwise(spans))
     rows: list[Any] = []
     for start, end in spans:
         piece = orjson.loads(head + data[start:end] + b"]}]}")
