@@ -340,7 +340,6 @@ class QueryApiSource:
             raise FatalError(f"query API 404: {reason} — check the app/workspace id and endpoint ({self.url})")
         raise FatalError(f"query API {status}: {reason}")
 
-
     def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str | None]:
         """One POST: the status, the whole body and ``Retry-After``. The body is written into one
         growing buffer (``read`` would join a list of chunks: twice the body at its end), and only
@@ -361,8 +360,6 @@ class _GaveUp(Exception):
     def __init__(self, error: BudgetTimeout) -> None:
         super().__init__(str(error))
         self.error = error
-
-
 
 
 def _retry_after(value: str | None) -> float | None:
