@@ -13,10 +13,10 @@ help:
 	@echo "make run    - local stack: Azurite + query API emulator + the function app (planner + 2 queue workers; Ctrl-C stops)"
 	@echo "make test   - unit, function, integration and infra tests (starts Azurite itself; checkov in .venv-checkov)"
 	@echo "make lint   - ruff + mypy + import layers and cycles (import-linter) + checkov over infra/"
-	@echo "make fault  - fault suite, inline then queue workers: kills, throttling, truncation, storage restart, queue faults; FAULTS {...}"
+	@echo "make fault  - fault suite: inline runners, then the randomized queue run (planner/worker kills, CLI replays, re-sweeps, storage restart, query and queue faults); FAULTS {...}"
 	@echo "make fuzz   - bad-input suite: 300 malformed requests + 200 malformed settings; prints FUZZ {...}"
 	@echo "make bench  - 1M-row hour benchmark; prints BENCH {...}"
-	@echo "make bench-scale - plan cost over a year, queue backfill with 1/2/4 workers, parallel sub-queries; BENCH-SCALE {...}"
+	@echo "make bench-scale - plan cost and status (JSON, page, verify, idle check) at a month and a year, queue backfill with 1/2/4 workers, parallel sub-queries; BENCH-SCALE {...}"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,7 +61,7 @@ lint: deps $(CHECKOV)
 
 fault: deps
 	$(PY) -m devtools.faultsuite
-	$(PY) -m devtools.faultsuite --queue
+	$(PY) -m devtools.faultsuite --queue --seed $(or $(SEED),random)
 
 fuzz: deps
 	$(PY) -m devtools.fuzz

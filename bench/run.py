@@ -46,18 +46,33 @@ def _ledger_point(text: str) -> tuple[int, int]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows seeded into the hour (default 1,000,000)")
-    p.add_argument("--formats", default="jsonl,parquet,delta,csv",
-                   help="pipeline formats to measure (default jsonl,parquet,delta,csv; delta = the Delta table sink)")
-    p.add_argument("--no-three", action="store_true",
-                   help="skip the three-windows-in-one-process point (JSONL.gz, Parquet, Delta at once)")
+    p.add_argument(
+        "--formats",
+        default="jsonl,parquet,delta,csv",
+        help="pipeline formats to measure (default jsonl,parquet,delta,csv; delta = the Delta table sink)",
+    )
+    p.add_argument(
+        "--no-three",
+        action="store_true",
+        help="skip the three-windows-in-one-process point (JSONL.gz, Parquet, Delta at once)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="run every throughput scenario N times, keep the best")
     p.add_argument("--max-rows-per-query", type=int, default=0, help="override the source setting (0 = its default)")
-    p.add_argument("--ledger", type=_ledger_point, action="append", metavar="PxW",
-                   help="scheduler tick over P pipelines x W done hourly windows; repeatable (default 100x8 and "
-                        "100x876, extrapolated to 100 x 1 year: 876,000 entities take ~7 min to insert into Azurite)")
+    p.add_argument(
+        "--ledger",
+        type=_ledger_point,
+        action="append",
+        metavar="PxW",
+        help="scheduler tick over P pipelines x W done hourly windows; repeatable (default 100x8 and "
+        "100x876, extrapolated to 100 x 1 year: 876,000 entities take ~7 min to insert into Azurite)",
+    )
     p.add_argument("--no-scheduler", action="store_true", help="skip the scheduler tick")
-    p.add_argument("--table-rows", type=int, default=5_000,
-                   help="full-width rows into the Table sink vs. the store's own rate (0 = skip)")
+    p.add_argument(
+        "--table-rows",
+        type=int,
+        default=5_000,
+        help="full-width rows into the Table sink vs. the store's own rate (0 = skip)",
+    )
     p.add_argument("--profile", metavar="DIR", help="cProfile the pipeline scenarios into DIR and print the top")
     p.add_argument("--json", metavar="PATH", help="also write every result as JSON here")
     p.add_argument("--child", help=argparse.SUPPRESS)

@@ -5,10 +5,13 @@ Starts Azurite and the query API emulator (own processes) with the service's beh
 ``--latency-ms`` per query + ``--per-1k-ms`` per 1,000 rows, held inside a cap of 5
 concurrent queries that answers 429 beyond it, and 200 requests per 30 s. Then:
 
-1. **plan cost** — 10 pipelines × 1 year of ``PT1H`` windows (87,600 entities) in the ledger;
-   a backfill-phase plan and a steady-state plan (``bench.scheduler``): storage requests and
-   ms per pipeline. ``--year-pt5m`` adds the same over ``PT5M`` (1,051,200 entities; Azurite
-   fills a partition quadratically, so that takes well over an hour and is not in the default run).
+1. **plan cost and status** — 10 pipelines × a month and × a year of ``PT1H`` windows (7,200
+   and 87,600 entities) in the ledger, their day rollups built as for an upgraded ledger; a
+   backfill-phase plan and a steady-state plan (``bench.scheduler``): storage requests and ms
+   per pipeline; then the status point (``bench.scale_status``): status JSON and page (default
+   view, 31 days), verify of one day and the idle check, time and storage requests, side by
+   side. ``--year-pt5m`` adds the same over ``PT5M`` (1,051,200 entities; Azurite fills a
+   partition quadratically, so that takes well over an hour and is not in the default run).
 2. **backfill** — ``--pipelines`` × ``--windows`` hourly windows through ``python -m shared run
    --workers N --until-idle`` for each N of ``--workers``; every row compared with the
    emulator's (``devtools.faultsuite_check``).
@@ -40,6 +43,8 @@ HOUR_START = datetime(2026, 11, 2, 10, tzinfo=UTC)  # the big hour
 BACKFILL_START = datetime(2026, 11, 3, tzinfo=UTC)  # the backfill's windows, a day later
 TABLES = ("requests", "dependencies", "traces", "exceptions", "pageViews", "customEvents")
 YEAR = 365 * 24
+MONTH = 30 * 24
+SOURCE_TABLE = {"PT1H": "requests", "PT5M": "pageViews"}  # one emulator: each size verifies rows of its own
 
 
 def _ints(text: str) -> list[int]:
@@ -60,9 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=500.0, help="emulator service time per query (500)")
     p.add_argument("--per-1k-ms", type=float, default=100.0, help="emulator service time per 1,000 rows (100)")
     p.add_argument("--plan-windows", type=int, default=YEAR, help="PT1H windows per pipeline (8,760; 0 skips)")
+    p.add_argument("--month-windows", type=int, default=MONTH, help="PT1H windows of the short history (720; 0 skips)")
     p.add_argument("--plan-pipelines", type=int, default=10, help="pipelines in the plan-cost ledger (10)")
-    p.add_argument("--year-pt5m", action="store_true", help="also plan over 10 x 1 year of PT5M (1,051,200 entities)")
-    p.add_argument("--no-plan", action="store_true", help="skip the plan-cost measurement")
+    p.add_argument(
+        "--year-pt5m", action="store_true", help="also plan and status over 10 x 1 year of PT5M (1,051,200 entities)"
+    )
+    p.add_argument("--no-plan", action="store_true", help="skip the plan-cost and status measurements")
+    p.add_argument("--no-status", action="store_true", help="plan cost only, no status point")
     p.add_argument("--json", metavar="PATH", help="also write every result as JSON here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
@@ -110,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args.child, orjson.loads(args.spec or "{}"))
     from bench.scale_runs import backfill, hour
+    from bench.scale_status import growth, status_summary, status_table
     from bench.stack import EmulatorProcess, run_child
     from devtools.azurite import Azurite
 
@@ -125,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     with Azurite() as azurite, emulator as emu:
         storage = azurite.connection_string
         plans: list[dict[str, Any]] = []
+        statuses: list[dict[str, Any]] = []
         if not args.no_plan:
-            points = [("PT1H", args.plan_windows)] * (args.plan_windows > 0) + [("PT5M", YEAR * 12)] * args.year_pt5m
+            points = [("PT1H", n) for n in dict.fromkeys((args.month_windows, args.plan_windows)) if n > 0]
+            points += [("PT5M", YEAR * 12)] * args.year_pt5m
             for size, windows in points:
                 spec = {
                     "storage": storage,
@@ -139,14 +151,21 @@ def main(argv: list[str] | None = None) -> int:
                     "size": size,
                     "open": 12,
                     "tick": False,
+                    "status": not args.no_status,
+                    "azurite_pid": azurite.pid,
+                    "query": SOURCE_TABLE[size],
                 }
                 try:
-                    plans.append(run_child("scheduler", spec, timeout=4 * 3600))
+                    plans.append(run_child("scheduler", spec, timeout=8 * 3600))  # a PT5M fill on a busy machine
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:  # e.g. Azurite gave up filling
                     failures.append(f"plan over {windows:,} {size} windows: {str(exc)[-500:]}")
                     print(f"plan over {args.plan_pipelines} x {windows:,} {size} windows FAILED", flush=True)
                     continue
                 print(_plan_line(plans[-1]), flush=True)
+            statuses = [status_summary(s) for s in plans if "status" in s]
+            if statuses:
+                print(status_table(statuses), flush=True)
+                failures += growth(statuses)
         tables = list(TABLES[: args.pipelines])
         t = time.perf_counter()
         for seed, table in enumerate(tables, start=11):
@@ -238,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             | {f"{phase}_ms_per_pipeline": s[phase]["ms_per_pipeline"] for phase in ("backfill", "steady")}
             for s in plans
         ],
+        "status": statuses,
         "rows_exact": all(r["exact"] for r in [*runs, *hours]),
     }
     if len(hours) == 2:

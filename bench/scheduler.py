@@ -35,7 +35,7 @@ from azure.data.tables import TableServiceClient, UpdateMode
 
 from shared.durations import parse_duration
 from shared.ledger import Ledger
-from shared.model import window_key
+from shared.model import Window, window_key
 from shared.settings import load_settings
 
 __all__ = ["scheduler"]
@@ -44,6 +44,7 @@ HOUR = timedelta(hours=1)
 END = datetime(2026, 11, 2, tzinfo=UTC)  # frontier: every window before it is recorded
 DELAY = timedelta(minutes=5)
 BACKFILL_NOW = END + timedelta(days=30)  # thousands of windows due; the queued ones fill the cap
+MAX_ATTEMPTS = 2  # the status point closes failed windows with their second attempt
 
 
 class RequestCounter:
@@ -155,12 +156,18 @@ def _fill(
     return time.perf_counter() - began
 
 
-def _complete_open(conn: str, table: str, pipelines: list[str], first: datetime, size: timedelta, count: int) -> None:
-    """The backfill's queued windows finish: the ledger reaches the steady state."""
-    client = TableServiceClient.from_connection_string(conn).get_table_client(table)
+def _complete_open(ledger: Ledger, pipelines: list[str], first: datetime, size: timedelta, count: int) -> None:
+    """The backfill's queued windows finish (claimed and completed, as a worker does: their day rollups
+    follow): the ledger reaches the steady state."""
+    now = BACKFILL_NOW
     for name in pipelines:
-        done = list(_entities(name, first, size, count, "done"))
-        client.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in done])
+        for entity in _entities(name, first, size, count, "done"):
+            window = Window(entity["WindowStart"], entity["WindowEnd"])
+            claim = ledger.claim(name, window, owner="bench", now=now, lease=HOUR, max_attempts=MAX_ATTEMPTS)
+            if claim is None:
+                raise RuntimeError(f"{name} {window}: a queued window could not be claimed")
+            outputs = orjson.loads(entity["Outputs"])
+            ledger.complete(claim, now=now, rows=entity["Rows"], nbytes=entity["Bytes"], outputs=outputs)
 
 
 def _plans(engine: Any, counter: RequestCounter, rounds: int = 4) -> dict[str, Any]:
@@ -189,9 +196,12 @@ def _build_rollups(storage: str, table: str, names: list[str], size: timedelta) 
     builder = Ledger(TableServiceClient.from_connection_string(storage), table)
     began = time.perf_counter()
     until = BACKFILL_NOW
-    for name in names:
+    for n, name in enumerate(names, start=1):
         while not builder.rollups.migrate(name, size, until=until, now=until, max_days=400).done:
             pass
+        rate = n / (time.perf_counter() - began)
+        print(f"PROGRESS rollups of {n} of {len(names)} pipelines built ({rate * 60:.1f} per minute)", file=sys.stderr,
+              flush=True)  # fmt: skip
     return round(time.perf_counter() - began, 2)
 
 
@@ -212,9 +222,10 @@ def scheduler(spec: dict[str, Any]) -> dict[str, Any]:
     names = [f"p{i:03d}" for i in range(n)]
     fill_s = _fill(spec["storage"], spec["ledger_table"], names, windows, start, size, open_)
     rollup_s = _build_rollups(spec["storage"], spec["ledger_table"], names, size)
-    source = {"kind": "app_insights", "app_id": spec["app_id"], "endpoint": spec["emulator"], "query": "requests",
-              "auth": {"kind": "token", "setting": "BENCH_TOKEN"}}  # fmt: skip
-    window = {"size": size_text, "start": start.isoformat(), "delay": "PT5M", "max_per_tick": max(open_, 12)}
+    source = {"kind": "app_insights", "app_id": spec["app_id"], "endpoint": spec["emulator"],
+              "query": spec.get("query", "requests"), "auth": {"kind": "token", "setting": "BENCH_TOKEN"}}  # fmt: skip
+    window = {"size": size_text, "start": start.isoformat(), "delay": "PT5M", "max_per_tick": max(open_, 12),
+              "max_attempts": MAX_ATTEMPTS}  # fmt: skip
     pipelines = [{"name": name, "source": source, "window": window, "sink": {"container": "bench-sched"}}
                  for name in names]  # fmt: skip
     env = {
@@ -237,7 +248,8 @@ def scheduler(spec: dict[str, Any]) -> dict[str, Any]:
             result["backfill"] = _plans(engine, counter)
             if result["backfill"]["warm"]["due"]:
                 raise RuntimeError(f"a capped backfill plan found due windows: {result['backfill']['warm']}")
-            _complete_open(spec["storage"], spec["ledger_table"], names, END - open_ * size, size, open_)
+            _complete_open(engine.ledger, names, END - open_ * size, size, open_)
+            counter.take()
             now[0] = END + DELAY + size / 2
         if spec.get("tick", True):  # first: its cold tick moves the open mark, as the scheduler scenario always had
             ticks: list[dict[str, Any]] = []
@@ -252,6 +264,10 @@ def scheduler(spec: dict[str, Any]) -> dict[str, Any]:
         result["steady"] = _plans(engine, counter)
         if result["steady"]["warm"]["due"]:
             raise RuntimeError(f"a steady-state plan with nothing due found windows: {result['steady']['warm']}")
+        if spec.get("status"):
+            from bench.scale_status import status_point
+
+            result["status"] = status_point(engine, spec, END)
     finally:
         engine.close()
     return result

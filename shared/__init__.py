@@ -7,7 +7,14 @@ Public names load lazily so that importing one module (``shared.model``) stays c
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Arrow's C++ default memory pool (used inside the Parquet writer and other C++ code, whatever pyarrow's
+# own default is) is chosen from this variable once, when pyarrow loads, so it is set here, before any
+# module of the engine imports pyarrow. The system allocator gives freed pages back; mimalloc, the
+# default, kept ~25 MB more per worker (docs/performance.md, "Memory"). A value set outside wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 __all__ = [
     "App",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .bench import BenchResult, fetch_window, self_benchmark
 from .emulator import Clock, EmulatorConfig, EmulatorCore, EmulatorStats, SettableClock
-from .faults import Fault, FaultInjector
+from .faults import Fault, FaultInjector, ScopedFault
 from .kql import KqlError, KqlSemanticError, KqlSyntaxError
 from .query import OutCol, QueryResult
 from .schema import CLASSIC_TABLES, WORKSPACE_TABLES
@@ -32,6 +32,7 @@ __all__ = [
     "KqlSyntaxError",
     "OutCol",
     "QueryResult",
+    "ScopedFault",
     "SettableClock",
     "fetch_window",
     "self_benchmark",

@@ -10,6 +10,9 @@ No auth (loopback dev tool). Datetimes are ISO 8601 text. Endpoints::
     GET    /_emulator/faults                     pending scripted faults and rates
     POST   /_emulator/faults                     {status, count?, retry_after?, delay?}
                                                  or {rates: {"429": 0.1, ...}, seed?}
+                                                 or {scoped: [{status, table, start, end}, ...]}: every
+                                                 query of the table over that time gets it, until
+                                                 replaced ([] lifts them)
     DELETE /_emulator/faults                     clear scripted faults and rates
     GET    /_emulator/clock                      {now}
     POST   /_emulator/clock                      {now: iso} | {advance: seconds} | {real: true}
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .errors import ApiError, method_not_allowed, not_found
+from .faults import ScopedFault
 from .timeutil import format_ticks, from_ticks, parse_datetime
 
 if TYPE_CHECKING:
@@ -156,10 +160,10 @@ def _route(emu: Emulator, method: str, route: str, params: dict[str, str], body:
 
 def _faults(emu: Emulator, method: str, body: bytes) -> tuple[int, Any]:
     if method == "GET":
-        return 200, {"pending": emu.faults.pending(), "rates": emu.faults.rates()}
+        return 200, _fault_state(emu)
     if method == "DELETE":
         emu.faults.clear()
-        return 200, {"pending": [], "rates": {}}
+        return 200, _fault_state(emu)
     if method != "POST":
         raise method_not_allowed(method)
     p = _json(body)
@@ -169,6 +173,8 @@ def _faults(emu: Emulator, method: str, body: bytes) -> tuple[int, Any]:
             raise _bad("'rates' must be an object")
         seed = p.get("seed")
         emu.faults.set_rates({k: float(v) for k, v in rates.items()}, seed=None if seed is None else int(seed))
+    elif "scoped" in p:
+        emu.faults.set_scoped(_scoped(p["scoped"]))
     else:
         retry = p.get("retry_after")
         emu.faults.push(
@@ -177,7 +183,30 @@ def _faults(emu: Emulator, method: str, body: bytes) -> tuple[int, Any]:
             retry_after=None if retry is None else float(retry),
             delay=float(p.get("delay", 0.0)),
         )
-    return 200, {"pending": emu.faults.pending(), "rates": emu.faults.rates()}
+    return 200, _fault_state(emu)
+
+
+def _fault_state(emu: Emulator) -> dict[str, Any]:
+    return {"pending": emu.faults.pending(), "rates": emu.faults.rates(), "scoped": emu.faults.scoped()}
+
+
+def _scoped(items: Any) -> list[ScopedFault]:
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise _bad("'scoped' must be a list of {status, table, start, end}")
+    out = []
+    for item in items:
+        table = item.get("table")
+        if not isinstance(table, str) or not table:
+            raise _bad("a scoped fault needs a 'table'")
+        out.append(ScopedFault(item.get("status", ""), table, parse_datetime(_iso(item.get("start"), "start")),
+                               parse_datetime(_iso(item.get("end"), "end"))))  # fmt: skip
+    return out
+
+
+def _iso(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(f"'{name}' must be an ISO 8601 datetime string")
+    return value
 
 
 def _clock(emu: Emulator, method: str, body: bytes) -> tuple[int, Any]:

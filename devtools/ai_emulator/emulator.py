@@ -132,6 +132,8 @@ class EmulatorStats:
     throttled_rate: int = 0  # of which: over rate_limit per rate_window (per identity)
     throttled_concurrency: int = 0  # of which: over max_concurrent in flight
     partials: int = 0  # HTTP 200 PartialError results
+    overflows: int = 0  # of which injected partial errors that are not truncation (E_OVERFLOW) …
+    warnings: int = 0  # … and Warning-severity ones (every row)
     errors: int = 0  # non-2xx query responses (429 included) and resets
     bad_requests: int = 0  # 400s
     auth_failures: int = 0  # 401 + 403

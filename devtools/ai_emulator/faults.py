@@ -10,13 +10,14 @@ import random
 import threading
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-__all__ = ["FAULT_KINDS", "Fault", "FaultInjector", "FaultKind"]
+__all__ = ["FAULT_KINDS", "SCOPED_KINDS", "Fault", "FaultInjector", "FaultKind", "ScopedFault"]
 
 FaultKind = Literal["reset", "truncate", "partial", "overflow", "warning", "delay", "echo"]
 FAULT_KINDS: tuple[str, ...] = ("reset", "truncate", "partial", "overflow", "warning", "delay", "echo")
+SCOPED_KINDS: tuple[str, ...] = ("partial", "overflow", "warning")  # besides HTTP statuses
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,33 @@ def _check(status: int | str) -> int | str:
     return status
 
 
+@dataclass(frozen=True)
+class ScopedFault:
+    """A fault every query of ``table`` whose timespan overlaps ``[start, end)`` (ticks) gets, until lifted.
+
+    What the data of one window causes on the service (an ``overflow`` its rows always hit, say)
+    rather than a passing fault: it follows the window whichever runner asks, and only then.
+    """
+
+    status: int | str
+    table: str
+    start: int
+    end: int
+
+    def matches(self, table: str, span: tuple[int, int] | None) -> bool:
+        if table.lower() != self.table.lower():
+            return False
+        return span is None or (span[0] < self.end and self.start < span[1])
+
+
 class FaultInjector:
-    """Thread-safe queue of scripted faults plus optional random fault rates."""
+    """Thread-safe queue of scripted faults plus optional random fault rates and scoped faults."""
 
     def __init__(self, seed: int = 0) -> None:
         self._lock = threading.Lock()
         self._queue: deque[list[Any]] = deque()  # [Fault, remaining]
         self._rates: list[tuple[float, Fault]] = []
+        self._scoped: list[ScopedFault] = []
         self._rng = random.Random(seed)
 
     def push(
@@ -96,10 +117,31 @@ class FaultInjector:
             if seed is not None:
                 self._rng.seed(seed)
 
+    def set_scoped(self, faults: list[ScopedFault]) -> None:
+        """Replace the scoped faults (an empty list lifts them all)."""
+        for fault in faults:
+            if _check(fault.status) not in SCOPED_KINDS and not isinstance(_check(fault.status), int):
+                raise ValueError(f"a scoped fault is an HTTP status or one of {SCOPED_KINDS}, not {fault.status!r}")
+            if fault.end <= fault.start:
+                raise ValueError("a scoped fault needs start < end")
+        with self._lock:
+            self._scoped = [replace(f, status=_check(f.status)) for f in faults]
+
+    def scoped(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(f) for f in self._scoped]
+
+    def scoped_for(self, table: str, span: tuple[int, int] | None) -> Fault | None:
+        """The scoped fault of a query of ``table`` over ``span`` (ticks), if one applies."""
+        with self._lock:
+            hit = next((f for f in self._scoped if f.matches(table, span)), None)
+        return None if hit is None else Fault(hit.status, 1.0 if hit.status == 429 else None)
+
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
             self._rates = []
+            self._scoped = []
 
     def pending(self) -> list[dict[str, Any]]:
         with self._lock:

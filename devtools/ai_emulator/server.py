@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import re
 import socket
 import struct
 import threading
@@ -34,6 +35,7 @@ from .errors import (
 )
 from .kql import KqlError
 from .response import render
+from .timeutil import parse_timespan_param
 from .tokens import AUDIENCES, check_token, looks_like_jwt
 
 if TYPE_CHECKING:
@@ -265,6 +267,15 @@ class _Handler(BaseHTTPRequestHandler):
             if mode == "echo":
                 raise self._echo_credentials()
         text, timespan = _query_args(method, raw_query, body)
+        if fault is None:
+            scoped = emu.faults.scoped_for(_leading_table(text), _span(timespan, emu.now_ticks()))
+            if scoped is not None:
+                emu.counters.add(faults=1)
+                if isinstance(scoped.status, int):
+                    raise status_error(scoped.status, scoped.retry_after)
+                mode = scoped.status
+        if mode in ("overflow", "warning"):
+            emu.counters.add(**{mode + "s": 1})
         try:
             result = emu.execute("workspace" if kind == "workspaces" else "app", text, timespan)
         except KqlError as exc:
@@ -298,6 +309,19 @@ class _Handler(BaseHTTPRequestHandler):
             partials=1 if out.partial else 0,
         )
         self._send(200, out.parts, headers)
+
+
+def _leading_table(text: str) -> str:
+    """The table a query starts with (``requests`` of ``requests | where …``); ``""`` for other forms."""
+    match = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", text)
+    return match.group(1) if match else ""
+
+
+def _span(timespan: str | None, now: int) -> tuple[int, int] | None:
+    try:
+        return parse_timespan_param(timespan, now) if timespan else None
+    except ValueError:
+        return None  # the query itself answers 400
 
 
 def _query_args(method: str, raw_query: str, body: bytes) -> tuple[str, str | None]:

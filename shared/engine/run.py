@@ -294,12 +294,13 @@ class Ahead:
     files never depend on timing (same data, same bytes).
 
     ``parallel`` is the number of queries at the service; the source holds it with its own
-    lanes (``QueryApiSource``), around the budget. Up to ``parallel + 2`` steps are read
-    ahead (one more thread decodes while the others wait on the service, one more step is
-    ready while the writer works), as far as the process's byte budget (``shared.runtime.membudget``)
-    allows: each step read ahead reserves its expected size (the largest step seen so far)
-    before its query is sent and gives it back once written. The step the writer needs is
-    always read, so a window never waits on another one's memory.
+    lanes (``QueryApiSource``), around the budget. Besides the step being written, up to
+    ``parallel`` steps are read ahead when they are fetched raw and decoded by the writer
+    (``prefetch``), ``parallel + 1`` when a read-ahead thread decodes its step, as far as the
+    process's byte budget (``shared.runtime.membudget``) allows: each step read ahead reserves its
+    expected size (the largest step seen so far) before its query is sent and gives it back
+    once written. The step the writer needs is always read, so a window never waits on
+    another one's memory.
     """
 
     def __init__(
@@ -314,7 +315,8 @@ class Ahead:
         self.prefetch = prefetch  # fetch ahead, decode when read (a ``PrefetchingSource``)
         self.parallel = max(1, parallel)
         self.budget = budget or process_budget()
-        self._pool = ThreadPoolExecutor(self.parallel + 1, thread_name_prefix="subquery") if self.parallel > 1 else None
+        self._depth = self.parallel + (1 if prefetch is not None else 2)  # steps held, the one written included
+        self._pool = ThreadPoolExecutor(self._depth - 1, thread_name_prefix="subquery") if self.parallel > 1 else None
         self._pending: dict[int, Future[list[Batch] | Prefetched]] = {}
         self._held: dict[int, int] = {}  # step → bytes reserved for it
         self._largest = 0  # bytes of the largest step read so far
@@ -326,7 +328,7 @@ class Ahead:
     def read(self, index: int) -> Iterator[Batch]:
         if self._pool is None:
             return self.steps[index]()
-        for ahead in range(index, min(len(self.steps), index + self.parallel + 2)):
+        for ahead in range(index, min(len(self.steps), index + self._depth)):
             if ahead in self._pending:
                 continue
             estimate = self._estimate

@@ -98,6 +98,9 @@ def _replay(engine: App, args: argparse.Namespace) -> int:
     except (ValueError, BadRequest) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
+    except MoverError as exc:  # a queued request could not be written (the ledger unreachable): nothing was
+        print(f"replay failed, nothing was requested: {exc}", file=sys.stderr)
+        return 2
     for r in result.results:
         print(f"{r.pipeline} {format_ts(r.window.start)} {r.outcome:9} rows={r.rows} {r.error}".rstrip())
     if result.mode == "queued":

@@ -35,7 +35,7 @@ __all__ = ["STALE_INTENT", "DaySums", "Intent", "Migration", "Rollups", "WindowR
 log = logging.getLogger(__name__)
 STALE_INTENT = timedelta(minutes=1)  # an intent older than this has lost its writer: readers repair it
 _STATE_KEY = "~state"  # per pipeline: the build state of its rollups, and the entities nobody can read
-_SUM_FIELDS = ["PartitionKey", "RowKey", "Codes_n", "SRows", "SBytes", "SQuar", "Lo", "Hi", "Pend", "Built", "Size"]
+_SUM_FIELDS = ["RowKey", "Codes_n", "SRows", "SBytes", "SQuar", "Lo", "Hi", "Pend", "Built", "Size"]
 _TRIES = 20
 
 

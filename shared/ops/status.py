@@ -19,6 +19,8 @@ from shared.ledger.days import DAY, NONE, Day, Sums, day_of, status_of_code
 from shared.ledger.rollups import DaySums
 from shared.model import format_ts
 from shared.settings import Pipeline, WindowConfig
+from shared.ops.status_slots import Slot, recent, scan
+from shared.ops.status_slots import days_between as _days_between
 from shared.windows import align_down, align_up, due_end
 
 __all__ = [
@@ -42,6 +44,7 @@ ATTENTION = ("failed", "running", "queued", "missing", "pending", "done")  # lis
 LIST_LIMIT = 200  # windows listed per pipeline (the ones not done, what needs action first)
 DEFAULT_DAYS = 7  # the default view: the newest windows, at most this many days and DETAIL_LIMIT windows
 FULL_DAYS = 31  # a range up to this long reads its whole days; longer ranges their sums (one row per day)
+_FAILED = frozenset("fxFX")  # slot codes of failed windows
 
 
 @dataclass(frozen=True)
@@ -112,14 +115,6 @@ def days_to_read(cfg: WindowConfig, now: datetime, view: StatusView, sums: Seque
     return want
 
 
-def _days_between(lo: datetime, hi: datetime) -> list[datetime]:
-    out, day = [], day_of(lo)
-    while day < hi:
-        out.append(day)
-        day += DAY
-    return out
-
-
 def _expected(cfg: WindowConfig, day: datetime, due: datetime) -> tuple[int, int]:
     """Slot range ``[first, last)`` of ``day`` between the pipeline's start and the due end."""
     lo, hi = max(day, cfg.start), min(day + DAY, due)
@@ -158,8 +153,8 @@ def pipeline_status(pipeline: Pipeline, now: datetime, view: StatusView, history
     counts = {k: total.status_counts().get(k, 0) for k in STATUSES}
     counts["missing"] = max(0, expected - recorded_due)
     mark = _watermark(cfg, due, history)
-    in_range = _windows(cfg, history, lo, hi, due)
-    view_counts = Counter(w["status"] for w in in_range)
+    summed = {d.day for d in history.sums}
+    view_counts, open_slots = scan(cfg, history.days, summed, lo, hi, due)
     detail = int((hi - lo) / cfg.size) <= DETAIL_LIMIT and hi - lo <= FULL_DAYS * DAY
     report: dict[str, Any] = {
         "pipeline": pipeline.name,
@@ -180,12 +175,12 @@ def pipeline_status(pipeline: Pipeline, now: datetime, view: StatusView, history
         "range_counts": {k: view_counts.get(k, 0) for k in STATUSES},
         "view": "windows" if detail else "days",
         "failed": _failed(cfg, history, view.recent),
-        "recent": [w for w in reversed(in_range) if w["status"] != "missing"][: view.recent],
+        "recent": [_window(cfg, d, i) for d, i in recent(cfg, history.days, summed, lo, hi, view.recent)],
     }
-    listed = [w for w in reversed(in_range) if w["status"] != "done" and view.lists(str(w["status"]))]
-    listed.sort(key=lambda w: ATTENTION.index(str(w["status"])))
+    listed = [s for s in reversed(open_slots) if view.lists(s.status)]  # newest first, then by attention
+    listed.sort(key=lambda s: ATTENTION.index(s.status))
     report["windows_total"] = len(listed)
-    report["windows"] = listed[:LIST_LIMIT]
+    report["windows"] = [_slot_window(cfg, s) for s in listed[:LIST_LIMIT]]
     if detail:
         report["grid"] = _grid(cfg, history, lo, hi, due)
     else:
@@ -296,34 +291,18 @@ def _missing(start: datetime, size: timedelta) -> dict[str, Any]:
             "rows": 0, "bytes": 0, "quarantined": 0}  # fmt: skip
 
 
-def _windows(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, due: datetime) -> list[dict[str, Any]]:
-    """The windows of ``[lo, hi)`` that the reads can tell apart, oldest first: every slot of a day read
-    whole, and the due slots of a day with nothing recorded (missing). A day of a long range that was
-    only summed is shown by its row in ``days``."""
-    summed = {d.day for d in history.sums}
-    per_day = int(DAY / cfg.size)
-    out: list[dict[str, Any]] = []
-    for day_start in _days_between(lo, hi):
-        day = history.days.get(day_start)
-        if day is None and day_start in summed:
-            continue
-        first = max(0, int((max(lo, day_start) - day_start) / cfg.size))
-        last = min(per_day, int((min(hi, day_start + DAY) - day_start) / cfg.size))
-        for i in range(first, last):
-            start = day_start + i * cfg.size
-            if start < cfg.start:
-                continue
-            if day is not None and day.codes[i] != NONE:
-                out.append(_window(cfg, day, i))
-            elif start + cfg.size <= due:
-                out.append(_missing(start, cfg.size))
-    return out
+def _slot_window(cfg: WindowConfig, slot: Slot) -> dict[str, Any]:
+    if slot.day is None or slot.day.codes[slot.i] == NONE:
+        return _missing(slot.day_start + slot.i * cfg.size, cfg.size)
+    return _window(cfg, slot.day, slot.i)
 
 
 def _failed(cfg: WindowConfig, history: History, limit: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for day_start in sorted(history.days, reverse=True):
         day = history.days[day_start]
+        if not _FAILED.intersection(day.codes):
+            continue
         for i in range(len(day.codes) - 1, -1, -1):
             if day.codes[i] in ("f", "x", "F", "X"):
                 found.append(_window(cfg, day, i))
@@ -372,4 +351,3 @@ def _day_rows(cfg: WindowConfig, history: History, lo: datetime, hi: datetime, d
             "quarantined": sums.quarantined,
         })  # fmt: skip
     return out
-

@@ -299,15 +299,17 @@ def _timeline(grid: Iterable[Mapping[str, Any]], size_s: int, chosen: str) -> st
             if code == "-" or code.lower() not in _CODES:
                 continue
             start, status = day + i * size, _CODES[code.lower()]
+            begins, ends = format_ts(start), format_ts(start + size)  # once per cell: a week of 5-minute cells
             extra = (" landed" if code.isupper() else "") + (" closed" if code in "xX" else "")
             dim = " dim" if wanted and status not in wanted else ""
-            title = f"{_short(format_ts(start))}–{format_ts(start + size)[11:16]} UTC: {status}"
+            title = f"{_short(begins)}–{ends[11:16]} UTC: {status}"
             title += " (an earlier run's data is in place)" if code.isupper() else ""
             title += " (closed: replay to retry)" if code in "xX" else ""
+            title = _e(title)
             cells.append(
-                f"<button type='button' class='cell s-{status}{extra}{dim}' data-start='{format_ts(start)}'"
-                f" data-end='{format_ts(start + size)}' data-status='{status}' title='{_e(title)}'"
-                f" aria-label='{_e(title)}'>{SYMBOLS.get(status, '·')}</button>"
+                f"<button type='button' class='cell s-{status}{extra}{dim}' data-start='{begins}'"
+                f" data-end='{ends}' data-status='{status}' title='{title}'"
+                f" aria-label='{title}'>{SYMBOLS.get(status, '·')}</button>"
             )
         if cells:
             label = f"<span class='dlabel'>{_e(row['day'])}</span>"

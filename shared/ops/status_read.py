@@ -4,7 +4,8 @@ Per pipeline: one query for every day's sums (the rollup table holds one small e
 a page of 1,000 days per request), one query for the days of a short range, a point read for
 each other day the report needs whole (the watermark's day, the pipeline's first and due days,
 the newest days with failed windows), one for the rollup build state and one for the last
-verification: ``4 + ⌈days/1000⌉ + k`` requests, ``k`` ≤ 3 + the days holding the listed failures.
+verification: ``3 + ⌈days/1000⌉ + k`` requests (a range over 31 days reads no day whole: one less),
+``k`` ≤ 3 + the days holding the listed failures, only those outside the range shown.
 Pipelines are read in parallel.
 """
 

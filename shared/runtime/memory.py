@@ -25,15 +25,15 @@ def tune_allocators() -> None:
     two arenas keep ~50 MB less at the peak of a window, at no measurable cost in speed.
     Arrow's default pool (mimalloc) likewise keeps freed pages; the system pool does not.
     polars' jemalloc (configured by this variable before polars loads; ``shared.sources.wire_arrow``
-    imports it lazily) would keep each response's decoding pages for 10 s in one arena per core:
-    one arena and 100 ms keep ~40 MB less at the peak; returning them at once (decay 0) would
-    keep ~40 MB less again but double the decoding CPU (docs/performance.md).
+    imports it lazily) gets one arena (not one per core): answers are decoded one piece of ~2 MiB
+    at a time (~12 MB of polars memory), and those pages are kept for reuse (decay 10 s) rather
+    than returned and faulted in again for every piece (docs/performance.md, "Memory").
     """
     global _done
     if _done:
         return
     _done = True
-    os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1,dirty_decay_ms:100,muzzy_decay_ms:0")
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1,dirty_decay_ms:10000,muzzy_decay_ms:0")
     name = ctypes.util.find_library("c")
     try:
         if name and "libc.so" in name:

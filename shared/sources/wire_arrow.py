@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +40,13 @@ from shared.model import Batch, Column
 
 __all__ = [
     "CANONICAL_TYPES",
+    "PIECE_BYTES",
     "ColumnarResult",
     "arrow_batch",
     "decode_columns",
     "dynamic_fragments",
     "normalize_datetimes",
+    "row_pieces",
     "rows_of",
 ]
 
@@ -60,7 +63,7 @@ _TEXT = frozenset({"string", "guid", "timespan"})
 _ISO = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z$"
 _DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _FRACTION_7 = r"(\.\d{6})\dZ$"
-_EMPTY_JSON = pa.array(["{}", "[]", '""'])
+_EMPTY_JSON = pa.array(["{}", "[]", '""', ""])
 _TS_US = pa.timestamp("us", tz="UTC")
 
 
@@ -99,12 +102,79 @@ def _polars() -> tuple[Any, dict[str, Any]]:
     return pl, schema
 
 
-def decode_columns(body: bytes) -> ColumnarResult | None:
-    """A complete (not partial) response as canonical Arrow columns; ``None``: use the row path."""
+def decode_columns(body: bytes, *, piece_bytes: int = 0) -> ColumnarResult | None:
+    """A complete (not partial) response as canonical Arrow columns; ``None``: use the row path.
+
+    A large answer is decoded in pieces of about ``PIECE_BYTES`` of rows (``row_pieces``): polars
+    holds ~7x the JSON it reads while it parses, so pieces bound that to a few MB whatever the
+    answer's size. The table then has one chunk per piece.
+    """
+    split = row_pieces(body, piece_bytes or PIECE_BYTES)
+    if split is None:
+        return _decode_whole(body)
+    head, spans = split
+    view, tables = memoryview(body), []
+    columns: tuple[Column, ...] | None = None
+    for start, end in spans:
+        piece = _decode_whole(b"".join((head, view[start:end], _PIECE_END)), piece=True)
+        if piece is None or (columns is not None and piece.columns != columns):
+            return _decode_whole(body)  # a cut inside a string, or a cell only the whole answer can tell
+        columns = piece.columns
+        tables.append(piece.table)
+    assert columns is not None
+    return ColumnarResult(columns, pa.concat_tables(tables), len(body))
+
+
+# A compact answer as the service writes it: {"tables":[{"name":…,"columns":[…],"rows":[[…],…,[…]]}]}
+# (whitespace allowed). Anything else (an error member, a second table, no rows) is decoded whole.
+PIECE_BYTES = 2 * 2**20
+_ROWS_START = re.compile(rb'"rows"\s*:\s*\[(?=\s*\[)')
+_ROWS_END = re.compile(rb"\]\s*\]\s*\}\s*\]\s*\}\s*$")
+_ROW_GAP = re.compile(rb"\]\s*,\s*\[")
+_PIECE_END = b"]}]}"
+_HEAD_SCAN = 1 << 20  # the columns come first: a table of a few thousand columns fits
+
+
+def row_pieces(body: bytes, piece_bytes: int = PIECE_BYTES) -> tuple[bytes, list[tuple[int, int]]] | None:
+    """The head of a compact answer (up to its ``"rows":[``) and spans of ``body`` holding whole
+    rows, about ``piece_bytes`` each: ``head + body[a:b] + b"]}]}"`` is an answer of those rows.
+
+    Spans are cut between rows (at ``],[``); such a cut may fall inside a string cell, but then
+    the piece before it ends inside an unterminated string and cannot parse, so a decoder that
+    sees every piece parse has seen the true rows (the first span starts at a true row). ``None``
+    when the answer is small or not shaped as above.
+    """
+    if len(body) < 2 * piece_bytes:
+        return None
+    found = _ROWS_START.search(body, 0, _HEAD_SCAN)
+    tail = _ROWS_END.search(body, max(0, len(body) - 256))
+    if found is None or tail is None:
+        return None
+    head = body[: found.end()]
+    try:
+        doc = orjson.loads(head + _PIECE_END)
+        (table,) = doc["tables"]
+        if set(doc) != {"tables"} or set(table) != {"name", "columns", "rows"}:
+            return None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    spans, start, stop = [], found.end(), tail.start() + 1  # stop: just after the last row's "]"
+    while stop - start > piece_bytes * 3 // 2 and (gap := _ROW_GAP.search(body, start + piece_bytes, stop)):
+        spans.append((start, gap.start() + 1))
+        start = gap.end() - 1  # the next row's "["
+    spans.append((start, stop))
+    return head, spans
+
+
+def _decode_whole(body: bytes, *, piece: bool = False) -> ColumnarResult | None:
+    """One response body, decoded in one go (see ``decode_columns``); a ``piece`` must hold
+    exactly one table (a cut that took in the start of a second one is not a piece of rows)."""
     pl, schema = _polars()
     try:
         frame = pl.read_json(io.BytesIO(body), schema=schema)
         if frame.height != 1 or frame["error"][0] is not None:
+            return None
+        if piece and frame["tables"].list.len()[0] != 1:
             return None
         first = frame.select(pl.col("tables").list.first().alias("t")).unnest("t")
         if first.height != 1 or first["columns"][0] is None:
@@ -121,10 +191,15 @@ def decode_columns(body: bytes) -> ColumnarResult | None:
         del rows
         text = cells.to_arrow()
         del cells
-        arrays = [_canonical(text.column(i).combine_chunks(), col.type) for i, col in enumerate(columns)]
+        arrays = [_canonical(_single(text.column(i)), col.type) for i, col in enumerate(columns)]
     except (_NotExact, pl.exceptions.PolarsError, pa.ArrowException, ValueError, TypeError, KeyError):
         return None
     return ColumnarResult(columns, pa.Table.from_arrays(arrays, names=[c.name for c in columns]), len(body))
+
+
+def _single(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as it is (``combine_chunks`` would copy it)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _empty(columns: tuple[Column, ...]) -> pa.Table:
@@ -219,8 +294,9 @@ def dynamic_fragments(text: pa.Array) -> pa.Array:
     present = pc.fill_null(pc.not_equal(text, ""), False)
     canonical = pc.fill_null(pc.match_substring_regex(text, _CANONICAL_BAG), False)
     parse = pc.and_(present, pc.invert(canonical))
-    out = pc.if_else(canonical, text, pa.scalar(None, pa.string()))
+    out = text  # every cell with text is canonical already (the common case: no copy); "" is nulled below
     if pc.any(parse).as_py():
+        out = pc.if_else(canonical, text, pa.scalar(None, pa.string()))
         values = pc.filter(text, parse).to_pylist()
         loads, dumps = orjson.loads, orjson.dumps
         try:

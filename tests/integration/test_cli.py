@@ -58,6 +58,20 @@ def test_replay_errors_exit_2(cli_env, capsys):
     assert "'end' must be after 'start'" in capsys.readouterr().err
 
 
+def test_a_queued_replay_that_cannot_reach_the_ledger_says_so_and_exits_2(cli_env, monkeypatch, capsys):
+    from devtools.azurite import ACCOUNT, KEY, free_port
+
+    port = free_port()  # nothing listens there: the state account is unreachable
+    monkeypatch.setenv("AzureWebJobsStorage", f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+                       f"TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT};BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+                       f"QueueEndpoint=http://127.0.0.1:{port}/{ACCOUNT}")  # fmt: skip
+    args = ["replay", "--pipeline", "requests", "--start", "2026-11-02T00:00:00Z", "--end", "2026-11-02T01:00:00Z"]
+    assert main([*args, "--mode", "queue"]) == 2
+    err = capsys.readouterr().err
+    assert "replay failed, nothing was requested" in err and "storage unreachable" in err
+    assert "Traceback" not in err
+
+
 def test_replay_outside_the_pipelines_windows_writes_nothing(cli_env, capsys):
     from shared.app import App
     from shared.settings import load_settings

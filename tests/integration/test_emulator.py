@@ -316,6 +316,24 @@ def test_forced_partial(emu: Emulator, client: httpx.Client) -> None:
     assert body["error"]["code"] == "PartialError" and len(body["tables"][0]["rows"]) == n // 2
 
 
+def test_a_scoped_fault_follows_one_window_of_one_table_until_lifted(emu: Emulator, client: httpx.Client) -> None:
+    scope = {"status": "overflow", "table": "requests", "start": ts(T0 + H), "end": ts(T0 + 2 * H)}
+    assert client.post("/_emulator/faults", json={"scoped": [scope]}).json()["scoped"][0]["table"] == "requests"
+    before = emu.stats.overflows
+    inside = post(client, window_query("requests", T0 + H, T0 + 2 * H), f"{ts(T0 + H)}/{ts(T0 + 2 * H)}").json()
+    assert inside["error"]["code"] == "PartialError" and "E_OVERFLOW" in str(inside["error"])
+    quarter = f"{ts(T0 + H + timedelta(minutes=15))}/{ts(T0 + H + timedelta(minutes=30))}"
+    assert "error" in post(client, "requests | count", quarter).json()  # any query overlapping it, every time
+    assert "error" not in post(client, window_query("requests", T0, T0 + H), f"{ts(T0)}/{ts(T0 + H)}").json()
+    span = f"{ts(T0 + H)}/{ts(T0 + 2 * H)}"
+    assert "error" not in post(client, window_query("traces", T0 + H, T0 + 2 * H), span).json()
+    assert emu.stats.overflows == before + 2
+    assert client.post("/_emulator/faults", json={"scoped": []}).json()["scoped"] == []
+    assert "error" not in post(client, window_query("requests", T0 + H, T0 + 2 * H), span).json()
+    bad = {"scoped": [scope | {"status": "reset"}]}
+    assert client.post("/_emulator/faults", json=bad).status_code == 400
+
+
 def test_faults_do_not_hit_auth_failures(emu: Emulator, client: httpx.Client) -> None:
     emu.faults.push(503)
     assert post(client, "requests | take 1", headers={"x-api-key": "wrong"}).status_code == 403
@@ -400,7 +418,7 @@ def test_control_api_drives_a_fresh_emulator() -> None:
         assert c.post("/_emulator/clock", json={"advance": 60}).json()["now"] == "2026-11-02T20:01:00Z"
         assert c.post("/_emulator/faults", json={"rates": {"503": 1.0}}).json()["rates"] == {"503": 1.0}
         assert c.post("/v1/apps/ctl/query", json={"query": "requests"}, headers={"x-api-key": KEY}).status_code == 503
-        assert c.delete("/_emulator/faults").json() == {"pending": [], "rates": {}}
+        assert c.delete("/_emulator/faults").json() == {"pending": [], "rates": {}, "scoped": []}
         assert c.post("/_emulator/reset").json() == {"status": "reset"}
         assert c.get("/_emulator/health").json()["rows"]["requests"] == 0
         assert c.post("/_emulator/faults", json={"status": "boom"}).status_code == 400

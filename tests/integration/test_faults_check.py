@@ -105,3 +105,38 @@ def test_each_sabotage_fails_with_its_counter(emulator, make_engine, storage_con
     for counter, value in expect.items():
         assert getattr(verdict, counter) == (first_rows if value == "first" else value), (counter, verdict)
     assert verdict.problems
+
+
+def test_a_window_closed_by_its_own_failure_holds_no_rows_and_passes_only_when_expected(
+    emulator, make_engine, storage_conn, unique
+):
+    from datetime import timedelta
+
+    from devtools.ai_emulator import ScopedFault
+    from devtools.ai_emulator.timeutil import to_ticks
+    from devtools.faultsuite_settle import closed_by_window
+    from shared.model import Window
+
+    container = f"chk-{unique}"
+    pipeline = query_pipeline("requests", "requests", emulator, container, window={"max_attempts": 1})
+    engine = make_engine([pipeline], now=T0 + 2 * H + timedelta(minutes=5))
+    overflow = ScopedFault("overflow", "requests", to_ticks(T0), to_ticks(T0 + H))  # what the window's data causes
+    emulator.faults.set_scoped([overflow])
+    try:
+        report = engine.tick()
+    finally:
+        emulator.faults.set_scoped([])
+    assert sorted(r.outcome for r in report.results) == ["done", "failed"]
+    state = engine.ledger.get("requests", Window(T0, T0 + H))
+    assert closed_by_window(state)  # failed, FailKind window, no next attempt, the service's E_OVERFLOW
+    client = BlobServiceClient.from_connection_string(storage_conn).get_container_client(container)
+    spec = PipelineRange("requests", "requests", T0, 2)
+    with httpx.Client(base_url=emulator.url) as control:
+        expected = verify([spec], container=client, ledger=engine.ledger, control=control,
+                          closed={("requests", state.key)})  # fmt: skip
+        unexpected = verify([spec], container=client, ledger=engine.ledger, control=control)
+    first = emulator.expected_count("requests", T0, T0 + H)
+    assert expected.ok and expected.windows_closed == 1 and expected.windows_done == 1, expected.problems
+    assert expected.rows_withheld == first and expected.lost == 0
+    assert not unexpected.ok and unexpected.lost == first and unexpected.windows_done == 1
+    assert unexpected.problems

@@ -7,6 +7,7 @@ import time
 
 from shared.engine.run import Ahead
 from shared.model import Batch, Column
+from shared.sources.base import Prefetched
 
 COLUMNS = (Column("n", "long"),)
 
@@ -66,6 +67,30 @@ def test_read_ahead_stops_at_parallel_plus_two_steps():
         list(ahead.read(1))  # the writer moves on: one more step may be read
         _poll(lambda: 5 in steps.started, "step 5 to start")
         assert steps.started == {0, 1, 2, 3, 4, 5}
+        for event in steps.release:
+            event.set()
+
+
+def test_raw_steps_are_read_ahead_parallel_deep():
+    """Steps fetched raw and decoded by the writer need no decoding thread: ``parallel`` at the
+    service beside the step being written, nothing more in memory."""
+    steps = Steps(12)
+
+    def fetch(index: int) -> Prefetched:
+        list(steps.step(index)())  # records the start, waits for the release
+        return Prefetched(1, lambda: iter([Batch("t", COLUMNS, [[index]])]))
+
+    raw = [lambda i=i: fetch(i) for i in range(12)]
+    with Ahead([steps.step(i) for i in range(12)], parallel=3, prefetch=raw) as ahead:
+        assert [b.rows for b in ahead.read(0)] == [[[0]]]
+        _poll(lambda: len(steps.started) == 4, "the read-ahead threads to start")
+        assert sorted(ahead._pending) == [1, 2, 3]
+        steps.release[3].set()
+        _poll(lambda: ahead._pending[3].done(), "step 3 to finish")
+        assert 4 not in ahead._pending and 4 not in steps.started
+        steps.release[1].set()
+        list(ahead.read(1))
+        _poll(lambda: 4 in steps.started, "step 4 to be sent")
         for event in steps.release:
             event.set()
 

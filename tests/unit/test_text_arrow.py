@@ -72,3 +72,18 @@ def test_a_whole_answer_with_a_chunk_hint_writes_the_parquet_of_its_slices(chunk
     slices = [Batch("t", rows.columns, rows.rows[i : i + chunk]) for i in range(0, len(rows.rows), chunk)]
     assert encode("parquet", [whole], "snappy") == encode("parquet", slices, "snappy")
     assert encode("jsonl", [whole], "none") == encode("jsonl", slices, "none")
+
+
+@pytest.mark.parametrize(("fmt", "compression"), [("jsonl", "none"), ("csv", "none"), ("parquet", "snappy")])
+def test_columns_null_throughout_encode_as_the_row_path_does(fmt: str, compression: str) -> None:
+    """A column with no value (or a batch with none at all) is glue in the JSON lines, not an array."""
+    from tests.unit.test_wire_arrow import COLUMNS
+
+    some = [[*row[:2], None, *row[3:5], None, *row[6:]] for row in ROWS]  # "id" and "duration" all null
+    none = [[row[0], *([None] * (len(row) - 1))] for row in ROWS]  # only the timestamp has values
+    for rows in (some, none):
+        row_batches, arrow_batches = both(body(rows), 2)
+        assert encode(fmt, arrow_batches, compression) == encode(fmt, row_batches, compression)
+    nothing = body([[None] * len(COLUMNS)] * 3, [{**c, "type": "string"} for c in COLUMNS])
+    row_batches, arrow_batches = both(nothing)
+    assert encode(fmt, arrow_batches, compression) == encode(fmt, row_batches, compression)

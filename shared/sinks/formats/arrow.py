@@ -143,10 +143,7 @@ def batch_to_arrow(batch: Batch) -> pa.Table:
     schema = pa.schema([arrow_field(c) for c in batch.columns])
     if batch.arrow is not None:  # canonical columns already (shared.sources.wire_arrow)
         arrays = [_from_canonical(batch.arrow.column(i), col.type) for i, col in enumerate(batch.columns)]
-        table = pa.Table.from_arrays(arrays, schema=schema)
-        if batch.chunk_rows and table.num_rows > batch.chunk_rows:  # the row path's slices (see Batch)
-            table = pa.Table.from_batches(table.to_batches(max_chunksize=batch.chunk_rows), schema=schema)
-        return table
+        return _sliced(pa.Table.from_arrays(arrays, schema=schema), batch.chunk_rows)
     if batch.rows:
         try:
             # zip(*rows) transposes in C; far cheaper than a Python loop per cell.
@@ -157,6 +154,24 @@ def batch_to_arrow(batch: Batch) -> pa.Table:
         columns = [() for _ in batch.columns]
     arrays = [coerce_array(values, col.type, col.name) for values, col in zip(columns, batch.columns, strict=True)]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _sliced(table: pa.Table, size: int) -> pa.Table:
+    """``table`` chunked as the row path's slices of ``size`` rows (one slice if 0): Parquet pages
+    follow the chunks. A table decoded in pieces has one chunk per piece; a slice across two is
+    joined (a copy of that slice only)."""
+    if not any(column.num_chunks > 1 for column in table.columns):
+        if size and table.num_rows > size:
+            return pa.Table.from_batches(table.to_batches(max_chunksize=size), schema=table.schema)
+        return table
+    step = size or table.num_rows
+    batches: list[pa.RecordBatch] = []
+    for start in range(0, table.num_rows, step):
+        piece = table.slice(start, step)
+        if any(column.num_chunks > 1 for column in piece.columns):
+            piece = piece.combine_chunks()
+        batches += [b for b in piece.to_batches() if b.num_rows]
+    return pa.Table.from_batches(batches, schema=table.schema)
 
 
 def _from_canonical(values: pa.ChunkedArray, kql_type: str) -> pa.ChunkedArray:

@@ -59,10 +59,7 @@ class CsvEncoder:
             return
         if batch.arrow is not None and len(batch.columns) > 1 and (batch.columns == self._columns or not self._columns):
             self._header(batch)  # column-wise: records come from Arrow compute, several batches at once
-            if not self._pending.fits(batch):
-                self._flush()
-            if self._pending.add(batch):
-                self._flush()
+            self._pending.feed(batch, self._encode)
             self.rows += count
             return
         self._flush()
@@ -120,10 +117,11 @@ class CsvEncoder:
                 out.append((pos, json_cell))
         return out
 
+    def _encode(self, held: Batch) -> None:
+        write_pieces(self._out, csv_records(held))
+
     def _flush(self) -> None:
-        held = self._pending.take()
-        if held is not None:
-            write_pieces(self._out, csv_records(held))
+        self._pending.flush(self._encode)
 
     def close(self) -> None:
         """Write what is held; finish the gzip stream. Call it once the last batch is written."""

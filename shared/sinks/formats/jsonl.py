@@ -38,10 +38,7 @@ class JsonlEncoder:
         if not count:
             return
         if batch.arrow is not None:  # column-wise: lines come from Arrow compute, several batches at once
-            if not self._pending.fits(batch):
-                self._flush()
-            if self._pending.add(batch):
-                self._flush()
+            self._pending.feed(batch, self._encode)
         else:
             self._flush()
             self._out.write(_row_lines(batch))
@@ -50,10 +47,11 @@ class JsonlEncoder:
             self._last = batch.columns
         self.rows += count
 
+    def _encode(self, held: Batch) -> None:
+        write_pieces(self._out, json_lines(held))
+
     def _flush(self) -> None:
-        held = self._pending.take()
-        if held is not None:
-            write_pieces(self._out, json_lines(held))
+        self._pending.flush(self._encode)
 
     def close(self) -> None:
         """Write what is held; finish the gzip stream. Call it once the last batch is written."""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from shared.model import Batch, Column
 from shared.runtime.membudget import ByteBudget
 from shared.sinks.formats.arrow import arrow_field, arrow_type, batch_to_arrow, compatible, conform
 from shared.sinks.formats.common import Writable, union_columns
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 __all__ = ["ROW_GROUP_BYTES", "OutputStream", "ParquetEncoder"]
 
@@ -91,6 +95,8 @@ class ParquetEncoder:
         if not self._pending:
             return
         if self._schema is None:
+            import pyarrow.parquet as pq  # loaded by the first Parquet file: JSONL/CSV workers never need it
+
             self._schema = pa.schema([arrow_field(c) for c in self._known.values()]).with_metadata(
                 {"kql_types": orjson.dumps({c.name: c.type for c in self._known.values()}).decode()}
             )
