@@ -37,12 +37,12 @@ from azure.data.tables import TableServiceClient
 
 from bench.stack import process_cpu_seconds
 from shared.ledger import Ledger
-from shared.model import Window
 from shared.ledger.days import DAY
+from shared.model import Window
 from shared.ops.status import StatusView
 
 if TYPE_CHECKING:
-    from shared.app import Engine
+    from shared.app import App
 
 __all__ = ["FAILED_DAYS_BEFORE", "ROWS_PER_WINDOW", "TableCounter", "status_point"]
 
@@ -73,7 +73,7 @@ class TableCounter:
         return out
 
 
-def _fail_some(engine: Engine, end: datetime, now: datetime) -> int:
+def _fail_some(engine: App, end: datetime, now: datetime) -> int:
     """Close two windows of each pipeline as failed, through claim and fail (the rollups follow)."""
     count = 0
     for pipeline in engine.settings.pipelines:
@@ -95,7 +95,7 @@ def _fail_some(engine: Engine, end: datetime, now: datetime) -> int:
     return count
 
 
-def _seed_verify_day(engine: Engine, spec: dict[str, Any], day: datetime) -> int:
+def _seed_verify_day(engine: App, spec: dict[str, Any], day: datetime) -> int:
     """Exactly ``ROWS_PER_WINDOW`` rows per window of ``day`` in the emulator (unless already there) and
     every window's manifest and data blob in the sink: the one-day verify finds them complete."""
     pipeline = engine.settings.pipelines[0]
@@ -161,14 +161,14 @@ def _ok(expect_failed: int, expect_done: int) -> Callable[[Any], None]:
     return check
 
 
-def _breakdown(engine: Engine, view: StatusView, azurite_pid: int) -> dict[str, float]:
+def _breakdown(engine: App, view: StatusView, azurite_pid: int) -> dict[str, float]:
     """Where the time of one report goes (best of 3): the reads (wall, and the CPU Azurite and this process
     spent on them), building the report from what was read (pure), JSON encoding, page rendering."""
     from shared.frontends.http import Response
-    from shared.redact import redact
     from shared.ops.status import pipeline_status, summarize
     from shared.ops.status_page import render_html
     from shared.ops.status_read import read_history, status_report
+    from shared.redact import redact
 
     now, pipelines = engine.clock(), engine.settings.pipelines
     best: dict[str, float] = {}
@@ -196,9 +196,9 @@ def _breakdown(engine: Engine, view: StatusView, azurite_pid: int) -> dict[str, 
     return out
 
 
-def status_point(engine: Engine, spec: dict[str, Any], end: datetime) -> dict[str, Any]:
+def status_point(engine: App, spec: dict[str, Any], end: datetime) -> dict[str, Any]:
     """Prepare the ledger (see the module doc), then measure each read; raises on a wrong answer."""
-    from shared import api
+    from shared.frontends import http as api
     from shared.frontends.cli_run import idle_report
     from shared.frontends.http_ops import run_verify
 

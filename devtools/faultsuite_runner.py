@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     arm_file = os.environ.get(ARM_ENV, "")
     if arm_file:
         install(arm_file)
-    from shared.__main__ import main as shared_main
+    from shared.frontends.cli import main as shared_main
 
     return shared_main(sys.argv[1:] if argv is None else argv)
 

@@ -18,9 +18,9 @@ from typing import Any
 from shared.ledger.days import DAY, NONE, Day, Sums, day_of, status_of_code
 from shared.ledger.rollups import DaySums
 from shared.model import format_ts
-from shared.settings import Pipeline, WindowConfig
 from shared.ops.status_slots import Slot, recent, scan
 from shared.ops.status_slots import days_between as _days_between
+from shared.settings import Pipeline, WindowConfig
 from shared.windows import align_down, align_up, due_end
 
 __all__ = [

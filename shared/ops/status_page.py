@@ -12,13 +12,13 @@ import base64
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from html import escape
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
 from shared.durations import parse_timestamp
 from shared.model import format_ts
+from shared.ops.page_text import e, href, num, short, size, span
 from shared.ops.status import ATTENTION, STATUSES
 
 __all__ = ["render_html"]
@@ -44,54 +44,12 @@ _FILTERS = (
 )
 
 
-def _e(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
-
-
-def _num(value: Any) -> str:
-    return f"{int(value or 0):,}"
-
-
-def _bytes(value: Any) -> str:
-    size = float(value or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return ""  # unreachable
-
-
-def _span(seconds: Any) -> str:
-    """Seconds as ``2d 3h``, ``4h 05m``, ``3m 20s`` or ``12s``; blank when unknown."""
-    if seconds is None:
-        return ""
-    total = int(float(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
-def _short(ts: Any) -> str:
-    """``2026-11-02T10:00:00Z`` → ``11-02 10:00`` (the page is in UTC throughout)."""
-    text = str(ts or "")
-    return f"{text[5:10]} {text[11:16]}" if len(text) >= 16 else text
-
-
-def _href(**params: str) -> str:
-    return "?" + urlencode({"format": "html", **{k: v for k, v in params.items() if v}})
-
-
 def _chip(status: str, count: Any, *, label: str | None = None) -> str:
     zero = "" if count else " zero"
     return (
-        f"<span class='chip s-{status}{zero}' data-status='{status}' data-count='{_e(count)}'>"
-        f"<span class='sym' aria-hidden='true'>{SYMBOLS[status]}</span>{_e(label or status)}"
-        f" <b>{_num(count)}</b></span>"
+        f"<span class='chip s-{status}{zero}' data-status='{status}' data-count='{e(count)}'>"
+        f"<span class='sym' aria-hidden='true'>{SYMBOLS[status]}</span>{e(label or status)}"
+        f" <b>{num(count)}</b></span>"
     )
 
 
@@ -102,11 +60,11 @@ def render_html(report: Mapping[str, Any], params: Mapping[str, str] | None = No
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<meta http-equiv='Content-Security-Policy' content=\"{_e(_CSP)}\">",
+        f"<meta http-equiv='Content-Security-Policy' content=\"{e(_CSP)}\">",
         "<meta name='referrer' content='no-referrer'>",
         f"<title>insights-mover status</title><style>{_CSS}</style></head><body>",
         "<header class='top'><h1>insights-mover</h1>",
-        f"<span class='meta'>generated {_e(report.get('now'))} UTC · by {_e(report.get('owner'))}</span></header>",
+        f"<span class='meta'>generated {e(report.get('now'))} UTC · by {e(report.get('owner'))}</span></header>",
         "<main>",
         _summary(report.get("summary") or {}),
         _controls(report, params),
@@ -117,7 +75,7 @@ def render_html(report: Mapping[str, Any], params: Mapping[str, str] | None = No
     errors = report.get("errors") or {}
     if errors:
         parts.append("<div class='errors' id='errors'><b>Ledger not readable</b><ul>")
-        parts += [f"<li>{_e(name)}: {_e(err)}</li>" for name, err in errors.items()]
+        parts += [f"<li>{e(name)}: {e(err)}</li>" for name, err in errors.items()]
         parts.append("</ul></div>")
     if not pipelines and not errors:
         parts.append("<p class='muted'>No pipelines configured.</p>")
@@ -146,7 +104,7 @@ def _grouped(pipelines: list[Mapping[str, Any]], params: Mapping[str, str]) -> l
         seen.add(str(group))
         members = [q for q in pipelines if q.get("group") == group]
         out.append(
-            f"<section class='group' data-group='{_e(group)}'><h2 class='gname'>{_e(group)}"
+            f"<section class='group' data-group='{e(group)}'><h2 class='gname'>{e(group)}"
             f" <span class='muted'>{len(members)} tables</span></h2>"
             + "".join(_pipeline(q, params) for q in members)
             + "</section>"
@@ -159,20 +117,20 @@ def _summary(summary: Mapping[str, Any]) -> str:
 
     def card(label: str, value: str, key: str, alert: bool = False) -> str:
         cls = "card alert" if alert else "card"
-        return f"<div class='{cls}' data-summary='{key}'><b>{value}</b>{_e(label)}</div>"
+        return f"<div class='{cls}' data-summary='{key}'><b>{value}</b>{e(label)}</div>"
 
     lag = summary.get("max_lag_seconds")
     cards = [
-        card("pipelines", _num(summary.get("pipelines")), "pipelines"),
+        card("pipelines", num(summary.get("pipelines")), "pipelines"),
         *(
-            card(f"{SYMBOLS[s]} {s}", _num(counts.get(s)), s, alert=s in ("failed", "missing") and bool(counts.get(s)))
+            card(f"{SYMBOLS[s]} {s}", num(counts.get(s)), s, alert=s in ("failed", "missing") and bool(counts.get(s)))
             for s in STATUSES
         ),
-        card("rows", _num(summary.get("rows")), "rows"),
-        card("bytes", _e(_bytes(summary.get("bytes"))), "bytes"),
-        card("quarantined", _num(summary.get("quarantined")), "quarantined", alert=bool(summary.get("quarantined"))),
-        card(f"max lag ({summary.get('most_lagging') or '-'})", _e(_span(lag) or "0s"), "lag"),
-        card("oldest watermark", _e(_short(summary.get("oldest_watermark"))), "watermark"),
+        card("rows", num(summary.get("rows")), "rows"),
+        card("bytes", e(size(summary.get("bytes"))), "bytes"),
+        card("quarantined", num(summary.get("quarantined")), "quarantined", alert=bool(summary.get("quarantined"))),
+        card(f"max lag ({summary.get('most_lagging') or '-'})", e(span(lag) or "0s"), "lag"),
+        card("oldest watermark", e(short(summary.get("oldest_watermark"))), "watermark"),
     ]
     share = summary.get("verified_share")
     if share is not None:
@@ -180,7 +138,7 @@ def _summary(summary: Mapping[str, Any]) -> str:
     if summary.get("history_complete") is False:
         cards.append(card("history being summarised (counts partial)", "…", "history", alert=True))
     if summary.get("unreadable"):
-        cards.append(card("unreadable ledgers", _num(summary["unreadable"]), "unreadable", alert=True))
+        cards.append(card("unreadable ledgers", num(summary["unreadable"]), "unreadable", alert=True))
     return "<section class='cards' id='summary' aria-label='summary'>" + "".join(cards) + "</section>"
 
 
@@ -188,22 +146,22 @@ def _controls(report: Mapping[str, Any], params: Mapping[str, str]) -> str:
     """Filter by time range and status (a plain GET form), quick ranges, the key field and auto-refresh."""
     chosen = params.get("status", "")
     options = "".join(
-        f"<option value='{_e(v)}'{' selected' if v == chosen else ''}>{_e(label)}</option>" for v, label in _FILTERS
+        f"<option value='{e(v)}'{' selected' if v == chosen else ''}>{e(label)}</option>" for v, label in _FILTERS
     )
     if chosen and chosen not in {v for v, _ in _FILTERS}:
-        options += f"<option value='{_e(chosen)}' selected>{_e(chosen)}</option>"
+        options += f"<option value='{e(chosen)}' selected>{e(chosen)}</option>"
     quick = ""
     try:
         now = parse_timestamp(str(report.get("now")))
         spans = (("24 h", timedelta(days=1)), ("7 days", timedelta(days=7)), ("30 days", timedelta(days=30)))
         links = [
-            f"<a class='keep' href='{_e(_href(**{'from': format_ts(now - d), 'status': chosen}))}'>{n}</a>"
+            f"<a class='keep' href='{e(href(**{'from': format_ts(now - d), 'status': chosen}))}'>{n}</a>"
             for n, d in spans
         ]
         quick = (
             "<span class='quick'>last "
             + " ".join(links)
-            + f" <a class='keep' href='{_e(_href(status=chosen))}'>all</a></span>"
+            + f" <a class='keep' href='{e(href(status=chosen))}'>all</a></span>"
         )
     except ValueError:
         pass
@@ -223,8 +181,8 @@ def _controls(report: Mapping[str, Any], params: Mapping[str, str]) -> str:
 
 
 def _field(name: str, label: str, hint: str, params: Mapping[str, str]) -> str:
-    value = _e(params.get(name, ""))
-    return f"<label>{label}<input name='{name}' size='22' placeholder='{_e(hint)}' value='{value}'></label>"
+    value = e(params.get(name, ""))
+    return f"<label>{label}<input name='{name}' size='22' placeholder='{e(hint)}' value='{value}'></label>"
 
 
 def _pipeline(p: Mapping[str, Any], params: Mapping[str, str]) -> str:
@@ -233,17 +191,17 @@ def _pipeline(p: Mapping[str, Any], params: Mapping[str, str]) -> str:
     badge = "" if p.get("enabled", True) else " <span class='badge'>disabled</span>"
     lag = float(p.get("lag_seconds") or 0)
     behind = p.get("enabled", True) and lag > 2 * int(p.get("window_size_s") or 0)
-    lag_badge = f" <span class='badge bad'>lag {_e(_span(lag))}</span>" if behind else ""
+    lag_badge = f" <span class='badge bad'>lag {e(span(lag))}</span>" if behind else ""
     rng = p.get("range") or {}
     facts = [
-        ("watermark", _e(p.get("watermark"))),
-        ("lag", _e(_span(lag) or "0s")),
-        ("due until", _e(p.get("due_until"))),
-        ("window", _e(_span(p.get("window_size_s")))),
-        ("rows", _num(p.get("rows"))),
-        ("bytes", _e(_bytes(p.get("bytes")))),
-        ("quarantined", _num(p.get("quarantined"))),
-        ("range", f"{_e(_short(rng.get('from')))} – {_e(_short(rng.get('to')))}"),
+        ("watermark", e(p.get("watermark"))),
+        ("lag", e(span(lag) or "0s")),
+        ("due until", e(p.get("due_until"))),
+        ("window", e(span(p.get("window_size_s")))),
+        ("rows", num(p.get("rows"))),
+        ("bytes", e(size(p.get("bytes")))),
+        ("quarantined", num(p.get("quarantined"))),
+        ("range", f"{e(short(rng.get('from')))} – {e(short(rng.get('to')))}"),
     ]
     verified = p.get("verified")
     if isinstance(verified, Mapping):
@@ -251,22 +209,22 @@ def _pipeline(p: Mapping[str, Any], params: Mapping[str, str]) -> str:
         facts.append(
             (
                 "verified",
-                f"{share:.1f}% ({_num(verified.get('complete'))} of {_num(verified.get('checked'))})"
-                f" at {_e(_short(verified.get('at')))}",
+                f"{share:.1f}% ({num(verified.get('complete'))} of {num(verified.get('checked'))})"
+                f" at {e(short(verified.get('at')))}",
             )
         )
     if p.get("history_complete") is False:
         facts.append(("history", "being summarised: totals cover the days summarised so far"))
     in_view = p.get("range_counts") or {}
     parts = [
-        f"<section class='pipeline' data-pipeline='{_e(name)}' data-view='{_e(p.get('view'))}'>",
-        f"<h2>{_e(name)}{badge}{lag_badge}</h2>",
+        f"<section class='pipeline' data-pipeline='{e(name)}' data-view='{e(p.get('view'))}'>",
+        f"<h2>{e(name)}{badge}{lag_badge}</h2>",
         "<dl class='facts'>",
         *(f"<div data-fact='{k}'><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts),
         "</dl><p class='counts' title='all windows of the pipeline'>",
         *(_chip(s, counts.get(s, 0)) for s in STATUSES),
         "</p><p class='muted in-view' data-in-view='1'>in this range: ",
-        _e(" · ".join(f"{_num(in_view[s])} {s}" for s in STATUSES if in_view.get(s)) or "no windows"),
+        e(" · ".join(f"{num(in_view[s])} {s}" for s in STATUSES if in_view.get(s)) or "no windows"),
         "</p>",
     ]
     if p.get("view") == "days":
@@ -275,7 +233,7 @@ def _pipeline(p: Mapping[str, Any], params: Mapping[str, str]) -> str:
         parts.append(_timeline(p.get("grid") or [], int(p.get("window_size_s") or 3600), params.get("status", "")))
     parts.append(_windows(name, p.get("windows") or [], int(p.get("windows_total") or 0), p.get("recent") or []))
     parts.append(
-        f"<form class='replay' data-pipeline='{_e(name)}' autocomplete='off'><b>Replay</b>"
+        f"<form class='replay' data-pipeline='{e(name)}' autocomplete='off'><b>Replay</b>"
         "<label>from <input name='start' size='21' placeholder='click a window'></label>"
         "<label>to <input name='end' size='21' placeholder='shift-click for a range'></label>"
         "<button type='button' class='replay-btn primary'>Replay…</button>"
@@ -290,7 +248,7 @@ _CODES = {"p": "pending", "q": "queued", "r": "running", "d": "done", "f": "fail
 def _timeline(grid: Iterable[Mapping[str, Any]], size_s: int, chosen: str) -> str:
     """One row per UTC day (newest first), one cell per window: colour, symbol and a title that says it all."""
     wanted = set(chosen.split(",")) - {""}
-    size = timedelta(seconds=size_s)
+    step = timedelta(seconds=size_s)
     rows = []
     for row in grid:
         day = parse_timestamp(str(row["from"]))
@@ -298,21 +256,21 @@ def _timeline(grid: Iterable[Mapping[str, Any]], size_s: int, chosen: str) -> st
         for i, code in enumerate(str(row.get("codes", ""))):
             if code == "-" or code.lower() not in _CODES:
                 continue
-            start, status = day + i * size, _CODES[code.lower()]
-            begins, ends = format_ts(start), format_ts(start + size)  # once per cell: a week of 5-minute cells
+            start, status = day + i * step, _CODES[code.lower()]
+            begins, ends = format_ts(start), format_ts(start + step)  # once per cell: a week of 5-minute cells
             extra = (" landed" if code.isupper() else "") + (" closed" if code in "xX" else "")
             dim = " dim" if wanted and status not in wanted else ""
-            title = f"{_short(begins)}–{ends[11:16]} UTC: {status}"
+            title = f"{short(begins)}–{ends[11:16]} UTC: {status}"
             title += " (an earlier run's data is in place)" if code.isupper() else ""
             title += " (closed: replay to retry)" if code in "xX" else ""
-            title = _e(title)
+            title = e(title)
             cells.append(
                 f"<button type='button' class='cell s-{status}{extra}{dim}' data-start='{begins}'"
                 f" data-end='{ends}' data-status='{status}' title='{title}'"
                 f" aria-label='{title}'>{SYMBOLS.get(status, '·')}</button>"
             )
         if cells:
-            label = f"<span class='dlabel'>{_e(row['day'])}</span>"
+            label = f"<span class='dlabel'>{e(row['day'])}</span>"
             rows.append(f"<div class='day'>{label}<div class='cells'>{''.join(cells)}</div></div>")
     if not rows:
         return "<p class='muted'>No windows in this range.</p>"
@@ -327,16 +285,16 @@ def _days(days: Iterable[Mapping[str, Any]], params: Mapping[str, str]) -> str:
         segs = "".join(
             f"<span class='seg s-{s}' style='flex-grow:{int(counts[s])}'></span>" for s in STATUSES if counts.get(s)
         )
-        words = " · ".join(f"{SYMBOLS[s]} {_num(counts[s])} {s}" for s in STATUSES if counts.get(s))
-        link = _href(**{"from": str(d["from"]), "to": str(d["to"]), "status": params.get("status", "")})
+        words = " · ".join(f"{SYMBOLS[s]} {num(counts[s])} {s}" for s in STATUSES if counts.get(s))
+        link = href(**{"from": str(d["from"]), "to": str(d["to"]), "status": params.get("status", "")})
         worst = next((s for s in ("failed", "missing", "running", "queued", "pending") if counts.get(s)), "done")
         rows.append(
-            f"<tr class='dayrow s-{worst}' data-start='{_e(d['from'])}' data-end='{_e(d['to'])}'"
-            f" data-day='{_e(d['day'])}'>"
-            f"<td>{_e(d['day'])}</td><td><div class='bar'>{segs}</div></td><td class='st'>{_e(words)}</td>"
-            f"<td class='num'>{_num(d.get('rows'))}</td><td class='num'>{_e(_bytes(d.get('bytes')))}</td>"
-            f"<td class='num'>{_num(d.get('quarantined'))}</td>"
-            f"<td><a class='keep drill' href='{_e(link)}'>windows ›</a></td></tr>"
+            f"<tr class='dayrow s-{worst}' data-start='{e(d['from'])}' data-end='{e(d['to'])}'"
+            f" data-day='{e(d['day'])}'>"
+            f"<td>{e(d['day'])}</td><td><div class='bar'>{segs}</div></td><td class='st'>{e(words)}</td>"
+            f"<td class='num'>{num(d.get('rows'))}</td><td class='num'>{e(size(d.get('bytes')))}</td>"
+            f"<td class='num'>{num(d.get('quarantined'))}</td>"
+            f"<td><a class='keep drill' href='{e(link)}'>windows ›</a></td></tr>"
         )
     if not rows:
         return "<p class='muted'>No windows in this range.</p>"
@@ -352,31 +310,31 @@ def _window_row(pipeline: str, w: Mapping[str, Any]) -> str:
     status = str(w["status"])
     detail = ""
     if w.get("error"):
-        detail += f"<div class='err'>{_e(w['error'])}</div>"
+        detail += f"<div class='err'>{e(w['error'])}</div>"
     good = w.get("last_good")
     if isinstance(good, Mapping):
         detail += (
-            f"<div class='last-good' data-last-good='1'>last good run in place: {_num(good.get('rows'))} rows</div>"
+            f"<div class='last-good' data-last-good='1'>last good run in place: {num(good.get('rows'))} rows</div>"
         )
     if w.get("closed"):
         detail += "<div class='muted'>closed: no attempt left; replay it once the cause is fixed</div>"
-    attempts = f"{_num(w.get('attempts'))}" + (f" (+{_num(w['takeovers'])} takeovers)" if w.get("takeovers") else "")
+    attempts = f"{num(w.get('attempts'))}" + (f" (+{num(w['takeovers'])} takeovers)" if w.get("takeovers") else "")
     when = w.get("next_attempt_at") or w.get("queued_at") or ""
     when_label = "retry " if w.get("next_attempt_at") else "queued " if w.get("queued_at") else ""
     link = ""
     if status != "missing":
-        href = "?" + urlencode({"pipeline": pipeline, "window": str(w["start"])})
+        record = "?" + urlencode({"pipeline": pipeline, "window": str(w["start"])})
         link = (
-            f"<a class='keep detail' href='{_e(href)}' title='the window&#39;s whole ledger record (JSON)'>record</a>"
+            f"<a class='keep detail' href='{e(record)}' title='the window&#39;s whole ledger record (JSON)'>record</a>"
         )
     return (
-        f"<tr class='w s-{_e(status)}' data-start='{_e(w['start'])}' data-end='{_e(w['end'])}'"
-        f" data-status='{_e(status)}'>"
-        f"<td>{_e(_short(w['start']))}–{_e(str(w['end'])[11:16])}</td>"
-        f"<td class='st'><span class='sym'>{SYMBOLS.get(status, '·')}</span> {_e(status)}</td>"
-        f"<td>{_e(w.get('worker'))}</td><td class='num'>{_e(attempts)}</td><td class='num'>{_num(w.get('rows'))}</td>"
-        f"<td class='num'>{_e(_bytes(w.get('bytes')))}</td><td class='num'>{_num(w.get('quarantined'))}</td>"
-        f"<td>{_e(when_label)}{_e(_short(when))}</td><td>{detail}</td><td>{link}</td></tr>"
+        f"<tr class='w s-{e(status)}' data-start='{e(w['start'])}' data-end='{e(w['end'])}'"
+        f" data-status='{e(status)}'>"
+        f"<td>{e(short(w['start']))}–{e(str(w['end'])[11:16])}</td>"
+        f"<td class='st'><span class='sym'>{SYMBOLS.get(status, '·')}</span> {e(status)}</td>"
+        f"<td>{e(w.get('worker'))}</td><td class='num'>{e(attempts)}</td><td class='num'>{num(w.get('rows'))}</td>"
+        f"<td class='num'>{e(size(w.get('bytes')))}</td><td class='num'>{num(w.get('quarantined'))}</td>"
+        f"<td>{e(when_label)}{e(short(when))}</td><td>{detail}</td><td>{link}</td></tr>"
     )
 
 
@@ -393,13 +351,13 @@ def _windows(pipeline: str, windows: list[Mapping[str, Any]], total: int, recent
     )
     attention = sorted(windows, key=lambda w: (_rank(str(w["status"])), "~" + str(w["start"])))
     attention.sort(key=lambda w: _rank(str(w["status"])))  # by status, newest first within one
-    parts = [f"<h3>Needs attention ({_num(total)})</h3>"]
+    parts = [f"<h3>Needs attention ({num(total)})</h3>"]
     if attention:
         parts.append(head + "".join(_window_row(pipeline, w) for w in attention) + "</tbody></table>")
     else:
         parts.append("<p class='muted'>Nothing failed, missing or waiting in this range.</p>")
     if total > len(windows):
-        parts.append(f"<p class='muted'>{_num(total - len(windows))} more not listed: narrow the range.</p>")
+        parts.append(f"<p class='muted'>{num(total - len(windows))} more not listed: narrow the range.</p>")
     if recent:
         parts.append(f"<details><summary>Newest windows ({len(recent)})</summary>{head}")
         parts.append("".join(_window_row(pipeline, w) for w in recent) + "</tbody></table></details>")

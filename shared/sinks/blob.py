@@ -25,109 +25,20 @@ from typing import Any
 import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
 
-from shared.errors import DataError, RetriableError
+from shared.errors import DataError
 from shared.model import Batch, OutputFile, Window
 from shared.paths import data_name, extension, manifest_name, segment_name, segment_pattern
-from shared.runtime.membudget import process_budget
 from shared.settings import SinkConfig
 from shared.sinks._azure import ensure_once, translate
-from shared.sinks.formats import Encoder, GzipStream, ParquetEncoder, open_encoder
+from shared.sinks.blob_segment import Segment, content_type, current_etag, fence, overtaken
 from shared.sinks.manifest import RecentOutputs, build_manifest, encode_manifest, output_extra
-from shared.sinks.staging import BLOCK_SIZE, BlockStager, Pipe
+from shared.sinks.staging import BLOCK_SIZE, BlockStager
 
 __all__ = ["BLOCK_SIZE", "BlobSink", "BlobWriter", "BlockStager"]
 
 log = logging.getLogger(__name__)
-
-_CONTENT_TYPES = {
-    ("jsonl", "none"): "application/x-ndjson",
-    ("csv", "none"): "text/csv; charset=utf-8",
-    ("parquet", ""): "application/vnd.apache.parquet",
-}
-
-
-def _content_type(fmt: str, compression: str) -> str:
-    if fmt == "parquet":
-        return _CONTENT_TYPES[("parquet", "")]
-    return _CONTENT_TYPES.get((fmt, compression), "application/gzip")
-
-
-def _current_etag(blob: BlobClient) -> str | None:
-    """The blob's ETag now, ``None`` if it does not exist."""
-    try:
-        return str(blob.get_blob_properties().etag)
-    except ResourceNotFoundError:
-        return None
-    except AzureError as exc:
-        raise translate(exc, f"reading {blob.blob_name}") from exc
-
-
-def _fence(etag: str | None) -> dict[str, Any]:
-    """Commit only over the blob this run found (or only if there was none).
-
-    Fencing for runners that lost their lease: a stalled runner that wakes after another
-    one took the window over and committed cannot overwrite the newer output.
-    """
-    if etag is None:
-        return {"match_condition": MatchConditions.IfMissing}
-    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-
-
-def _overtaken(what: str) -> RetriableError:
-    """A fenced write refused: the name changed since this run opened it."""
-    return RetriableError(f"{what}: another runner wrote it after this run started (lease lost?); not replacing it")
-
-
-class _Segment:
-    """One output file of a writer: its name, encoder and staging stream."""
-
-    def __init__(self, blob: BlobClient, config: SinkConfig, block_size: int, etag: str | None) -> None:
-        self.name = blob.blob_name
-        self.blob = blob
-        self.etag = etag  # the blob as this run found it: the commit only replaces exactly that
-        self.stager = BlockStager(blob, block_size=block_size)
-        self.pipe: Pipe | None = None
-        if config.format == "parquet":
-            self.encoder: Encoder = open_encoder(
-                "parquet",
-                self.stager,
-                compression=config.compression,
-                row_group_rows=config.row_group_rows,
-                budget=process_budget(),
-            )
-        else:
-            if config.compression == "gzip":
-                gzip = GzipStream(self.stager)
-
-                def finish() -> None:
-                    gzip.finish()
-                    self.stager.finish()
-
-                self.pipe = Pipe(gzip, finish)
-            else:
-                self.pipe = Pipe(self.stager, self.stager.finish)
-            self.encoder = open_encoder(config.format, self.pipe, compression="none")
-        self.finished = False
-
-    def finish(self) -> None:
-        if self.finished:
-            return
-        self.encoder.close()
-        if self.pipe is not None:
-            self.pipe.finish()
-        else:
-            self.stager.finish()
-        self.finished = True
-
-    def cancel(self) -> None:
-        if self.pipe is not None:
-            self.pipe.cancel()
-        if isinstance(self.encoder, ParquetEncoder):
-            self.encoder.discard()
-        self.stager.cancel()
-
 
 class BlobWriter:
     """Writes one (window, part) to its deterministic blob name(s); see the module doc.
@@ -141,9 +52,9 @@ class BlobWriter:
         self.window = window
         self.part = part
         self.name = sink.data_name(window, part)
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._state = "open"
-        self._etag = _current_etag(sink.container.get_blob_client(self.name))
+        self._etag = current_etag(sink.container.get_blob_client(self.name))
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -177,12 +88,12 @@ class BlobWriter:
             self.abort()
             raise
 
-    def _new_segment(self) -> _Segment:
+    def _new_segment(self) -> Segment:
         sink = self._sink
         name = segment_name(self.name, sink.extension, len(self._segments))
         blob = sink.container.get_blob_client(name)
-        etag = self._etag if name == self.name else _current_etag(blob)
-        segment = _Segment(blob, sink.config, sink.block_size, etag)
+        etag = self._etag if name == self.name else current_etag(blob)
+        segment = Segment(blob, sink.config, sink.block_size, etag)
         self._segments.append(segment)
         return segment
 
@@ -233,13 +144,13 @@ class BlobWriter:
         )
         return outputs
 
-    def _commit_segment(self, segment: _Segment) -> None:
+    def _commit_segment(self, segment: Segment) -> None:
         sink = self._sink
         try:
             segment.blob.commit_block_list(
                 [BlobBlock(block_id=i) for i in segment.stager.block_ids],
-                **_fence(segment.etag),
-                content_settings=ContentSettings(content_type=_content_type(sink.config.format, sink.compression)),
+                **fence(segment.etag),
+                content_settings=ContentSettings(content_type=content_type(sink.config.format, sink.compression)),
                 metadata={
                     "rows": str(segment.encoder.rows),
                     "sha256": segment.stager.sha256,
@@ -248,7 +159,7 @@ class BlobWriter:
                 },
             )
         except (ResourceModifiedError, ResourceExistsError) as exc:
-            raise _overtaken(f"committing {segment.name}") from exc
+            raise overtaken(f"committing {segment.name}") from exc
         except AzureError as exc:
             raise translate(exc, f"committing {segment.name}") from exc
 
@@ -342,7 +253,7 @@ class BlobSink:
         """A writer for ``window``/``part``; creates the container on first use in this process."""
         self._ensure_container()
         # The manifest as this run found it: ``write_manifest`` replaces only exactly that.
-        self._manifests[window.key] = _current_etag(self.container.get_blob_client(self.manifest_name(window)))
+        self._manifests[window.key] = current_etag(self.container.get_blob_client(self.manifest_name(window)))
         return BlobWriter(self, window, part)
 
     def output_name(self, window: Window, part: str = "") -> str:
@@ -399,17 +310,17 @@ class BlobSink:
         )
         data = encode_manifest(doc)
         # Fenced like the data files: a runner that lost its lease must not replace the new owner's.
-        fence = _fence(self._manifests.pop(window.key)) if window.key in self._manifests else {}
+        conditions = fence(self._manifests.pop(window.key)) if window.key in self._manifests else {}
         try:
             self.container.upload_blob(
                 name,
                 data,
                 overwrite=True,
                 content_settings=ContentSettings(content_type="application/json"),
-                **fence,
+                **conditions,
             )
         except (ResourceModifiedError, ResourceExistsError) as exc:
-            raise _overtaken(f"writing manifest {name}") from exc
+            raise overtaken(f"writing manifest {name}") from exc
         except AzureError as exc:
             raise translate(exc, f"writing manifest {name}") from exc
         return OutputFile(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from shared.engine.run import Ahead
+from shared.engine.ahead import Ahead
 from shared.model import Batch, Column
 from shared.sources.base import Prefetched
 

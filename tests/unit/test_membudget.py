@@ -8,7 +8,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from shared.engine.run import Ahead
+from shared.engine.ahead import Ahead
 from shared.errors import ConfigError
 from shared.model import Batch, Column
 from shared.runtime.membudget import ByteBudget
