@@ -4,7 +4,7 @@ and one big hour with sequential or parallel sub-queries.
 Both run the app's real code in their own processes against the emulator with service
 time and the 5-query cap: the backfill is ``python -m shared run --workers N --every 1
 --until-idle`` (a planner plus N ``python -m shared work`` processes on Azurite's queue);
-the hour is ``App.replay(mode="inline")`` in a child (``python -m bench.scale --child
+the hour is ``App.replayer.replay(mode="inline")`` in a child (``python -m bench.scale --child
 hour``) so its peak RSS (``VmHWM``) is its own.
 """
 
@@ -206,7 +206,7 @@ def hour(
 
 
 def hour_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Child side of ``hour``: one ``App.replay(mode="inline")`` of the hour; fails unless it is done."""
+    """Child side of ``hour``: one ``App.replayer.replay(mode="inline")`` of the hour; fails unless it is done."""
     from shared.app import App
     from shared.settings import load_settings
 
@@ -226,7 +226,7 @@ def hour_child(spec: dict[str, Any]) -> dict[str, Any]:
     engine = App(settings, clock=lambda: start + timedelta(days=1))
     try:
         began, cpu = time.perf_counter(), time.process_time()
-        replay = engine.replay(settings.pipeline("hour"), start, start + HOUR, mode="inline")
+        replay = engine.replayer.replay(settings.pipeline("hour"), start, start + HOUR, mode="inline")
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     finally:
         engine.close()

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -36,13 +36,11 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 
 from bench.stack import process_cpu_seconds
+from shared.app import App
 from shared.ledger import Ledger
 from shared.ledger.days import DAY
 from shared.model import Window
 from shared.ops.status import StatusView
-
-if TYPE_CHECKING:
-    from shared.app import App
 
 __all__ = ["FAILED_DAYS_BEFORE", "ROWS_PER_WINDOW", "TableCounter", "status_point"]
 
@@ -208,7 +206,8 @@ def status_point(engine: App, spec: dict[str, Any], end: datetime) -> dict[str, 
     windows = _seed_verify_day(engine, spec, verified)
     counter = TableCounter(engine.settings.ledger_table)
     service = TableServiceClient.from_connection_string(spec["storage"], raw_request_hook=counter)
-    engine.ledger = Ledger(service, engine.settings.ledger_table)
+    # Every component reads through this client from here on: the app is built again around it.
+    engine = App(engine.settings, clock=engine.clock, ledger=Ledger(service, engine.settings.ledger_table))
     entities = int(spec["pipelines"]) * int(spec["windows"])
     json_ok = _ok(failed, entities - failed)
     month = {"from": f"{end - 31 * DAY:%Y-%m-%d}", "to": f"{end:%Y-%m-%d}"}
@@ -238,6 +237,7 @@ def status_point(engine: App, spec: dict[str, Any], end: datetime) -> dict[str, 
     pid = int(spec.get("azurite_pid", 0))
     result["time_default"] = _breakdown(engine, StatusView(), pid)
     result["time_31d"] = _breakdown(engine, StatusView(end - 31 * DAY, end), pid)
+    engine.close()
     return result
 
 

@@ -1,6 +1,6 @@
 """What ``make bench`` measures; each function runs inside its own child process.
 
-* ``pipeline`` — the engine itself: ``App.replay(..., mode="inline")`` of one ``PT1H``
+* ``pipeline`` — the engine itself: ``App.replayer.replay(..., mode="inline")`` of one ``PT1H``
   window to Azurite, exactly the code the timer and HTTP triggers run (claim, count per
   bin, sub-window queries, PartialError splitting, encoding, staged blocks, commit,
   manifest, ledger).
@@ -90,7 +90,7 @@ def _sink_of(spec: dict[str, Any], fmt: str, path: str | None = None) -> dict[st
 
 
 def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
-    """One ``PT1H`` window through ``App.replay(mode="inline")``; fails unless it is ``done``."""
+    """One ``PT1H`` window through ``App.replayer.replay(mode="inline")``; fails unless it is ``done``."""
     from shared.app import App
 
     settings = bench_settings(spec, sink=_sink_of(spec, spec["format"]))
@@ -99,7 +99,7 @@ def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         pipe = settings.pipeline("bench")
         started = time.perf_counter()
-        replay = engine.replay(pipe, window.start, window.end, mode="inline")
+        replay = engine.replayer.replay(pipe, window.start, window.end, mode="inline")
         seconds = time.perf_counter() - started
     finally:
         engine.close()
@@ -117,7 +117,7 @@ def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
 def three(spec: dict[str, Any]) -> dict[str, Any]:
     """Three windows of the hour at once in one process, as one worker instance runs queue messages
     (``batchSize`` 2 + ``newBatchThreshold`` 1): JSONL.gz, Parquet and Delta pipelines over the same
-    rows, each through ``App.run_window`` on its own thread, sharing the query budget."""
+    rows, each through ``WindowWorker.run_window`` on its own thread, sharing the query budget."""
     from shared.app import App
 
     formats = spec.get("formats") or ["jsonl", "parquet", "delta"]
@@ -127,7 +127,7 @@ def three(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         started = time.perf_counter()
         with ThreadPoolExecutor(len(formats), thread_name_prefix="window") as pool:
-            results = list(pool.map(lambda p: engine.run_window(p, window), settings.pipelines))
+            results = list(pool.map(lambda p: engine.worker.run_window(p, window), settings.pipelines))
         seconds = time.perf_counter() - started
     finally:
         engine.close()

@@ -6,7 +6,8 @@ hands each component only the collaborators it uses (``shared.engine.ports``): t
 sinks, quarantine), the ``Replayer`` and the ``MessageHandler`` (worker, planner, ledger).
 The function app (``function_app.py`` via ``shared.frontends.http``) and the CLI
 (``shared.frontends.cli``) use it; no component imports it. Its methods are the entry points
-they call: ``tick``, ``run_window``, ``handle``/``poisoned``, ``replay``, ``status``.
+they call: ``tick``, ``handle``/``poisoned``, ``status``; a window run or a replay goes to its
+component (``app.worker.run_window``, ``app.replayer.replay``).
 """
 
 from __future__ import annotations
@@ -27,10 +28,8 @@ from shared.engine.inline import run_due
 from shared.engine.messages import WorkQueue
 from shared.engine.planner import Planner
 from shared.engine.replay import Replayer
-from shared.engine.run import StepPlan
 from shared.engine.worker import WindowWorker
 from shared.ledger import Ledger
-from shared.model import Window
 from shared.ops.status import StatusView
 from shared.ops.status_read import status_report
 from shared.outcomes import ReplayResult, TickReport, WindowResult
@@ -42,8 +41,7 @@ from shared.runtime.storage import blob_service, table_service
 from shared.settings import Pipeline, QuerySourceConfig, Settings
 from shared.sinks import build_sink
 from shared.sinks.base import Sink
-from shared.sources import LatePlan, Source, build_source
-from shared.windows import WindowState
+from shared.sources import Source, build_source
 
 __all__ = ["App", "ReplayResult", "TickReport", "WindowResult", "utcnow"]
 
@@ -136,22 +134,6 @@ class App:
             return self.planner.dispatch()
         return run_due(self.settings, self.planner, self.worker, budget)
 
-    def run_window(
-        self,
-        pipeline: Pipeline,
-        window: Window,
-        *,
-        force: bool = False,
-        late: LatePlan | None = None,
-        previous: WindowState | None = None,
-        pause: Callable[[], bool] | None = None,
-        plan: StepPlan | None = None,
-    ) -> WindowResult:
-        """Claim, move and record one window (``WindowWorker.run_window``)."""
-        return self.worker.run_window(
-            pipeline, window, force=force, late=late, previous=previous, pause=pause, plan=plan
-        )
-
     def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> str:
         """One work message (the queue trigger's body)."""
         return self.handler.handle(body, dequeue_count=dequeue_count)
@@ -159,18 +141,6 @@ class App:
     def poisoned(self, body: bytes | str, *, reason: str = "") -> str:
         """One message from the poison queue: its window comes back after a backoff."""
         return self.handler.poisoned(body, reason=reason)
-
-    def replay(
-        self,
-        pipeline: Pipeline,
-        start: datetime,
-        end: datetime,
-        *,
-        mode: str = "auto",
-        pause_after: timedelta | None = None,
-    ) -> ReplayResult:
-        """Rerun windows now (few) or queue them (many); see ``shared.engine.replay``."""
-        return self.replayer.replay(pipeline, start, end, mode=mode, pause_after=pause_after)
 
     def status(self, *, recent: int = 20, view: StatusView | None = None, only: str | None = None) -> dict[str, Any]:
         """The ledger per pipeline from its day rollups (``shared.ops.status_read``)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from shared.engine.messages import BadMessage, WorkMessage
 from shared.engine.planner import Planner
@@ -26,17 +27,15 @@ __all__ = ["MessageHandler"]
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class MessageHandler:
     """Acts on work and poison messages with the worker, the planner (to top the queue up) and the ledger."""
 
-    def __init__(
-        self, *, settings: Settings, ledger: Ledger, clock: Clock, worker: WindowWorker, planner: Planner
-    ) -> None:
-        self.settings = settings
-        self.ledger = ledger
-        self.clock = clock
-        self.worker = worker
-        self.planner = planner
+    settings: Settings
+    ledger: Ledger
+    clock: Clock
+    worker: WindowWorker
+    planner: Planner
 
     def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> str:
         """Act on one delivered message; returns what happened (for logs and tests).

@@ -67,17 +67,15 @@ class PipelinePlan:
     operations: int = 0  # storage requests the plan made
 
 
+@dataclass(kw_only=True, eq=False)
 class Planner:
     """Plans pipelines from the ledger's open mark; with queue dispatch also enqueues their windows."""
 
-    def __init__(
-        self, *, settings: Settings, ledger: Ledger, clock: Clock, sources: SourceFactory, queue: WorkQueue
-    ) -> None:
-        self.settings = settings
-        self.ledger = ledger
-        self.clock = clock
-        self.sources = sources
-        self.queue = queue
+    settings: Settings
+    ledger: Ledger
+    clock: Clock
+    sources: SourceFactory
+    queue: WorkQueue
 
     def requeue_after(self, pipeline: Pipeline) -> timedelta | None:
         """``None`` in-process (a queued window runs here); else when a queued window's message is lost."""

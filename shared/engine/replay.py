@@ -9,6 +9,7 @@ up to the pipeline's in-flight cap, and workers keep the queue topped up until t
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.engine.planner import Planner
@@ -23,17 +24,15 @@ from shared.windows import align_down, align_up, due_end, windows_between
 __all__ = ["Replayer"]
 
 
+@dataclass(kw_only=True, eq=False)
 class Replayer:
     """Reruns ranges with the worker (inline) or through the ledger and the planner (queued)."""
 
-    def __init__(
-        self, *, settings: Settings, ledger: Ledger, clock: Clock, worker: WindowWorker, planner: Planner
-    ) -> None:
-        self.settings = settings
-        self.ledger = ledger
-        self.clock = clock
-        self.worker = worker
-        self.planner = planner
+    settings: Settings
+    ledger: Ledger
+    clock: Clock
+    worker: WindowWorker
+    planner: Planner
 
     def windows(self, pipeline: Pipeline, start: datetime, end: datetime) -> list[Window]:
         """Aligned windows covering ``[start, end)``; ``ValueError`` with a reason when not allowed."""

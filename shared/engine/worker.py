@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
@@ -41,25 +42,16 @@ def lookback(pipeline: Pipeline) -> timedelta:
     return pipeline.source.late_lookback
 
 
+@dataclass(kw_only=True, eq=False)
 class WindowWorker:
     """Moves windows: claims each in the ledger, reads its source, writes its sinks, records the outcome."""
 
-    def __init__(
-        self,
-        *,
-        ledger: Ledger,
-        clock: Clock,
-        owner: str,
-        sources: SourceFactory,
-        sinks: SinkFactory,
-        quarantine: QuarantineFactory,
-    ) -> None:
-        self.ledger = ledger
-        self.clock = clock
-        self.owner = owner
-        self.sources = sources
-        self.sinks = sinks
-        self.quarantine = quarantine
+    ledger: Ledger
+    clock: Clock
+    owner: str
+    sources: SourceFactory
+    sinks: SinkFactory
+    quarantine: QuarantineFactory
 
     @telemetry.traced_window
     def run_window(

@@ -94,7 +94,7 @@ def _replay(engine: App, args: argparse.Namespace) -> int:
     try:
         start, end = parse_timestamp(args.start), parse_timestamp(args.end)
         time_range(pipeline, start, end, engine.clock())  # nothing is written for a range without windows
-        result = engine.replay(pipeline, start, end, mode=args.mode)
+        result = engine.replayer.replay(pipeline, start, end, mode=args.mode)
     except (ValueError, BadRequest) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2

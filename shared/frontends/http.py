@@ -89,7 +89,7 @@ def replay(engine: App, body: bytes, params: Mapping[str, str]) -> Response:
     except BadRequest as exc:
         return _bad(exc.status, exc.reason)
     try:
-        result = engine.replay(pipeline, start, end, mode=mode, pause_after=INLINE_LIMIT)
+        result = engine.replayer.replay(pipeline, start, end, mode=mode, pause_after=INLINE_LIMIT)
     except ValueError as exc:
         return _bad(400, str(exc))
     except MoverError as exc:

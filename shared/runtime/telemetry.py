@@ -241,7 +241,7 @@ def app_ids_read(env: Mapping[str, str]) -> list[str]:
 def traced_window(
     run: Callable[Concatenate[Any, Pipeline, Window, P], WindowResult],
 ) -> Callable[Concatenate[Any, Pipeline, Window, P], WindowResult]:
-    """Decorates ``App.run_window``: one span per window run and the per-window metrics.
+    """Decorates ``WindowWorker.run_window``: one span per window run and the per-window metrics.
 
     Span ``mover.window`` with ``mover.pipeline``, ``mover.window.start``/``end``, ``mover.rows``,
     ``mover.bytes``, ``mover.attempt``, ``mover.outcome`` (plus what ``source_done`` adds).

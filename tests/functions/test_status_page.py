@@ -87,7 +87,7 @@ def engine(emulator, make_engine, storage_conn, unique):
     pipeline = engine.settings.pipeline("requests")
     ledger = engine.ledger
     for i in range(3):  # 00:00-03:00 done, real rows
-        assert engine.run_window(pipeline, w(i)).outcome == "done"
+        assert engine.worker.run_window(pipeline, w(i)).outcome == "done"
     good = ledger.get("requests", w(2))
     assert good is not None and good.rows > 0
     # 02:00 replayed and failed: the ledger keeps its last good run apart from the failed attempt

@@ -80,7 +80,7 @@ def test_a_count_beyond_32_bits_moves_and_one_beyond_64_bits_is_quarantined_in_e
     assert "itemCount" in entry["reason"]
 
     # A replay gives the same outcome, and quarantine holds the row once.
-    engine.replay(engine.settings.pipelines[0], WINDOW.start, WINDOW.end)
+    engine.replayer.replay(engine.settings.pipelines[0], WINDOW.start, WINDOW.end)
     state = engine.ledger.get("req", WINDOW)
     assert state is not None and (state.status, state.rows, state.quarantined) == ("done", 3, 1)
     rows_files = [n for n in blob_names(storage_conn, quarantine, "req/") if n.endswith("_rows.jsonl")]

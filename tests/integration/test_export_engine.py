@@ -258,7 +258,7 @@ def test_replay_after_late_parts_rewrites_the_window_without_duplicates(make_eng
     assert list(quarantine.list_blob_names()) == [f"req/20261102T100000Z/late-0001/{late.names[0]}.jsonl"]
     assert engine.ledger.get("req", WINDOW).quarantined == 1
 
-    result = engine.replay(engine.settings.pipeline("req"), HOUR, HOUR + H, mode="inline")
+    result = engine.replayer.replay(engine.settings.pipeline("req"), HOUR, HOUR + H, mode="inline")
     assert [(r.outcome, r.rows) for r in result.results] == [("done", 17)]
     assert list(quarantine.list_blob_names()) == [f"req/20261102T100000Z/main/{late.names[0]}.jsonl"]
     assert engine.ledger.get("req", WINDOW).quarantined == 1
@@ -348,7 +348,7 @@ def test_malformed_lines_are_quarantined_counted_in_the_ledger_and_not_duplicate
         assert all(x["reason"] and x["source_blob"] in bad_sources for x in lines)
 
     pipeline = engine.settings.pipeline("req")
-    assert [r.outcome for r in engine.replay(pipeline, HOUR, HOUR + H, mode="inline").results] == ["done"]
+    assert [r.outcome for r in engine.replayer.replay(pipeline, HOUR, HOUR + H, mode="inline").results] == ["done"]
     assert sorted(quarantine.list_blob_names()) == names
     assert {n: quarantine.download_blob(n).readall() for n in names} == contents  # same names, no duplicates
     assert engine.ledger.get("req", WINDOW).quarantined == 6

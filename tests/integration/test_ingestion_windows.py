@@ -142,7 +142,7 @@ def test_replaying_an_ingestion_window_gives_the_same_rows_and_bytes(emu, make_e
     # A row of hour 3's event time committed after that window closed belongs to a later window: the
     # replay of hour 3 does not see it (an event-time window would change under a replay).
     emu.add_rows(TABLE, [{"timestamp": B + 3 * H + 5 * MIN, "itemId": "after"}], ingested_at=B + 4 * H + 5 * MIN)
-    result = engine.replay(engine.settings.pipeline("by-ingestion"), window.start, window.end, mode="inline")
+    result = engine.replayer.replay(engine.settings.pipeline("by-ingestion"), window.start, window.end, mode="inline")
     assert [r.outcome for r in result.results] == ["done"]
     after = engine.ledger.get("by-ingestion", window)
     data_after = blobs.download_blob(name).readall()

@@ -76,7 +76,7 @@ def test_a_forced_run_that_dies_after_its_data_commit_never_resumes_an_old_check
     engine = make_engine([query_pipeline("req", "requests", emulator, container, **over)], now=clock)
     die_at(monkeypatch, Ledger, "complete")  # every step and the manifest committed; the ledger never hears
     with pytest.raises(Killed):
-        engine.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="inline")
+        engine.replayer.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="inline")
     state = engine.ledger.get("req", window)
     assert state.status == "running" and "checkpoint" not in state.extra  # the forced claim dropped it
 
@@ -197,14 +197,14 @@ def test_a_forced_claim_and_its_open_mark_are_one_write(emulator, make_engine, s
         return real(self, operations, **kw)
 
     monkeypatch.setattr(TableClient, "submit_transaction", unavailable)
-    (refused,) = engine.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="inline").results
+    (refused,) = engine.replayer.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="inline").results
     assert refused.outcome == "failed" and refused.error.startswith("ledger:")
     assert engine.ledger.get("req", Window(T0, T0 + H)).status == "done"  # neither write happened
     monkeypatch.undo()
 
     die_at(monkeypatch, Ledger, "force_claim", after=True)  # both written, then the process dies
     with pytest.raises(Killed):
-        engine.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="inline")
+        engine.replayer.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="inline")
     meta = TableClient.from_connection_string(storage_conn, f"ledger{unique}").get_entity("req", META_KEY)
     assert meta["OpenFrom"] <= Window(T0, T0 + H).key  # the mark came back with the claim
     monkeypatch.undo()
@@ -225,7 +225,8 @@ def test_a_sweep_never_undoes_an_operator_replay(emulator, make_engine, unique):
     sweeps = [m for m in map(WorkMessage.decode, take(engine)) if m.kind == "sweep"]
     assert {m.window for m in sweeps} == {window, Window(T0 + H, T0 + 2 * H)}
     replay_at = clock.now
-    result = engine.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="queue")  # T9, between plan and sweep
+    # T9, between plan and sweep
+    result = engine.replayer.replay(engine.settings.pipeline("req"), T0, T0 + H, mode="queue")
     assert result.queued == 1
     clock.now += timedelta(seconds=30)
     sweep = next(m for m in sweeps if m.window == window)

@@ -21,7 +21,7 @@ def test_failed_replay_shows_the_last_good_run_and_keeps_the_watermark(emulator,
         ],
         MOVER_LEDGER_TABLE=good.settings.ledger_table,
     )
-    result = broken.replay(broken.settings.pipelines[0], T0 + H, T0 + 2 * H, mode="inline")
+    result = broken.replayer.replay(broken.settings.pipelines[0], T0 + H, T0 + 2 * H, mode="inline")
     assert [r.outcome for r in result.results] == ["failed"]
 
     report = good.status()["pipelines"][0]

@@ -92,7 +92,7 @@ def test_tokens_near_expiry_are_refreshed_during_a_backfill(identity, make_engin
     assert emulator.stats.auth_failures == failures
 
     identity.lifetime = 3600  # and a long-lived one is kept again
-    more = engine.replay(engine.settings.pipeline("req"), START, START + 2 * H, mode="inline")
+    more = engine.replayer.replay(engine.settings.pipeline("req"), START, START + 2 * H, mode="inline")
     assert [r.outcome for r in more.results] == ["done", "done"]
     assert identity.total_issued == served + 1
 
@@ -101,7 +101,7 @@ def test_expired_token_is_refused_with_the_services_error(identity, make_engine,
     identity.lifetime = -60  # the endpoint hands out a token that is already expired
     failures = emulator.stats.auth_failures
     engine = make_engine([_pipeline(emulator, f"out-{unique}", {"kind": "managed_identity"})])
-    result = engine.run_window(engine.settings.pipeline("req"), Window(START, START + H))
+    result = engine.worker.run_window(engine.settings.pipeline("req"), Window(START, START + H))
     assert result.outcome == "failed"
     assert "401" in result.error and "ExpiredAuthenticationToken" in result.error
     assert emulator.stats.auth_failures == failures + 1
@@ -110,7 +110,7 @@ def test_expired_token_is_refused_with_the_services_error(identity, make_engine,
 def test_token_for_another_audience_is_refused(identity, make_engine, emulator, unique):
     auth = {"kind": "managed_identity", "scope": "https://management.azure.com/.default"}
     engine = make_engine([_pipeline(emulator, f"out-{unique}", auth)])
-    result = engine.run_window(engine.settings.pipeline("req"), Window(START, START + H))
+    result = engine.worker.run_window(engine.settings.pipeline("req"), Window(START, START + H))
     assert result.outcome == "failed" and "InvalidAuthenticationTokenAudience" in result.error
     assert dict(identity.issued) == {SYSTEM.client_id: 1}  # the endpoint issued it; the API refused it
 
@@ -118,7 +118,7 @@ def test_token_for_another_audience_is_refused(identity, make_engine, emulator, 
 def test_unknown_user_assigned_identity_fails_the_window_with_the_reason(identity, make_engine, emulator, unique):
     auth = {"kind": "managed_identity", "client_id": "eeeeeeee-0000-4000-8000-00000000000e"}
     engine = make_engine([_pipeline(emulator, f"out-{unique}", auth)])
-    result = engine.run_window(engine.settings.pipeline("req"), Window(START, START + H))
+    result = engine.worker.run_window(engine.settings.pipeline("req"), Window(START, START + H))
     assert result.outcome == "failed" and "could not get a token" in result.error
     assert "Unable to load the proper Managed Identity" in result.error
     assert identity.rejected[400] == 1 and identity.total_issued == 0

@@ -114,7 +114,7 @@ def test_every_format_writes_the_pinned_bytes(pinned_emulator, storage_conn, uni
     engine = App(load_settings(env), clock=lambda: T0 + 2 * H, sleep=lambda s: None)
     try:
         pipeline = engine.settings.pipeline("pins")
-        (result,) = engine.replay(pipeline, T0, T0 + H, mode="inline").results
+        (result,) = engine.replayer.replay(pipeline, T0, T0 + H, mode="inline").results
     finally:
         engine.close()
     assert result.outcome == "done" and result.rows == 2_500 + len(TRICKY)

@@ -52,7 +52,7 @@ def test_rerun_of_done_window_overwrites_same_blob_without_duplicates(emulator, 
     first = read_jsonl_gz(storage_conn, container, name)
     assert engine.tick().results == []  # nothing new due, done windows are not rerun
     pipeline = engine.settings.pipeline("requests")
-    result = engine.replay(pipeline, T0, T0 + H, mode="inline")
+    result = engine.replayer.replay(pipeline, T0, T0 + H, mode="inline")
     assert [r.outcome for r in result.results] == ["done"]
     assert blob_names(storage_conn, container) == before
     again = read_jsonl_gz(storage_conn, container, name)

@@ -145,7 +145,7 @@ def test_window_stays_failed_after_max_attempts_until_replayed(emu, make_engine,
     report = engine.status()
     assert report["pipelines"][0]["counts"]["failed"] == 1
     assert report["pipelines"][0]["failed"][0]["error"].startswith("fatal: query API partial error")
-    result = engine.replay(engine.settings.pipeline("req"), T0, T0 + H)
+    result = engine.replayer.replay(engine.settings.pipeline("req"), T0, T0 + H)
     assert [r.outcome for r in result.results] == ["done"]
 
 
@@ -237,13 +237,13 @@ def test_long_window_checkpoints_and_resumes_without_duplicates(emu, make_engine
     pipeline = query_pipeline("req", "requests", emu, container, source={"max_rows_per_query": 8})
     engine = make_engine([pipeline], now=T0 + H + timedelta(minutes=5))
     p = engine.settings.pipeline("req")
-    first = engine.run_window(p, W0, pause=pauses(True))
+    first = engine.worker.run_window(p, W0, pause=pauses(True))
     assert first.outcome == "paused" and first.rows > 0
     state = engine.ledger.get("req", W0)
     checkpoint = state.extra["checkpoint"]
     assert state.status == "pending" and state.attempts == 0 and checkpoint["next"] == 1 and checkpoint["chunks"] == 1
     assert len(checkpoint["steps"]) >= 4
-    second = engine.run_window(p, W0, pause=pauses(False, True))  # resumes at step 1, pauses after step 2
+    second = engine.worker.run_window(p, W0, pause=pauses(False, True))  # resumes at step 1, pauses after step 2
     assert second.outcome == "paused"
     assert engine.ledger.get("req", W0).extra["checkpoint"]["next"] == 3
     (last,) = engine.tick().results  # the timer resumes and finishes it
@@ -262,7 +262,7 @@ def test_long_window_checkpoints_and_resumes_without_duplicates(emu, make_engine
     assert "checkpoint" not in state.extra
     assert sorted(o["name"] for o in state.outputs if o["kind"] == "data") == names
     # A replay starts over in one file and removes the chunks.
-    (again,) = engine.replay(p, T0, T0 + H).results
+    (again,) = engine.replayer.replay(p, T0, T0 + H).results
     assert again.outcome == "done"
     assert [n.rsplit("/", 1)[1] for n in data_blobs(storage_conn, container)] == ["20261102T000000Z.jsonl.gz"]
     assert Counter(r["itemId"] for r in outputs(storage_conn, container)) == Counter(r["itemId"] for r in expected)
@@ -273,18 +273,18 @@ def test_chunk_committed_but_unrecorded_is_not_duplicated(emu, make_engine, stor
     pipeline = query_pipeline("req", "requests", emu, container, source={"max_rows_per_query": 8})
     engine = make_engine([pipeline], now=T0 + H + timedelta(minutes=5))
     p = engine.settings.pipeline("req")
-    assert engine.run_window(p, W0, pause=pauses(True)).outcome == "paused"
+    assert engine.worker.run_window(p, W0, pause=pauses(True)).outcome == "paused"
     real = engine.ledger.checkpoint
 
     def die(*args, **kwargs):  # the runner dies right after committing chunk c0001
         raise RuntimeError("killed")
 
     engine.ledger.checkpoint = die
-    crashed = engine.run_window(p, W0, pause=pauses(True))
+    crashed = engine.worker.run_window(p, W0, pause=pauses(True))
     assert crashed.outcome == "failed"
     engine.ledger.checkpoint = real
     assert any(n.endswith("-c0001.jsonl.gz") for n in data_blobs(storage_conn, container))  # orphan on disk
-    (result,) = engine.replay(p, T0, T0 + H).results  # a fresh run must not leave it behind
+    (result,) = engine.replayer.replay(p, T0, T0 + H).results  # a fresh run must not leave it behind
     assert result.outcome == "done"
     assert [n.rsplit("/", 1)[1] for n in data_blobs(storage_conn, container)] == ["20261102T000000Z.jsonl.gz"]
     expected = expected_rows(emu, "requests", W0.start, W0.end)

@@ -84,7 +84,7 @@ def test_parallel_sub_queries_write_the_same_bytes(emulator, make_engine, storag
         pipeline["sinks"] = [{"container": container, "format": "parquet"}, {"container": f"j{container}"}]
         del pipeline["sink"]
         engine = make_engine([pipeline], MOVER_LEDGER_TABLE=f"par{parallel}{unique}")
-        result = engine.run_window(engine.settings.pipelines[0], Window(T0, T0 + H))
+        result = engine.worker.run_window(engine.settings.pipelines[0], Window(T0, T0 + H))
         assert result.outcome == "done"
         state = engine.ledger.get("requests", Window(T0, T0 + H))
         assert state.extra["queries"] >= 6  # 40 rows at 7 per query, plus the count
@@ -104,7 +104,7 @@ def test_a_window_never_has_more_than_parallel_queries_at_the_service(emulator, 
     emulator.config.latency_ms = 80  # queries overlap: a third one in flight would show in the peak
     emulator.reset_stats()
     try:
-        result = engine.run_window(engine.settings.pipelines[0], Window(T0, T0 + H))
+        result = engine.worker.run_window(engine.settings.pipelines[0], Window(T0, T0 + H))
     finally:
         emulator.config.latency_ms = 0
     assert result.outcome == "done"

@@ -92,14 +92,14 @@ def test_rerun_replay_and_crash_after_commit_never_duplicate(emu, make_engine, s
         raise RuntimeError("killed")
 
     engine.ledger.complete = die  # type: ignore[method-assign]
-    assert engine.run_window(p, w0).outcome == "failed"
+    assert engine.worker.run_window(p, w0).outcome == "failed"
     engine.ledger.complete = real  # type: ignore[method-assign]
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, T0 + H)  # the commit landed: the ledger does not know yet
     sink = engine.sinks(p)[0]
     assert sink.landed(w0) is not None  # type: ignore[attr-defined]
-    assert engine.run_window(p, w0, force=True).outcome == "done"  # the window runs again
-    (again,) = engine.replay(p, T0, T0 + H).results  # and once more, replayed
+    assert engine.worker.run_window(p, w0, force=True).outcome == "done"  # the window runs again
+    (again,) = engine.replayer.replay(p, T0, T0 + H).results  # and once more, replayed
     assert again.outcome == "done"
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, T0 + H)
@@ -118,10 +118,10 @@ def test_checkpoint_chunks_land_in_one_commit(emu, make_engine, storage_conn, un
     p = engine.settings.pipeline("req")
     w0 = Window(T0, T0 + H)
     script = [True]
-    assert engine.run_window(p, w0, pause=lambda: script.pop(0) if script else False).outcome == "paused"
+    assert engine.worker.run_window(p, w0, pause=lambda: script.pop(0) if script else False).outcome == "paused"
     assert engine.sinks(p)[0].landed(w0) is None  # type: ignore[attr-defined]  # a chunk is not in the table
     script = [False, True]
-    assert engine.run_window(p, w0, pause=lambda: script.pop(0) if script else False).outcome == "paused"
+    assert engine.worker.run_window(p, w0, pause=lambda: script.pop(0) if script else False).outcome == "paused"
     (last,) = engine.tick().results
     assert last.outcome == "done"
     dt, rows = read_table(storage_conn, container, "req")
@@ -149,7 +149,8 @@ def test_checkpoint_chunks_land_in_one_commit(emu, make_engine, storage_conn, un
     sink.write_manifest(w0, kept + writer.commit(), {})
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, T0 + H) + Counter(["late-1"])
-    assert engine.replay(p, T0, T0 + H).results[0].outcome == "done"  # a replay after compaction: exactly the source
+    # a replay after compaction: exactly the source
+    assert engine.replayer.replay(p, T0, T0 + H).results[0].outcome == "done"
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, T0 + H) and len(dt.file_uris()) == 1
 
@@ -503,7 +504,7 @@ def test_a_killed_worker_leaves_no_duplicates(emu, make_engine, storage_conn, un
     deadline = time.monotonic() + 120
     outcomes: list[str] = []
     while time.monotonic() < deadline:  # the killed worker's lease runs out within seconds
-        outcomes = [r.outcome for r in engine.replay(p, T0, end, mode="inline").results]
+        outcomes = [r.outcome for r in engine.replayer.replay(p, T0, end, mode="inline").results]
         if outcomes == ["done"] * 12:
             break
     assert outcomes == ["done"] * 12

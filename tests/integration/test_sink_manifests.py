@@ -29,7 +29,7 @@ def test_readme_sinks_and_default_paths_in_one_container_complete_with_one_manif
     window = Window(T0, T0 + H)
     for attempt in range(2):  # the first run and a rerun (each replaces the manifests it found)
         if attempt:
-            engine.replay(engine.settings.pipelines[0], window.start, window.end)
+            engine.replayer.replay(engine.settings.pipelines[0], window.start, window.end)
         else:
             report = engine.tick()
             assert report.failed == 0 and report.done == 1, report.results

@@ -71,7 +71,7 @@ def test_window_spans_and_metrics_carry_what_moved(recorded, make_engine, emulat
     engine = make_engine([query_pipeline("req", "requests", emulator, f"out-{unique}")])
     pipeline = engine.settings.pipeline("req")
     windows = _windows(3, 3)
-    results = [engine.run_window(pipeline, w) for w in windows]
+    results = [engine.worker.run_window(pipeline, w) for w in windows]
     expected = [emulator.expected_count("requests", w.start, w.end) for w in windows]
     assert [(r.outcome, r.rows) for r in results] == [("done", n) for n in expected] and all(expected)
 
@@ -100,7 +100,7 @@ def test_failed_window_is_counted_and_its_span_marked(recorded, make_engine, emu
     [window] = _windows(7, 1)
     emulator.faults.push(400)  # a bad request is fatal: no retry
     try:
-        result = engine.run_window(pipeline, window)
+        result = engine.worker.run_window(pipeline, window)
     finally:
         emulator.faults.clear()
     assert result.outcome == "failed" and "400" in result.error
@@ -110,7 +110,7 @@ def test_failed_window_is_counted_and_its_span_marked(recorded, make_engine, emu
     assert [a for a, _ in recorded.points("mover.window.duration")] == [{"pipeline": "req", "outcome": "failed"}]
     assert recorded.points("mover.rows") == [] and recorded.points("mover.lag") == []
 
-    again = engine.run_window(pipeline, window, force=True)  # the next attempt moves it
+    again = engine.worker.run_window(pipeline, window, force=True)  # the next attempt moves it
     assert again.outcome == "done" and recorded.value("mover.windows.failed", pipeline="req") == 1
     assert recorded.value("mover.rows", pipeline="req") == again.rows > 0
 
@@ -125,7 +125,7 @@ def test_throttled_answers_are_counted_per_pipeline(recorded, make_engine, emula
     before = emulator.stats.throttled
     emulator.faults.push(429, count=3, retry_after=0)
     try:
-        result = engine.run_window(engine.settings.pipeline("dep"), _windows(9, 1)[0])
+        result = engine.worker.run_window(engine.settings.pipeline("dep"), _windows(9, 1)[0])
     finally:
         emulator.faults.clear()
     assert result.outcome == "done" and result.rows > 0  # retried through the 429s
