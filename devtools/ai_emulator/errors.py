@@ -191,22 +191,7 @@ def partial_error(limit_kind: str, limit: int) -> dict[str, Any]:
             f"Query result set has exceeded the internal data size limit {limit} "
             "(E_QUERY_RESULT_SET_TOO_LARGE, 0x80DA0003)."
         )
-    return {
-        "code": "PartialError",
-        "message": "There were some errors when processing your query.",
-        "details": [
-            {
-                "code": "EngineError",
-                "message": "Something went wrong processing your query on the server.",
-                "innererror": {
-                    "code": "-2133196797",
-                    "message": inner_message,
-                    "severity": 2,
-                    "severityName": "Error",
-                },
-            }
-        ],
-    }
+    return _partial({"code": "-2133196797", "message": inner_message, "severity": 2, "severityName": "Error"})
 
 
 def partial_other(kind: str) -> dict[str, Any]:
@@ -226,6 +211,11 @@ def partial_other(kind: str) -> dict[str, Any]:
             "severity": 3,
             "severityName": "Warning",
         }
+    return _partial(inner)
+
+
+def _partial(inner: dict[str, Any]) -> dict[str, Any]:
+    """The ``PartialError`` envelope around one engine error (``innererror``)."""
     return {
         "code": "PartialError",
         "message": "There were some errors when processing your query.",

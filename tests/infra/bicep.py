@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +106,9 @@ def params(path: Path) -> dict[str, Param]:
     return found
 
 
-def block_at(text: str, start: int) -> str:
-    """The ``{...}`` or ``[...]`` opening at or after ``start``, brackets balanced outside strings and comments."""
-    i = min(j for j in (text.find("{", start), text.find("[", start)) if j >= 0)
-    depth, quoted = 0, False
-    begin = i
+def _brackets(text: str, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(offset, +1 or -1) of every bracket from ``start`` on, outside strings and ``//`` comments."""
+    quoted, i = False, start
     while i < len(text):
         ch = text[i]
         if quoted:
@@ -121,14 +120,24 @@ def block_at(text: str, start: int) -> str:
             quoted = True
         elif text.startswith("//", i):
             i = text.find("\n", i)
+            if i < 0:
+                return
             continue
         elif ch in "{[":
-            depth += 1
+            yield i, 1
         elif ch in "}]":
-            depth -= 1
-            if depth == 0:
-                return text[begin : i + 1]
+            yield i, -1
         i += 1
+
+
+def block_at(text: str, start: int) -> str:
+    """The ``{...}`` or ``[...]`` opening at or after ``start``, brackets balanced outside strings and comments."""
+    begin = min(j for j in (text.find("{", start), text.find("[", start)) if j >= 0)
+    depth = 0
+    for i, step in _brackets(text, begin):
+        depth += step
+        if depth == 0:
+            return text[begin : i + 1]
     raise AssertionError(f"unbalanced block at offset {begin}")
 
 
@@ -152,24 +161,7 @@ def modules(path: Path) -> dict[str, str]:
 
 def _depth_change(line: str) -> int:
     """Brackets opened minus closed on one line, outside strings and comments."""
-    change, quoted, i = 0, False, 0
-    while i < len(line):
-        ch = line[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == "'":
-                quoted = False
-        elif ch == "'":
-            quoted = True
-        elif line.startswith("//", i):
-            break
-        elif ch in "{[":
-            change += 1
-        elif ch in "}]":
-            change -= 1
-        i += 1
-    return change
+    return sum(step for _, step in _brackets(line))
 
 
 def object_keys(block: str) -> list[str]:
