@@ -74,6 +74,19 @@ class Writes:
         out["_etag"] = entity.metadata["etag"]
         return out
 
+    def record(self, partition: str, key: str) -> dict[str, Any] | None:
+        """One of the ledger's own records beside the windows (a partition no pipeline has, e.g.
+        ``~verify``), or None."""
+        return self._get(partition, key)
+
+    def put_record(self, entity: Mapping[str, Any]) -> None:
+        """Replace such a record whole (last writer wins: it holds a report, not a decision)."""
+        self.ensure()
+        try:
+            self._table.upsert_entity(dict(entity), mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise translate(exc, f"writing {entity['PartitionKey']}/{entity['RowKey']}") from exc
+
 
     def transition(
         self,

@@ -10,10 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-
-from shared.errors import RetriableError
 from shared.model import format_ts
 
 if TYPE_CHECKING:
@@ -27,7 +23,6 @@ PARTITION = "~verify"
 
 def save_verification(ledger: Ledger, result: Verification, now: datetime) -> None:
     """Replace the pipeline's record with ``result``'s counts."""
-    ledger.ensure()
     entity = {
         "PartitionKey": PARTITION,
         "RowKey": result.pipeline,
@@ -41,21 +36,14 @@ def save_verification(ledger: Ledger, result: Verification, now: datetime) -> No
         "RangeEnd": result.covered_until or result.end,
         "VerifiedAt": now,
     }
-    try:
-        ledger._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-    except AzureError as exc:
-        raise RetriableError(f"ledger: recording the verification of {result.pipeline}: {exc}") from exc
+    ledger.put_record(entity)
 
 
 def load_verification(ledger: Ledger, pipeline: str) -> dict[str, Any] | None:
     """``{"checked", "complete", "share", "at", ...}`` of the last verification, or None."""
-    ledger.ensure()
-    try:
-        e = ledger._table.get_entity(PARTITION, pipeline)
-    except ResourceNotFoundError:
+    e = ledger.record(PARTITION, pipeline)
+    if e is None:
         return None
-    except AzureError as exc:
-        raise RetriableError(f"ledger: reading the verification of {pipeline}: {exc}") from exc
     checked = int(e.get("Checked", 0) or 0)
     complete = int(e.get("Complete", 0) or 0)
     at = e.get("VerifiedAt")
