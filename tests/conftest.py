@@ -136,6 +136,19 @@ def blob_names(conn: str, container: str, prefix: str = "") -> list[str]:
     return sorted(client.list_blob_names(name_starts_with=prefix or None))
 
 
+def take(engine: Any) -> list[str]:
+    """Every message waiting on the engine's work queue (received and deleted, as a worker would)."""
+    from shared.runtime.storage import queue_client
+
+    client = queue_client(engine.settings.state, engine.settings.queue_name)
+    bodies = []
+    while batch := list(client.receive_messages(max_messages=32, visibility_timeout=60)):
+        for message in batch:
+            bodies.append(message.content)
+            client.delete_message(message)
+    return bodies
+
+
 def expected_rows(emu: Emulator, table: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """What the API returns for the window, brought to the engine's canonical types."""
     from devtools.ai_emulator.schema import resolve_table

@@ -14,7 +14,7 @@ from devtools.funchost import QueueFunction, queue_loop
 from shared.engine.messages import WorkMessage
 from shared.frontends import http as api
 from shared.runtime.storage import queue_client
-from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
+from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz, take
 
 NOW = T0 + 6 * H + timedelta(minutes=10)
 
@@ -25,17 +25,6 @@ def engine(emulator, make_engine, unique):
     engine = make_engine([pipeline], now=NOW, MOVER_DISPATCH="queue")
     api.reset_engine(engine)
     return engine
-
-
-def take(engine) -> list[bytes]:
-    """Every message waiting on the engine's work queue (received and deleted, as a worker would)."""
-    client = queue_client(engine.settings.state, engine.settings.queue_name)
-    bodies = []
-    while batch := list(client.receive_messages(max_messages=32, visibility_timeout=60)):
-        for message in batch:
-            bodies.append(message.content)
-            client.delete_message(message)
-    return bodies
 
 
 def deliver(functions, body: bytes, count: int = 1, name: str = "mover_worker") -> None:

@@ -22,7 +22,7 @@ from shared.ledger.rows import META_KEY
 from shared.model import Window
 from shared.runtime.storage import queue_client
 from shared.sources.query_api import QueryApiSource
-from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz
+from tests.conftest import T0, H, blob_names, expected_rows, query_pipeline, read_jsonl_gz, take
 from tests.integration.kill import Killed, die_at
 from tests.integration.test_export_engine import HOUR, MIN, WINDOW, Clock, ce_pipeline, output
 
@@ -35,17 +35,6 @@ def rows_of(conn: str, container: str, names: list[str]) -> list[str]:
 
 def data_blobs(conn: str, container: str) -> list[str]:
     return [n for n in blob_names(conn, container) if n.endswith(".jsonl.gz")]
-
-
-def take(engine: Any) -> list[WorkMessage]:
-    """Every message waiting on the engine's work queue, received and deleted as a worker would."""
-    client = queue_client(engine.settings.state, engine.settings.queue_name)
-    out = []
-    while batch := list(client.receive_messages(max_messages=32, visibility_timeout=60)):
-        for message in batch:
-            out.append(message.content)
-            client.delete_message(message)
-    return out
 
 
 def row_query_of(marker: bytes):

@@ -9,18 +9,11 @@ import pytest
 
 from shared.engine.messages import BadMessage, WorkMessage
 from shared.model import Window
-from shared.runtime.storage import queue_client
-from tests.conftest import T0, H, blob_names, query_pipeline, read_jsonl_gz
+from tests.conftest import T0, H, blob_names, query_pipeline, read_jsonl_gz, take
 
 
-def take(engine) -> list[WorkMessage]:
-    client = queue_client(engine.settings.state, engine.settings.queue_name)
-    out = []
-    while batch := list(client.receive_messages(max_messages=32, visibility_timeout=60)):
-        for message in batch:
-            out.append(WorkMessage.decode(message.content))
-            client.delete_message(message)
-    return out
+def decoded(engine) -> list[WorkMessage]:
+    return [WorkMessage.decode(body) for body in take(engine)]
 
 
 def test_the_planner_counts_ahead_and_the_worker_reads_without_counting(emulator, make_engine, storage_conn, unique):
@@ -30,7 +23,7 @@ def test_the_planner_counts_ahead_and_the_worker_reads_without_counting(emulator
     before = emulator.stats.queries
     assert queued.tick().queued == 3
     assert emulator.stats.queries - before == 1  # one count for the three windows
-    messages = take(queued)
+    messages = decoded(queued)
     assert [m.window for m in messages] == [Window(T0 + i * H, T0 + (i + 1) * H) for i in range(3)]
     for message in messages:
         plan = message.plan
