@@ -19,6 +19,7 @@ from devtools.ai_emulator import Emulator, EmulatorConfig
 from devtools.azurite import Azurite
 from shared.app import App
 from shared.model import Column
+from shared.runtime.storage import queue_client
 from shared.settings import load_settings
 from shared.sources.wire import convert_rows
 
@@ -138,8 +139,6 @@ def blob_names(conn: str, container: str, prefix: str = "") -> list[str]:
 
 def take(engine: Any) -> list[str]:
     """Every message waiting on the engine's work queue (received and deleted, as a worker would)."""
-    from shared.runtime.storage import queue_client
-
     client = queue_client(engine.settings.state, engine.settings.queue_name)
     bodies = []
     while batch := list(client.receive_messages(max_messages=32, visibility_timeout=60)):
