@@ -126,7 +126,7 @@ def backfill(
     ]
     env = settings_env(storage, emu.token, pipelines, ledger, queue)
     emu.control("POST", "stats/reset")
-    argv = [sys.executable, "-m", "shared", "run", "--workers", str(workers), "--every", "1", "--until-idle"]
+    argv = [sys.executable, "-m", "shared", "run", "--workers", str(workers), "--until-idle"]
     began = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
     seconds = time.perf_counter() - began

@@ -1,14 +1,14 @@
 """What ``make bench`` measures; each function runs inside its own child process.
 
-* ``pipeline`` — the engine itself: ``App.replayer.replay(..., mode="inline")`` of one ``PT1H``
-  window to Azurite, exactly the code the timer and HTTP triggers run (claim, count per
-  bin, sub-window queries, PartialError splitting, encoding, staged blocks, commit,
-  manifest, ledger).
+* ``pipeline`` — the engine as a queue worker runs it: ``WindowWorker.run_window`` of one ``PT1H``
+  window to Azurite with the sub-windows the planner counted when it queued the window (a work
+  message carries them; the count query runs before the clock starts, its time is ``count_s``):
+  claim, sub-window queries, PartialError splitting, decoding, encoding, staged blocks, commit,
+  manifest, ledger.
 * ``limit`` — the raw limit on the same emulator responses: the same sub-window queries
-  through httpx, one ``orjson.loads`` per response, the same JSONL bytes (dynamic cells
-  parsed and the shared cell normalisation applied, so the output is identical), gzip at
-  the sink's level, 4 MiB staged blocks, one block-list commit. Same thread shape as the
-  sink: encode on the calling thread, gzip and Put Block on helpers. No ledger, no manifest, no engine.
+  through httpx, each answer decoded column-wise into the same JSONL bytes, gzip at the sink's
+  level, 4 MiB staged blocks, one block-list commit; encoding on the calling thread, gzip and
+  Put Block on helpers. No ledger, no manifest, no engine.
 * ``serve`` — the emulator alone (``devtools.ai_emulator.bench.fetch_window``: raw
   ``http.client``, no parsing): the ceiling everything else runs under.
 
@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import queue
+import resource
 import threading
 import time
 import uuid
@@ -40,9 +41,15 @@ from shared.durations import parse_timestamp
 from shared.model import Window, format_ts
 from shared.settings import QuerySourceConfig, Settings, load_settings
 
-__all__ = ["HOUR", "bench_settings", "limit", "pipeline", "serve", "three"]
+__all__ = ["HOUR", "bench_settings", "limit", "pipeline", "planned", "serve", "three"]
 
 HOUR = timedelta(hours=1)
+
+
+def process_cpu() -> float:
+    """User + system CPU seconds of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 log = logging.getLogger(__name__)
 
 
@@ -89,8 +96,20 @@ def _sink_of(spec: dict[str, Any], fmt: str, path: str | None = None) -> dict[st
     return sink | ({"path": path + "/{window}"} if path else {})
 
 
+def planned(engine: Any, pipe: Any, window: Window) -> tuple[Any, float]:
+    """The window's sub-windows as the planner counts them when it queues the window (one count
+    query; the work message carries them), and the seconds that query took: done before the clock
+    starts, as a queued window's worker finds them in its message and the limit gets them free."""
+    from shared.engine.run import StepPlan
+
+    started = time.perf_counter()
+    steps, rows = engine.source(pipe).plan_many([window])[window]
+    return StepPlan(tuple(steps), rows), time.perf_counter() - started
+
+
 def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
-    """One ``PT1H`` window through ``App.replayer.replay(mode="inline")``; fails unless it is ``done``."""
+    """One ``PT1H`` window as a queue worker moves it (``WindowWorker.run_window`` with the
+    planner's sub-windows); fails unless it is ``done``."""
     from shared.app import App
 
     settings = bench_settings(spec, sink=_sink_of(spec, spec["format"]))
@@ -98,19 +117,22 @@ def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     engine = App(settings, clock=lambda: window.end + timedelta(days=1))
     try:
         pipe = settings.pipeline("bench")
+        plan, count_s = planned(engine, pipe, window)
         started = time.perf_counter()
-        replay = engine.replayer.replay(pipe, window.start, window.end, mode="inline")
+        cpu_started = process_cpu()
+        result = engine.worker.run_window(pipe, window, plan=plan)
         seconds = time.perf_counter() - started
+        cpu = process_cpu() - cpu_started
     finally:
         engine.close()
-    (result,) = replay.results
     if result.outcome != "done":
         raise RuntimeError(f"window not moved: {result.outcome}: {result.error}")
     state = engine.ledger.get("bench", window)
     extra = dict(state.extra) if state else {}
     return {
         "rows": result.rows, "seconds": seconds, "bytes_out": result.bytes, "outputs": list(result.outputs),
-        "queries": extra.get("queries"), "splits": extra.get("splits"),
+        "queries": extra.get("queries"), "splits": extra.get("splits"), "count_s": round(count_s, 2),
+        "moving_cpu_s": round(cpu, 2),
     }  # fmt: skip
 
 
@@ -125,17 +147,21 @@ def three(spec: dict[str, Any]) -> dict[str, Any]:
     window = _window(spec)
     engine = App(settings, clock=lambda: window.end + timedelta(days=1))
     try:
+        plans = {p.name: planned(engine, p, window)[0] for p in settings.pipelines}
         started = time.perf_counter()
+        cpu_started = process_cpu()
         with ThreadPoolExecutor(len(formats), thread_name_prefix="window") as pool:
-            results = list(pool.map(lambda p: engine.worker.run_window(p, window), settings.pipelines))
+            moving = pool.map(lambda p: engine.worker.run_window(p, window, plan=plans[p.name]), settings.pipelines)
+            results = list(moving)
         seconds = time.perf_counter() - started
+        cpu = process_cpu() - cpu_started
     finally:
         engine.close()
     failed = [f"{r.pipeline}: {r.outcome} {r.error}" for r in results if r.outcome != "done"]
     if failed:
         raise RuntimeError(f"windows not moved: {failed}")
-    return {"rows": sum(r.rows for r in results), "seconds": seconds, "windows": len(results),
-            "formats": formats, "bytes_out": sum(r.bytes for r in results)}  # fmt: skip
+    return {"rows": sum(r.rows for r in results), "seconds": seconds, "windows": len(results), "formats": formats,
+            "bytes_out": sum(r.bytes for r in results), "moving_cpu_s": round(cpu, 2)}  # fmt: skip
 
 
 class _GzipStager:
@@ -233,6 +259,7 @@ def limit(spec: dict[str, Any]) -> dict[str, Any]:
 
     rows = bytes_in = 0
     started = time.perf_counter()
+    cpu_started = process_cpu()
     out = _GzipStager(blob, GZIP_LEVEL)
     with ThreadPoolExecutor(4, thread_name_prefix="limit-fetch") as fetcher:
         ahead: deque[Future[bytes]] = deque()
@@ -245,8 +272,10 @@ def limit(spec: dict[str, Any]) -> dict[str, Any]:
             rows, bytes_in = _limit_write(ahead.popleft().result(), out, rows, bytes_in)
     out.close()
     seconds = time.perf_counter() - started
+    cpu = process_cpu() - cpu_started
     http.close()
-    return {"rows": rows, "seconds": seconds, "bytes_in": bytes_in, "bytes_out": out.size, "queries": len(subs)}
+    return {"rows": rows, "seconds": seconds, "bytes_in": bytes_in, "bytes_out": out.size, "queries": len(subs),
+            "moving_cpu_s": round(cpu, 2)}  # fmt: skip
 
 
 def _limit_write(content: bytes, out: _GzipStager, rows: int, bytes_in: int) -> tuple[int, int]:

@@ -168,18 +168,23 @@ def plan_windows(
     *,
     limit: int | None = None,
     requeue_after: timedelta | None = None,
+    min_batch: int = 1,
 ) -> Plan:
     """Due windows for one pipeline: eligible recorded ones plus new ones past the frontier.
 
     ``frontier`` is the end of the newest window ever recorded (``None`` on the first run);
     ``states`` are the recorded windows that are not done. The result holds at most
     ``limit`` (default ``config.max_per_tick``) windows, oldest first. With a queue
-    (``requeue_after`` set) windows already in flight count against the cap.
+    (``requeue_after`` set) windows already in flight count against the cap, and nothing is
+    planned while fewer than ``min_batch`` places are free (a top-up waits for a few windows to
+    finish, then queues several with one count query; with nothing in flight every place is free).
     """
     states = list(states)
     cap = config.max_per_tick if limit is None else limit
     if requeue_after is not None:
         cap = max(0, cap - sum(in_flight(s, now, requeue_after) for s in states))
+        if cap < min_batch:
+            cap = 0
     last = due_end(config, now)
     old = sorted(
         {s.window for s in states if eligible(s, now, config.max_attempts, requeue_after) and s.window.end <= last}

@@ -29,12 +29,17 @@ from shared.settings import Pipeline, Settings
 from shared.sources import SteppedSource
 from shared.windows import WindowState, open_mark, plan_windows
 
-__all__ = ["QUEUE_VISIBILITY", "PipelinePlan", "Planner", "due_sweeps"]
+__all__ = ["QUEUE_VISIBILITY", "PipelinePlan", "Planner", "due_sweeps", "top_up_batch"]
 
 log = logging.getLogger(__name__)
 # How long the Functions host keeps a message it is processing invisible (its queue listener's
 # default). A window still ``queued`` after this plus its lease has lost its message.
 QUEUE_VISIBILITY = timedelta(minutes=10)
+
+
+def top_up_batch(pipeline: Pipeline) -> int:
+    """Free places a worker's top-up waits for: a third of ``max_per_tick`` (at least 1)."""
+    return max(1, pipeline.window.max_per_tick // 3)
 
 
 def due_sweeps(done: list[WindowState], now: datetime, requeue_after: timedelta, cap: int) -> list[WindowState]:
@@ -83,10 +88,13 @@ class Planner:
             return None
         return QUEUE_VISIBILITY + pipeline.window.lease
 
-    def plan(self, pipeline: Pipeline, *, new_status: str = "pending", record: bool = True) -> PipelinePlan:
+    def plan(
+        self, pipeline: Pipeline, *, new_status: str = "pending", record: bool = True, min_batch: int = 1
+    ) -> PipelinePlan:
         """Due windows of ``pipeline`` (new ones recorded first, as ``new_status``) and windows to re-sweep.
 
-        ``record=False`` only looks (an idle check): new windows are due but nothing is written."""
+        ``record=False`` only looks (an idle check): new windows are due but nothing is written.
+        ``min_batch``: plan nothing while fewer places are free (``plan_windows``)."""
         now = self.clock()
         back = lookback(pipeline)
         snapshot = self.ledger.snapshot(pipeline.name, since=now - back if back > timedelta(0) else None)
@@ -98,7 +106,9 @@ class Planner:
             log.warning("%s: could not note unreadable entities: %s", pipeline.name, exc)
         open_states = [s for s in snapshot.states if s.status != "done"]
         requeue = self.requeue_after(pipeline)
-        plan = plan_windows(pipeline.window, now, snapshot.frontier, open_states, requeue_after=requeue)
+        plan = plan_windows(
+            pipeline.window, now, snapshot.frontier, open_states, requeue_after=requeue, min_batch=min_batch
+        )
         ops = snapshot.operations
         mark = open_mark(open_states, pipeline.window.max_attempts, snapshot.frontier)
         if mark > snapshot.open_from and record:  # before recording new windows, which changes the meta ETag
@@ -154,16 +164,20 @@ class Planner:
                      "" if step.done else f", next {step.next_day:%Y-%m-%d}")  # fmt: skip
 
     def top_up(self, pipeline: Pipeline) -> int:
-        """Enqueue what is due for one pipeline now (a worker that just finished a window calls this)."""
+        """Enqueue what is due for one pipeline now (a worker that just finished a window calls this).
+
+        Only once a third of ``max_per_tick`` places are free (``top_up_batch``): during a backfill
+        one top-up in a few queues several windows, counted by one query, instead of one window
+        and one count query per finished window; the queue still holds the other two thirds."""
         try:
-            return self._enqueue(pipeline, sweeps=False)[0]
+            return self._enqueue(pipeline, sweeps=False, min_batch=top_up_batch(pipeline))[0]
         except MoverError as exc:
             log.warning("%s: top-up failed (the next tick plans it): %s", pipeline.name, exc)
             return 0
 
-    def _enqueue(self, pipeline: Pipeline, *, sweeps: bool) -> tuple[int, int]:
+    def _enqueue(self, pipeline: Pipeline, *, sweeps: bool, min_batch: int = 1) -> tuple[int, int]:
         queue = self.queue
-        plan = self.plan(pipeline, new_status="queued")
+        plan = self.plan(pipeline, new_status="queued", min_batch=min_batch)
         now = self.clock()
         queued = 0
         attempts = pipeline.window.max_attempts

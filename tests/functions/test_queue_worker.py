@@ -64,6 +64,33 @@ def test_timer_enqueues_and_workers_move_each_window_once(functions, engine, emu
         assert rows == expected_rows(emulator, "requests", state.window.start, state.window.end)
 
 
+def test_a_workers_top_up_queues_a_third_of_max_per_tick_at_once_with_one_count(
+    functions, make_engine, emulator, storage_conn, unique
+):
+    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 6})
+    engine = make_engine([pipeline], now=T0 + 12 * H + timedelta(minutes=10), MOVER_DISPATCH="queue")
+    api.reset_engine(engine)
+    functions.timers["mover_tick"].call(TimerRequest(past_due=False))
+    bodies = take(engine)
+    assert len(bodies) == 6
+    deliver(functions, bodies[0])
+    assert take(engine) == []  # one place free: the top-up waits for a second (6 // 3)
+    before = emulator.stats.queries
+    deliver(functions, bodies[1])
+    topped = take(engine)
+    assert [WorkMessage.decode(b).window.start for b in topped] == [T0 + 6 * H, T0 + 7 * H]
+    assert all(WorkMessage.decode(b).plan is not None for b in topped)  # both counted ahead…
+    moved = engine.ledger.get("requests", WorkMessage.decode(bodies[1]).window).extra["queries"]
+    assert emulator.stats.queries - before == moved + 1  # …by one count query
+    waiting = bodies[2:] + topped
+    while waiting:  # the end of the backfill: the last windows are queued as places free up
+        for body in waiting:
+            deliver(functions, body)
+        waiting = take(engine)
+    done = [s.window.start for s in engine.ledger.states("requests") if s.status == "done"]
+    assert done == [T0 + i * H for i in range(12)]
+
+
 def test_duplicate_late_and_malformed_messages_are_no_ops(functions, engine, storage_conn, unique):
     functions.timers["mover_tick"].call(TimerRequest(past_due=False))
     body = take(engine)[0]

@@ -94,6 +94,19 @@ def test_plan_puts_eligible_old_windows_first_and_respects_cap():
     assert [w.start for w in plan.new] == [T0 + 8 * H]
 
 
+def test_a_top_up_waits_until_min_batch_places_are_free():
+    now = T0 + timedelta(hours=20, minutes=6)
+    requeue = timedelta(minutes=30)
+    queued = [WindowState(Window(T0 + i * H, T0 + (i + 1) * H), "queued", queued_at=now) for i in range(5)]
+    config = cfg(max_per_tick=6)
+    one_free = plan_windows(config, now, T0 + 5 * H, queued, requeue_after=requeue, min_batch=2)
+    assert one_free.windows == () and one_free.new == ()  # 5 of 6 in flight: wait for a second place
+    two_free = plan_windows(config, now, T0 + 5 * H, queued[1:], requeue_after=requeue, min_batch=2)
+    assert [w.start for w in two_free.new] == [T0 + 5 * H, T0 + 6 * H]
+    idle = plan_windows(config, now, T0 + 5 * H, [], requeue_after=requeue, min_batch=6)
+    assert len(idle.new) == 6  # nothing in flight: every place is free, whatever the batch
+
+
 def test_plan_nothing_due():
     plan = plan_windows(cfg(), T0 + timedelta(minutes=64), T0 + H, [])
     assert plan.windows == () and plan.new == ()
