@@ -41,7 +41,7 @@ from shared.durations import parse_timestamp
 from shared.model import Window, format_ts
 from shared.settings import QuerySourceConfig, Settings, load_settings
 
-__all__ = ["HOUR", "bench_settings", "limit", "pipeline", "planned", "serve", "three"]
+__all__ = ["HOUR", "at_once", "bench_settings", "limit", "pipeline", "planned", "serve"]
 
 HOUR = timedelta(hours=1)
 
@@ -136,10 +136,10 @@ def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def three(spec: dict[str, Any]) -> dict[str, Any]:
-    """Three windows of the hour at once in one process, as one worker instance runs queue messages
-    (``batchSize`` 2 + ``newBatchThreshold`` 1): JSONL.gz, Parquet and Delta pipelines over the same
-    rows, each through ``WindowWorker.run_window`` on its own thread, sharing the query budget."""
+def at_once(spec: dict[str, Any]) -> dict[str, Any]:
+    """Windows of the hour at once in one process, as one worker instance runs queue messages (up to
+    ``batchSize`` 2 + ``newBatchThreshold`` 2 = 4): one pipeline per format of ``formats`` over the same
+    rows, each through ``WindowWorker.run_window`` on its own thread, sharing the query and memory budgets."""
     from shared.app import App
 
     formats = spec.get("formats") or ["jsonl", "parquet", "delta"]

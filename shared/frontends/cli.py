@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--enqueue", action="store_true", help="plan and enqueue only; workers run elsewhere (work)")
     wk = sub.add_parser("work", help="one queue worker process (what the queue-triggered function does)")
     wk.add_argument("--batch", type=int, default=2, help="messages taken at a time (host.json batchSize)")
-    wk.add_argument("--new-batch-threshold", type=int, default=1, help="fetch more when this few are left (host.json)")
+    wk.add_argument("--new-batch-threshold", type=int, default=2, help="fetch more when this few are left (host.json)")
     wk.add_argument("--max-dequeue", type=int, default=5, help="deliveries before a message goes to the poison queue")
     wk.add_argument("--idle-wait", type=float, default=0.5, help="seconds to wait when the queue is empty")
     for name, text in (

@@ -1,8 +1,8 @@
 """The per-process byte budget for rows held in memory between the service and the sinks.
 
 Every window moved in a process reads its sub-queries ahead of its writer (``window_run.Ahead``)
-and its sinks buffer encoded data; three windows at once (the host's ``batchSize`` 2 +
-``newBatchThreshold`` 1) must fit one Flex Consumption instance (512, 2,048 or 4,096 MB). Rows
+and its sinks buffer encoded data; four windows at once (the host's ``batchSize`` 2 +
+``newBatchThreshold`` 2) must fit one Flex Consumption instance (512, 2,048 or 4,096 MB). Rows
 differ tenfold in width between tables, so the bound is in bytes, not rows: a read-ahead step
 reserves its expected size here before its query is sent, and gives it back once its rows are
 written. The step a writer needs next is always read (a window never starves), so the budget
