@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"backfill {len(tables)} x {args.windows} windows, {workers} worker(s): {r['seconds']:.1f} s, "
                 f"{r['rows_per_s']:,} rows/s, max in flight {r['max_in_flight']}, app 429s {r['app_429']}, "
                 f"{r['ideal_ratio']:.2f} of the ideal {r['ideal_s']:.1f} s ({r['ideal_bound']}), "
+                f"{r['fill']:.2f} over the {r['span_s']:.1f} s from the first query to the last, "
                 f"lost {r['lost']} dup {r['duplicated']}",
                 flush=True,
             )
@@ -245,7 +246,17 @@ def main(argv: list[str] | None = None) -> int:
         "backfill": {
             str(r["workers"]): {
                 k: r[k]
-                for k in ("seconds", "rows_per_s", "max_in_flight", "app_429", "ideal_s", "ideal_cap_s", "ideal_ratio")
+                for k in (
+                    "seconds",
+                    "rows_per_s",
+                    "max_in_flight",
+                    "app_429",
+                    "ideal_s",
+                    "ideal_cap_s",
+                    "ideal_ratio",
+                    "span_s",
+                    "fill",
+                )
             }
             | {"speedup": round(base / r["seconds"], 2)}
             for r in runs

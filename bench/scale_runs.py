@@ -85,6 +85,8 @@ def _figures(stats: dict[str, Any], seconds: float, rows: int) -> dict[str, Any]
 
     The ideal: the emulator's summed service time spread over 5 slots (always 5 in flight,
     no gaps, no client time) — and no faster than the request rate allows (180 per 30 s).
+    ``fill``: how busy the 5 slots were from the first query in to the last one out (the
+    processes' start and the last commits are outside that span, inside ``seconds``).
     """
     service_s = stats.get("latency_ms_total", 0) / 1000
     ideal_cap = service_s / CAP
@@ -103,6 +105,8 @@ def _figures(stats: dict[str, Any], seconds: float, rows: int) -> dict[str, Any]
         "ideal_bound": "cap" if ideal_cap >= ideal_rate else "rate",
         "ideal_cap_s": round(ideal_cap, 2),
         "ideal_ratio": round(ideal / seconds, 3) if seconds else 0.0,
+        "span_s": round(stats.get("span_ms", 0) / 1000, 2),
+        "fill": round(ideal / (stats["span_ms"] / 1000), 3) if stats.get("span_ms") else 0.0,
     }
 
 

@@ -145,6 +145,7 @@ class EmulatorStats:
     control_requests: int = 0
     peak_concurrency: int = 0
     latency_ms_total: int = 0  # service time added by the latency settings, summed over queries
+    span_ms: int = 0  # from the first query in to the last one out (its slots' busy share: latency / cap / span)
     status_counts: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -168,11 +169,11 @@ class _Counters:
         with self._lock:
             self._status[code] = self._status.get(code, 0) + 1
 
-    def snapshot(self, peak: int) -> EmulatorStats:
+    def snapshot(self, peak: int, span_ms: int = 0) -> EmulatorStats:
         with self._lock:
-            names = {f.name for f in fields(EmulatorStats)} - {"status_counts", "peak_concurrency"}
+            names = {f.name for f in fields(EmulatorStats)} - {"status_counts", "peak_concurrency", "span_ms"}
             values = {k: self._values.get(k, 0) for k in names}
-            return EmulatorStats(**values, peak_concurrency=peak, status_counts=dict(self._status))
+            return EmulatorStats(**values, peak_concurrency=peak, span_ms=span_ms, status_counts=dict(self._status))
 
     def reset(self) -> None:
         with self._lock:
@@ -347,11 +348,11 @@ class EmulatorCore:
 
     @property
     def stats(self) -> EmulatorStats:
-        return self.counters.snapshot(self.gate.peak)
+        return self.counters.snapshot(self.gate.peak, self.gate.span_ms())
 
     def reset_stats(self) -> None:
         self.counters.reset()
-        self.gate.peak = self.gate.active
+        self.gate.reset()
         self.limiter.reset()
 
     def start_seeder(

@@ -47,6 +47,8 @@ class ConcurrencyGate:
         self._lock = threading.Lock()
         self.active = 0
         self.peak = 0
+        self.first: float | None = None  # monotonic time the first query (since a reset) entered
+        self.last: float | None = None  # … and the last one left: the span the queries covered
 
     def try_enter(self, limit: int | None) -> bool:
         with self._lock:
@@ -54,8 +56,21 @@ class ConcurrencyGate:
                 return False
             self.active += 1
             self.peak = max(self.peak, self.active)
+            if self.first is None:
+                self.first = time.monotonic()
             return True
 
     def leave(self) -> None:
         with self._lock:
             self.active -= 1
+            self.last = time.monotonic()
+
+    def span_ms(self) -> int:
+        """Milliseconds from the first query in to the last one out (0 before any)."""
+        with self._lock:
+            return round((self.last - self.first) * 1000) if self.first is not None and self.last else 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self.peak = self.active
+            self.first = self.last = None
