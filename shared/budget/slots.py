@@ -178,6 +178,8 @@ class Budget:
         self._count = self._tally.add
         self._table_ready = False
         self._own = threading.local()  # the pause this thread set: its caller waits it out already
+        self._freed = threading.Condition()  # a slot of this process was released: a local waiter looks now
+        self._releases = 0
 
     def __repr__(self) -> str:
         return f"Budget(table={self.table.table_name!r}, key={self.key!r}, limits={self.limits})"
@@ -201,6 +203,7 @@ class Budget:
         started = self._clock()
         delay = self._poll[0]
         while True:
+            releases = self._releases  # before the read: a release after it cuts the wait short
             now_ms = _ms(self._clock())
             snap = self._read()
             if snap.paused_until <= getattr(self._own, "pause", 0):
@@ -224,7 +227,17 @@ class Budget:
                     f" {self.limits.period:.0f}s across the app; last wait: {_reason(decision)})",
                     retry_after=min(60.0, self.max_wait),
                 )
-            self._sleep(pause)
+            self._nap(pause, releases)
+
+    def _nap(self, seconds: float, releases: int) -> None:
+        """Wait ``seconds`` before looking again, or less: a slot this process releases meanwhile
+        wakes one waiter at once (instances poll each other's slots; threads here need not). An
+        injected ``sleep`` (a test's fake clock) keeps its own time."""
+        if self._sleep is not time.sleep:
+            self._sleep(seconds)
+            return
+        with self._freed:
+            self._freed.wait_for(lambda: self._releases != releases, timeout=seconds)
 
     def _pause_for(self, wait: Wait, delay: float) -> float:
         jittered = self._rng.uniform(delay / 2, delay)
@@ -298,6 +311,9 @@ class Budget:
         hold.let_go()
         if not hold.lost:
             self._write_slot(hold, expires=0, what="releases")
+        with self._freed:
+            self._releases += 1
+            self._freed.notify()
 
     def _write_slot(self, hold: Hold, *, expires: int, what: str) -> bool:
         entity = {
