@@ -28,6 +28,7 @@ from shared.engine.inline import run_due
 from shared.engine.messages import WorkQueue
 from shared.engine.planner import Planner
 from shared.engine.replay import Replayer
+from shared.engine.topups import TopUps
 from shared.engine.worker import WindowWorker
 from shared.ledger import Ledger
 from shared.ops.status import StatusView
@@ -91,10 +92,16 @@ class App:
             settings=settings, ledger=self.ledger, clock=clock, worker=self.worker, planner=self.planner
         )
         self.handler = MessageHandler(
-            settings=settings, ledger=self.ledger, clock=clock, worker=self.worker, planner=self.planner
+            settings=settings,
+            ledger=self.ledger,
+            clock=clock,
+            worker=self.worker,
+            planner=self.planner,
+            top_ups=TopUps(self.planner.top_up),
         )
 
     def close(self) -> None:
+        self.handler.top_ups.wait(timeout=30.0)  # a count query of a top-up still uses the HTTP pool
         self.ledger.rollups.flush()
         self.http.close()
 

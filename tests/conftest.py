@@ -138,7 +138,9 @@ def blob_names(conn: str, container: str, prefix: str = "") -> list[str]:
 
 
 def take(engine: Any) -> list[str]:
-    """Every message waiting on the engine's work queue (received and deleted, as a worker would)."""
+    """Every message waiting on the engine's work queue (received and deleted, as a worker would),
+    once the top-ups its workers asked for have run."""
+    assert engine.handler.top_ups.wait(), "top-ups still running after 60 s"
     client = queue_client(engine.settings.state, engine.settings.queue_name)
     bodies = []
     while batch := list(client.receive_messages(max_messages=32, visibility_timeout=60)):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from shared.engine.messages import BadMessage, WorkMessage
 from shared.engine.planner import Planner
 from shared.engine.ports import Clock
+from shared.engine.topups import TopUps
 from shared.engine.worker import WindowWorker
 from shared.errors import MoverError, RetriableError
 from shared.ledger import Ledger
@@ -29,13 +30,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True, eq=False)
 class MessageHandler:
-    """Acts on work and poison messages with the worker, the planner (to top the queue up) and the ledger."""
+    """Acts on work and poison messages with the worker, the planner (to put a checkpointed window
+    back), the top-ups (off the message's thread) and the ledger."""
 
     settings: Settings
     ledger: Ledger
     clock: Clock
     worker: WindowWorker
     planner: Planner
+    top_ups: TopUps
 
     def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> str:
         """Act on one delivered message; returns what happened (for logs and tests).
@@ -58,7 +61,7 @@ class MessageHandler:
         if result.outcome == "paused":
             self.planner.enqueue_one(pipeline, message.window, self.clock())
         elif result.outcome != "skipped" or dequeue_count == 1:
-            self.planner.top_up(pipeline)
+            self.top_ups.request(pipeline)
         if result.outcome == "skipped":
             log.debug(
                 "%s %s: nothing to do (done, running elsewhere or changed): message %s",

@@ -43,7 +43,8 @@ def row_query_of(marker: bytes):
 
 
 def waiting(engine: Any) -> list[WorkMessage]:
-    """The messages on the queue now, left there (a peek)."""
+    """The messages on the queue now, left there (a peek), once the workers' top-ups have run."""
+    assert engine.handler.top_ups.wait(), "top-ups still running after 60 s"
     client = queue_client(engine.settings.state, engine.settings.queue_name)
     return [WorkMessage.decode(m.content) for m in client.peek_messages(max_messages=32)]
 
