@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import DataError, FatalError
@@ -220,11 +220,23 @@ class DeltaSink:
             cached = self._schema
         if cached is not None and time.monotonic() - cached[0] < _SCHEMA_TTL:
             return cached[1]
-        dt = load_table(self.uri, self.options)
-        schema = pa.schema(dt.schema().to_arrow()) if dt is not None else None
+        schema = None
+        if self._has_log():  # a new table: no deltalake before its commit (``load_table``)
+            dt = load_table(self.uri, self.options)
+            schema = pa.schema(dt.schema().to_arrow()) if dt is not None else None
         with self._lock:
             self._schema = (time.monotonic(), schema)
         return schema
+
+    def _has_log(self) -> bool:
+        """Whether the table folder holds a ``_delta_log`` entry (one listing call)."""
+        try:
+            found = self.container.list_blobs(name_starts_with=f"{self.root}/_delta_log/", results_per_page=1)
+            return next(iter(found), None) is not None
+        except ResourceNotFoundError:  # no container yet: no table yet
+            return False
+        except AzureError as exc:
+            raise translate(exc, f"listing {self.root}/_delta_log") from exc
 
     def remember(self, name: str, staged: StagedFile) -> None:
         with self._lock:

@@ -23,19 +23,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, Field, Schema
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
 from shared.errors import ConfigError, FatalError, RetriableError
 from shared.model import Window
 from shared.settings import StorageConfig
 from shared.sinks.delta_files import Segment, covers
+
+if TYPE_CHECKING:  # deltalake is imported by the functions that use it (see ``load_table``)
+    from deltalake import DeltaTable, Field
 
 __all__ = [
     "APP_PREFIX",
@@ -193,7 +193,14 @@ def file_stats(meta: pq.FileMetaData, schema: pa.Schema) -> str:
 
 
 def load_table(uri: str, options: Mapping[str, str]) -> DeltaTable | None:
-    """The table's latest snapshot, ``None`` if there is no table yet."""
+    """The table's latest snapshot, ``None`` if there is no table yet.
+
+    deltalake is imported here, not with this module: its native library adds ~18 MB to the
+    process, which a window into a new table then only pays at its commit (docs/performance.md).
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
     try:
         return DeltaTable(uri, storage_options=dict(options))
     except TableNotFoundError:
@@ -234,6 +241,9 @@ def new_fields(table: pa.Schema, files: Sequence[StagedFile], window: Window) ->
 
 def _create(uri: str, options: Mapping[str, str], schema: pa.Schema, parts: Sequence[pa.Field]) -> None:
     """Create the table (version 0, no files); losing the race to another creator is fine."""
+    from deltalake import DeltaTable, Schema
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
     full = pa.schema([*schema, *parts])
     try:
         DeltaTable.create(
@@ -248,6 +258,8 @@ def _create(uri: str, options: Mapping[str, str], schema: pa.Schema, parts: Sequ
 
 
 def _fields_of(schema: pa.Schema) -> list[Field]:
+    from deltalake import Schema
+
     return list(Schema.from_arrow(schema).fields)
 
 
@@ -291,6 +303,9 @@ def commit_window(
     in a compacted file, else ``FatalError``. A newer stamp already recorded means a later run
     of this window committed: ``RetriableError`` (this run lost its lease), nothing written.
     """
+    from deltalake.exceptions import CommitFailedError, DeltaError
+    from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
+
     part_values = partition_values(parts, window)
     folder = "/".join(f"{k}={v}" for k, v in part_values.items())
     prefix = f"{window.key}_"

@@ -511,3 +511,43 @@ def test_a_killed_worker_leaves_no_duplicates(emu, make_engine, storage_conn, un
     dt, rows = read_table(storage_conn, container, "req")
     assert ids(rows) == truth(emu, T0, end)
     assert len(dt.file_uris()) == 12  # one file per window: every earlier file was replaced
+
+
+_NEW_TABLE_SCRIPT = """
+import sys
+from datetime import datetime, UTC
+from shared.model import Batch, Column, Window
+from shared.settings import SinkConfig, StorageConfig
+from shared.sinks import build_sink
+
+conn, container = sys.argv[1], sys.argv[2]
+storage = StorageConfig(setting="AzureWebJobsStorage", conn_string=conn)
+config = SinkConfig(kind="delta", storage=storage, container=container, path="{pipeline}",
+                    format="parquet", compression="snappy")
+sink = build_sink(config, pipeline="app", table="requests")
+window = Window(datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 2, 1, tzinfo=UTC))
+for round_ in ("new", "existing"):
+    writer = sink.open(window)
+    writer.write(Batch("requests", (Column("itemId"), Column("n", "long")), [["a", 1], ["b", 2]]))
+    outputs = writer.commit()
+    print(round_, "written", "deltalake" in sys.modules)
+    sink.write_manifest(window, outputs, {})
+    sink._schema = None  # the next writer reads the table's schema again
+"""
+
+
+def test_a_new_table_loads_deltalake_only_for_its_commit(storage_conn, unique):
+    """deltalake's native library (~18 MB) is not loaded while a new table's first window is
+    written; a table that exists is loaded at the writer's open, for its schema."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _NEW_TABLE_SCRIPT, storage_conn, f"lake-{unique}"],
+        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["new written False", "existing written True"]
+    _, rows = read_table(storage_conn, f"lake-{unique}", "app")
+    assert sorted(r["itemId"] for r in rows) == ["a", "b"]

@@ -333,3 +333,27 @@ def test_dumps_json_is_compact() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown format"):
         open_encoder("xml", io.BytesIO())
+
+
+def test_parquet_wide_rows_cut_row_groups_at_the_byte_bound() -> None:
+    """Row groups of wide rows end once ``ROW_GROUP_BYTES`` of Arrow data is pending, long
+    before ``row_group_rows``; the pending bytes go back to the budget."""
+    from shared.runtime.membudget import ByteBudget
+    from shared.sinks.formats.parquet import ROW_GROUP_BYTES
+
+    cols = (Column("n", "long"), Column("s"))
+    wide = "x" * 2**16
+    batches = [Batch("t", cols, [[i * 40 + j, wide] for j in range(40)]) for i in range(12)]  # ~2.6 MB each
+    out, budget = io.BytesIO(), ByteBudget(2**30)
+    enc = ParquetEncoder(out, "snappy", row_group_rows=25_000, budget=budget)
+    for batch in batches:
+        enc.write(batch)
+    enc.close()
+    meta = pq.ParquetFile(io.BytesIO(out.getvalue())).metadata
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    per_batch = 40 * (len(wide) + 12)
+    assert sum(groups) == 480 and len(groups) > 1
+    assert all(g * len(wide) >= ROW_GROUP_BYTES for g in groups[:-1])
+    assert all(g * len(wide) < ROW_GROUP_BYTES + per_batch for g in groups)
+    assert budget.used == 0 and budget.peak >= ROW_GROUP_BYTES
+    assert pq.read_table(io.BytesIO(out.getvalue())).column("n").to_pylist() == list(range(480))
