@@ -38,19 +38,9 @@ if TYPE_CHECKING:  # deltalake is imported by the functions that use it (see ``l
     from deltalake import DeltaTable, Field
 
 __all__ = [
-    "APP_PREFIX",
-    "EMULATOR_KEY",
-    "PARTITIONS",
-    "Commit",
-    "Merged",
-    "StagedFile",
-    "commit_window",
-    "file_stats",
-    "load_table",
-    "partition_columns",
-    "partition_values",
-    "storage_options",
-]
+    "APP_PREFIX", "EMULATOR_KEY", "PARTITIONS", "Commit", "Merged", "StagedFile", "commit_window", "file_stats",
+    "load_table", "partition_columns", "partition_values", "storage_options",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +183,8 @@ def file_stats(meta: pq.FileMetaData, schema: pa.Schema) -> str:
 
 
 def load_table(uri: str, options: Mapping[str, str]) -> DeltaTable | None:
-    """The table's latest snapshot, ``None`` if there is no table yet.
-
-    deltalake is imported here, not with this module: its native library adds ~18 MB to the
-    process, which a window into a new table then only pays at its commit (docs/performance.md).
-    """
+    """The table's latest snapshot, ``None`` if there is no table yet. deltalake is imported here,
+    not with this module: its ~18 MB are paid by a window into a new table only at its commit."""
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError, TableNotFoundError
 
