@@ -26,7 +26,7 @@ from shared.runtime.storage import queue_client
 
 __all__ = ["IDLE_POLL", "failed_windows", "idle_report", "run", "start_workers", "stop_workers", "work"]
 
-IDLE_POLL = 1.0  # seconds between idle checks while workers run a backfill (--until-idle): a few ledger reads
+IDLE_POLL = 0.5  # seconds between idle checks while workers run a backfill (--until-idle): a few ledger reads
 
 
 def idle_report(engine: App) -> tuple[int, list[dict[str, Any]]]:
