@@ -2,8 +2,9 @@
 and one big hour with sequential or parallel sub-queries.
 
 Both run the app's real code in their own processes against the emulator with service
-time and the 5-query cap: the backfill is ``python -m shared run --workers N --every 1
---until-idle`` (a planner plus N ``python -m shared work`` processes on Azurite's queue);
+time and the 5-query cap: the backfill is ``python -m shared run --workers N --until-idle`` (a
+planner that ticks once at the start, as the schedule's next tick is minutes away, plus N ``python
+-m shared work`` processes on Azurite's queue whose top-ups keep it going);
 the hour is ``App.replayer.replay(mode="inline")`` in a child (``python -m bench.scale --child
 hour``) so its peak RSS (``VmHWM``) is its own.
 """
