@@ -90,7 +90,11 @@ def _encode(config: SinkConfig, batches: list[Batch]) -> int:
         if config.kind == "table":
             return JsonlEncoder(counter, "none")
         return open_encoder(
-            config.format, counter, compression=config.compression, row_group_rows=config.row_group_rows
+            config.format,
+            counter,
+            compression=config.compression,
+            row_group_rows=config.row_group_rows,
+            row_group_bytes=config.row_group_mb * 2**20,
         )
 
     encoder = fresh()

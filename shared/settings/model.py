@@ -138,6 +138,7 @@ class SinkConfig:
     format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     compression: str = "gzip"
     row_group_rows: int = 25_000
+    row_group_mb: int = 4  # Parquet/Delta: a row group is also cut at this many MB of pending Arrow data
     # delta only: partition columns ("" = date_hour for windows under a day, else date),
     # and what the maintenance timer does (compact closed days; vacuum past a retention).
     partition_by: Literal["", "date", "date_hour"] = ""

@@ -19,7 +19,8 @@ __all__ = ["PLACEHOLDERS", "delta_sink", "path_problems", "separate_outputs", "s
 
 PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "window", "window_end", "part"})
 _PLACEHOLDERS = PLACEHOLDERS
-_BLOB_FIELDS = {"kind", "connection_setting", "container", "format", "compression", "path", "row_group_rows"}
+_BLOB_FIELDS = {"kind", "connection_setting", "container", "format", "compression", "path"}
+_BLOB_FIELDS |= {"row_group_rows", "row_group_mb"}
 _TABLE_FIELDS = {"kind", "connection_setting", "table"}
 _MAX_BLOB_NAME = 1024
 # Blob names may hold most Unicode, but control characters, '\\' (turned into '/' by some tools)
@@ -111,6 +112,7 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
     for problem in path_problems(path, blob=kind == "blob"):
         p.fail(where, f"'path' {problem}")
     rg = p.whole(where, raw, "row_group_rows", 25_000, 1_000, 1_000_000)
+    rg_mb = p.whole(where, raw, "row_group_mb", 4, 1, 1024)
     if not isinstance(container, str):
         return None
     return SinkConfig(
@@ -121,6 +123,7 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
         format=fmt if fmt in ("jsonl", "csv", "parquet") else "jsonl",
         compression=str(compression),
         row_group_rows=rg,
+        row_group_mb=rg_mb,
     )
 
 
@@ -128,6 +131,7 @@ def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
     """``{"kind": "delta", "container": …, "path": "{pipeline}", "partition_by": "date_hour",
     "optimize": true, "vacuum_retention": "P7D"}``: one Delta table per pipeline."""
     known = {"kind", "container", "path", "partition_by", "connection_setting", "compression", "row_group_rows"}
+    known |= {"row_group_mb"}
     p.reject_unknown(where, raw, known | {"optimize", "vacuum_retention"})
     storage = p.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
     container = raw.get("container")
@@ -158,6 +162,7 @@ def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
         p.fail(where, f"'compression' for delta must be snappy or zstd; got {compression!r}")
         compression = "snappy"
     rg = p.whole(where, raw, "row_group_rows", 100_000, 1_000, 1_000_000)
+    rg_mb = p.whole(where, raw, "row_group_mb", 4, 1, 1024)
     if not isinstance(container, str):
         return None
     return SinkConfig(
@@ -168,6 +173,7 @@ def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
         format="parquet",
         compression=str(compression),
         row_group_rows=rg,
+        row_group_mb=rg_mb,
         partition_by=partition_by,
         optimize=optimize,
         vacuum_retention=retention,

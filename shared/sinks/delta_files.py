@@ -27,7 +27,7 @@ from shared.settings import SinkConfig
 from shared.sinks._azure import translate
 from shared.sinks.blob import BLOCK_SIZE, BlockStager
 from shared.sinks.formats.arrow import conform
-from shared.sinks.formats.parquet import ROW_GROUP_BYTES, OutputStream
+from shared.sinks.formats.parquet import OutputStream
 
 __all__ = [
     "SEGMENTS_KEY",
@@ -107,7 +107,7 @@ class DataFile:
         self._pending_bytes += table.nbytes
         process_budget().force(table.nbytes)  # the pending row group counts in the process's budget
         self.rows += table.num_rows
-        if self._pending_rows >= self._config.row_group_rows or self._pending_bytes >= ROW_GROUP_BYTES:
+        if self._pending_rows >= self._config.row_group_rows or self._pending_bytes >= self._config.row_group_mb << 20:
             self._flush()
 
     def _let_go(self) -> None:

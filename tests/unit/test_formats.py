@@ -357,3 +357,10 @@ def test_parquet_wide_rows_cut_row_groups_at_the_byte_bound() -> None:
     assert all(g * len(wide) < ROW_GROUP_BYTES + per_batch for g in groups)
     assert budget.used == 0 and budget.peak >= ROW_GROUP_BYTES
     assert pq.read_table(io.BytesIO(out.getvalue())).column("n").to_pylist() == list(range(480))
+
+    larger = io.BytesIO()  # a sink's ``row_group_mb`` raises the bound: the same rows in one group
+    enc = ParquetEncoder(larger, "snappy", row_group_rows=25_000, row_group_bytes=64 * 2**20)
+    for batch in batches:
+        enc.write(batch)
+    enc.close()
+    assert pq.ParquetFile(io.BytesIO(larger.getvalue())).metadata.num_row_groups == 1

@@ -191,3 +191,12 @@ def test_multiple_sinks():
         ("lake", "parquet", "snappy"),
         ("archive", "jsonl", "none"),
     ]
+
+
+def test_parquet_row_group_bounds():
+    (sink,) = load_settings(env(pipeline(sink={"container": "lake", "format": "parquet"}))).pipelines[0].sinks
+    assert (sink.row_group_rows, sink.row_group_mb) == (25_000, 4)
+    raw = {"container": "lake", "format": "parquet", "row_group_rows": 50_000, "row_group_mb": 64}
+    (sink,) = load_settings(env(pipeline(sink=raw))).pipelines[0].sinks
+    assert (sink.row_group_rows, sink.row_group_mb) == (50_000, 64)
+    assert "'row_group_mb'" in problems(env(pipeline(sink={"container": "lake", "row_group_mb": "big"})))

@@ -17,14 +17,16 @@ def test_delta_sink_defaults():
     (sink,) = p.sinks
     assert (sink.kind, sink.container, sink.path, sink.partition_by) == ("delta", "lake", "{pipeline}", "")
     assert (sink.compression, sink.optimize, sink.vacuum_retention) == ("snappy", True, timedelta(days=7))
+    assert (sink.row_group_rows, sink.row_group_mb) == (100_000, 4)
 
 
 def test_delta_sink_options():
     raw = {
         "kind": "delta", "container": "lake", "path": "/tables/{table}/", "partition_by": "date",
-        "optimize": False, "vacuum_retention": None, "compression": "zstd",
+        "optimize": False, "vacuum_retention": None, "compression": "zstd", "row_group_mb": 32,
     }  # fmt: skip
     (sink,) = load_settings(env(pipeline(sink=raw))).pipelines[0].sinks
+    assert sink.row_group_mb == 32
     assert (sink.path, sink.partition_by, sink.optimize, sink.vacuum_retention) == (
         "tables/{table}",
         "date",
@@ -42,8 +44,10 @@ def test_delta_sink_options():
         ({"container": "lake", "compression": "gzip"}, "'compression' for delta must be snappy or zstd"),
         ({"container": "lake", "vacuum_retention": "7 days"}, "'vacuum_retention'"),
         ({"container": "lake", "optimize": "yes"}, "'optimize' must be true or false"),
+        ({"container": "lake", "row_group_mb": 0}, "'row_group_mb'"),
+        ({"container": "lake", "row_group_mb": 2048}, "'row_group_mb'"),
     ],
-    ids=["container", "partition", "placeholder", "compression", "retention", "optimize"],
+    ids=["container", "partition", "placeholder", "compression", "retention", "optimize", "rg-mb-0", "rg-mb-big"],
 )
 def test_delta_sink_errors(raw, fragment):
     assert fragment in problems(env(pipeline(sink={"kind": "delta"} | raw)))

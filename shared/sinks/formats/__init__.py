@@ -22,7 +22,7 @@ from shared.sinks.formats.arrow import ARROW_TYPES, arrow_type, batch_to_arrow, 
 from shared.sinks.formats.common import GZIP_LEVEL, Encoder, GzipStream, Writable, dumps_json
 from shared.sinks.formats.csvfile import CsvEncoder
 from shared.sinks.formats.jsonl import JsonlEncoder
-from shared.sinks.formats.parquet import ParquetEncoder
+from shared.sinks.formats.parquet import ROW_GROUP_BYTES, ParquetEncoder
 
 __all__ = [
     "ARROW_TYPES",
@@ -50,6 +50,7 @@ def open_encoder(
     *,
     compression: str = "gzip",
     row_group_rows: int = 25_000,
+    row_group_bytes: int = ROW_GROUP_BYTES,
     budget: ByteBudget | None = None,
 ) -> Encoder:
     """The encoder for a sink format writing to ``out`` (compression included); ``budget``
@@ -59,5 +60,7 @@ def open_encoder(
     if fmt == "csv":
         return CsvEncoder(out, compression)
     if fmt == "parquet":
-        return ParquetEncoder(out, compression, row_group_rows=row_group_rows, budget=budget)
+        return ParquetEncoder(
+            out, compression, row_group_rows=row_group_rows, row_group_bytes=row_group_bytes, budget=budget
+        )
     raise ValueError(f"unknown format {fmt!r}")

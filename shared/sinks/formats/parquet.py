@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ROW_GROUP_BYTES", "OutputStream", "ParquetEncoder"]
 
-# A row group is written once it holds this much Arrow data, even before ``row_group_rows``:
+# By default a row group is written once it holds this much Arrow data, even before ``row_group_rows``
+# (a sink's ``row_group_mb`` sets it):
 # rows differ tenfold in width, and pending rows are held in memory on top of the answers read
 # ahead and the one being decoded. 4 MiB: an answer of wide ``requests`` rows (~8,300 rows) is
 # written before the next one is decoded; 32 MiB kept a window's peak ~20 MB higher
@@ -40,11 +41,13 @@ class ParquetEncoder:
         compression: str = "snappy",
         *,
         row_group_rows: int = 25_000,
+        row_group_bytes: int = ROW_GROUP_BYTES,
         budget: ByteBudget | None = None,
     ) -> None:
         self._out = out
         self._compression = compression
         self._row_group_rows = row_group_rows
+        self._row_group_bytes = row_group_bytes
         self._budget = budget  # the pending row group is counted in the process's byte budget
         self._pending_bytes = 0
         self._known: dict[str, Column] = {}
@@ -81,7 +84,7 @@ class ParquetEncoder:
         self.rows += table.num_rows
         if self._pending_rows >= self._row_group_rows:
             self._flush(final=False)
-        elif self._pending_bytes >= ROW_GROUP_BYTES:  # wide rows: a shorter row group bounds memory
+        elif self._pending_bytes >= self._row_group_bytes:  # wide rows: a shorter row group bounds memory
             self._flush(final=True)
 
     def _hold(self, nbytes: int) -> None:
