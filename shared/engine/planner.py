@@ -163,14 +163,15 @@ class Planner:
             log.info("%s: status rollups: %d day(s) of history built%s", pipeline.name, step.built_now,
                      "" if step.done else f", next {step.next_day:%Y-%m-%d}")  # fmt: skip
 
-    def top_up(self, pipeline: Pipeline) -> int:
+    def top_up(self, pipeline: Pipeline, *, batch: bool = True) -> int:
         """Enqueue what is due for one pipeline now (a worker that just finished a window calls this).
 
         Only once a third of ``max_per_tick`` places are free (``top_up_batch``): during a backfill
         one top-up in a few queues several windows, counted by one query, instead of one window
-        and one count query per finished window; the queue still holds the other two thirds."""
+        and one count query per finished window; the queue still holds the other two thirds.
+        ``batch=False`` (an operator's replay) queues whatever places are free now."""
         try:
-            return self._enqueue(pipeline, sweeps=False, min_batch=top_up_batch(pipeline))[0]
+            return self._enqueue(pipeline, sweeps=False, min_batch=top_up_batch(pipeline) if batch else 1)[0]
         except MoverError as exc:
             log.warning("%s: top-up failed (the next tick plans it): %s", pipeline.name, exc)
             return 0

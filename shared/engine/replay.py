@@ -88,5 +88,5 @@ class Replayer:
     def _queue(self, pipeline: Pipeline, windows: list[Window]) -> int:
         queued = self.ledger.request_replay(pipeline.name, windows, self.clock())
         if self.settings.dispatch == "queue":
-            self.planner.top_up(pipeline)
+            self.planner.top_up(pipeline, batch=False)  # an operator waits for it: no batching
         return queued

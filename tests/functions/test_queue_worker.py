@@ -91,6 +91,20 @@ def test_a_workers_top_up_queues_a_third_of_max_per_tick_at_once_with_one_count(
     assert done == [T0 + i * H for i in range(12)]
 
 
+def test_a_queued_replay_is_sent_at_once_even_when_a_top_up_would_wait(functions, make_engine, emulator, unique):
+    pipeline = query_pipeline("requests", "requests", emulator, f"out-{unique}", window={"max_per_tick": 6})
+    engine = make_engine([pipeline], now=T0 + 12 * H + timedelta(minutes=10), MOVER_DISPATCH="queue")
+    api.reset_engine(engine)
+    functions.timers["mover_tick"].call(TimerRequest(past_due=False))
+    bodies = take(engine)
+    deliver(functions, bodies[0])
+    assert take(engine) == []  # a worker's top-up waits for 2 free places
+    first = WorkMessage.decode(bodies[0]).window
+    result = engine.replayer.replay(engine.settings.pipeline("requests"), first.start, first.end, mode="queue")
+    assert result.queued == 1
+    assert [WorkMessage.decode(b).window for b in take(engine)] == [first]  # the operator's is sent now
+
+
 def test_duplicate_late_and_malformed_messages_are_no_ops(functions, engine, storage_conn, unique):
     functions.timers["mover_tick"].call(TimerRequest(past_due=False))
     body = take(engine)[0]
