@@ -94,7 +94,7 @@ def _encode(config: SinkConfig, batches: list[Batch]) -> int:
             counter,
             compression=config.compression,
             row_group_rows=config.row_group_rows,
-            row_group_bytes=config.row_group_mb * 2**20,
+            row_group_bytes=config.row_group_bytes,
         )
 
     encoder = fresh()

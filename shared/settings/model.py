@@ -148,6 +148,11 @@ class SinkConfig:
     # manifest is then ``_<window>.<manifest_tag>.manifest.json`` so the two do not collide.
     manifest_tag: str = ""
 
+    @property
+    def row_group_bytes(self) -> int:
+        """``row_group_mb`` in bytes: what the Parquet writers compare their pending Arrow data with."""
+        return self.row_group_mb * 2**20
+
 
 @dataclass(frozen=True)
 class WindowConfig:

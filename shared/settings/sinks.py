@@ -19,8 +19,9 @@ __all__ = ["PLACEHOLDERS", "delta_sink", "path_problems", "separate_outputs", "s
 
 PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "window", "window_end", "part"})
 _PLACEHOLDERS = PLACEHOLDERS
-_BLOB_FIELDS = {"kind", "connection_setting", "container", "format", "compression", "path"}
-_BLOB_FIELDS |= {"row_group_rows", "row_group_mb"}
+_BLOB_FIELDS = {
+    "kind", "connection_setting", "container", "format", "compression", "path", "row_group_rows", "row_group_mb",
+}  # fmt: skip
 _TABLE_FIELDS = {"kind", "connection_setting", "table"}
 _MAX_BLOB_NAME = 1024
 # Blob names may hold most Unicode, but control characters, '\\' (turned into '/' by some tools)
@@ -130,9 +131,11 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
 def delta_sink(p: Fields, where: str, raw: dict[str, Any]) -> SinkConfig | None:
     """``{"kind": "delta", "container": …, "path": "{pipeline}", "partition_by": "date_hour",
     "optimize": true, "vacuum_retention": "P7D"}``: one Delta table per pipeline."""
-    known = {"kind", "container", "path", "partition_by", "connection_setting", "compression", "row_group_rows"}
-    known |= {"row_group_mb"}
-    p.reject_unknown(where, raw, known | {"optimize", "vacuum_retention"})
+    known = {
+        "kind", "container", "path", "partition_by", "connection_setting", "compression", "row_group_rows",
+        "row_group_mb", "optimize", "vacuum_retention",
+    }  # fmt: skip
+    p.reject_unknown(where, raw, known)
     storage = p.storage(where, str(raw.get("connection_setting", "AzureWebJobsStorage")))
     container = raw.get("container")
     if not isinstance(container, str) or not _CONTAINER.match(container):

@@ -76,7 +76,7 @@ class Segment:
                 self.stager,
                 compression=config.compression,
                 row_group_rows=config.row_group_rows,
-                row_group_bytes=config.row_group_mb * 2**20,
+                row_group_bytes=config.row_group_bytes,
                 budget=process_budget(),
             )
         else:

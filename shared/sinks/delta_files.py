@@ -107,7 +107,7 @@ class DataFile:
         self._pending_bytes += table.nbytes
         process_budget().force(table.nbytes)  # the pending row group counts in the process's budget
         self.rows += table.num_rows
-        if self._pending_rows >= self._config.row_group_rows or self._pending_bytes >= self._config.row_group_mb << 20:
+        if self._pending_rows >= self._config.row_group_rows or self._pending_bytes >= self._config.row_group_bytes:
             self._flush()
 
     def _let_go(self) -> None:

@@ -17,12 +17,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ROW_GROUP_BYTES", "OutputStream", "ParquetEncoder"]
 
-# By default a row group is written once it holds this much Arrow data, even before ``row_group_rows``
-# (a sink's ``row_group_mb`` sets it):
-# rows differ tenfold in width, and pending rows are held in memory on top of the answers read
-# ahead and the one being decoded. 4 MiB: an answer of wide ``requests`` rows (~8,300 rows) is
-# written before the next one is decoded; 32 MiB kept a window's peak ~20 MB higher
-# (docs/performance.md, "Memory").
+# A row group is written once it holds this much Arrow data, even before ``row_group_rows`` (the
+# default; a sink's ``row_group_mb`` sets it): rows differ tenfold in width, and pending rows are
+# held in memory on top of the answers read ahead and the one being decoded. At 4 MiB an answer of
+# wide ``requests`` rows (~8,300) is written before the next one is decoded; 32 MiB kept a window's
+# peak ~20 MB higher (docs/performance.md, "Memory").
 ROW_GROUP_BYTES = 4 * 2**20
 
 
