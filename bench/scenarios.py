@@ -46,11 +46,28 @@ __all__ = ["HOUR", "at_once", "bench_settings", "limit", "pipeline", "planned", 
 HOUR = timedelta(hours=1)
 
 
-def process_cpu() -> float:
-    """User + system CPU seconds of this process so far, every thread included."""
+log = logging.getLogger(__name__)
+
+
+class Stopwatch:
+    """Wall seconds and this process's CPU seconds (user + system, every thread) inside a ``with``
+    block: what a scenario spends moving rows, without the process's start."""
+
+    seconds = 0.0
+    cpu = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._wall, self._cpu = time.perf_counter(), _process_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._wall
+        self.cpu = round(_process_cpu() - self._cpu, 2)
+
+
+def _process_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-log = logging.getLogger(__name__)
 
 
 def bench_settings(
@@ -102,9 +119,9 @@ def planned(engine: Any, pipe: Any, window: Window) -> tuple[Any, float]:
     starts, as a queued window's worker finds them in its message and the limit gets them free."""
     from shared.engine.run import StepPlan
 
-    started = time.perf_counter()
-    steps, rows = engine.source(pipe).plan_many([window])[window]
-    return StepPlan(tuple(steps), rows), time.perf_counter() - started
+    with Stopwatch() as watch:
+        steps, rows = engine.source(pipe).plan_many([window])[window]
+    return StepPlan(tuple(steps), rows), watch.seconds
 
 
 def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
@@ -118,11 +135,8 @@ def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         pipe = settings.pipeline("bench")
         plan, count_s = planned(engine, pipe, window)
-        started = time.perf_counter()
-        cpu_started = process_cpu()
-        result = engine.worker.run_window(pipe, window, plan=plan)
-        seconds = time.perf_counter() - started
-        cpu = process_cpu() - cpu_started
+        with Stopwatch() as watch:
+            result = engine.worker.run_window(pipe, window, plan=plan)
     finally:
         engine.close()
     if result.outcome != "done":
@@ -130,9 +144,9 @@ def pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     state = engine.ledger.get("bench", window)
     extra = dict(state.extra) if state else {}
     return {
-        "rows": result.rows, "seconds": seconds, "bytes_out": result.bytes, "outputs": list(result.outputs),
+        "rows": result.rows, "seconds": watch.seconds, "bytes_out": result.bytes, "outputs": list(result.outputs),
         "queries": extra.get("queries"), "splits": extra.get("splits"), "count_s": round(count_s, 2),
-        "moving_cpu_s": round(cpu, 2),
+        "moving_cpu_s": watch.cpu,
     }  # fmt: skip
 
 
@@ -148,20 +162,16 @@ def at_once(spec: dict[str, Any]) -> dict[str, Any]:
     engine = App(settings, clock=lambda: window.end + timedelta(days=1))
     try:
         plans = {p.name: planned(engine, p, window)[0] for p in settings.pipelines}
-        started = time.perf_counter()
-        cpu_started = process_cpu()
-        with ThreadPoolExecutor(len(formats), thread_name_prefix="window") as pool:
+        with Stopwatch() as watch, ThreadPoolExecutor(len(formats), thread_name_prefix="window") as pool:
             moving = pool.map(lambda p: engine.worker.run_window(p, window, plan=plans[p.name]), settings.pipelines)
             results = list(moving)
-        seconds = time.perf_counter() - started
-        cpu = process_cpu() - cpu_started
     finally:
         engine.close()
     failed = [f"{r.pipeline}: {r.outcome} {r.error}" for r in results if r.outcome != "done"]
     if failed:
         raise RuntimeError(f"windows not moved: {failed}")
-    return {"rows": sum(r.rows for r in results), "seconds": seconds, "windows": len(results), "formats": formats,
-            "bytes_out": sum(r.bytes for r in results), "moving_cpu_s": round(cpu, 2)}  # fmt: skip
+    return {"rows": sum(r.rows for r in results), "seconds": watch.seconds, "windows": len(results),
+            "formats": formats, "bytes_out": sum(r.bytes for r in results), "moving_cpu_s": watch.cpu}  # fmt: skip
 
 
 class _GzipStager:
@@ -258,24 +268,21 @@ def limit(spec: dict[str, Any]) -> dict[str, Any]:
             return out.getvalue()
 
     rows = bytes_in = 0
-    started = time.perf_counter()
-    cpu_started = process_cpu()
-    out = _GzipStager(blob, GZIP_LEVEL)
-    with ThreadPoolExecutor(4, thread_name_prefix="limit-fetch") as fetcher:
-        ahead: deque[Future[bytes]] = deque()
-        for sub in subs:
-            ahead.append(fetcher.submit(fetch, sub))
-            if len(ahead) < 4:
-                continue
-            rows, bytes_in = _limit_write(ahead.popleft().result(), out, rows, bytes_in)
-        while ahead:
-            rows, bytes_in = _limit_write(ahead.popleft().result(), out, rows, bytes_in)
-    out.close()
-    seconds = time.perf_counter() - started
-    cpu = process_cpu() - cpu_started
+    with Stopwatch() as watch:
+        out = _GzipStager(blob, GZIP_LEVEL)
+        with ThreadPoolExecutor(4, thread_name_prefix="limit-fetch") as fetcher:
+            ahead: deque[Future[bytes]] = deque()
+            for sub in subs:
+                ahead.append(fetcher.submit(fetch, sub))
+                if len(ahead) < 4:
+                    continue
+                rows, bytes_in = _limit_write(ahead.popleft().result(), out, rows, bytes_in)
+            while ahead:
+                rows, bytes_in = _limit_write(ahead.popleft().result(), out, rows, bytes_in)
+        out.close()
     http.close()
-    return {"rows": rows, "seconds": seconds, "bytes_in": bytes_in, "bytes_out": out.size, "queries": len(subs),
-            "moving_cpu_s": round(cpu, 2)}  # fmt: skip
+    return {"rows": rows, "seconds": watch.seconds, "bytes_in": bytes_in, "bytes_out": out.size,
+            "queries": len(subs), "moving_cpu_s": watch.cpu}  # fmt: skip
 
 
 def _limit_write(content: bytes, out: _GzipStager, rows: int, bytes_in: int) -> tuple[int, int]:
