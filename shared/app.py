@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from shared.budget.registry import flush_budgets
 from shared.engine.handlers import MessageHandler
 from shared.engine.inline import run_due
 from shared.engine.messages import WorkQueue
@@ -103,6 +104,7 @@ class App:
     def close(self) -> None:
         self.handler.top_ups.wait(timeout=30.0)  # a count query of a top-up still uses the HTTP pool
         self.ledger.rollups.flush()
+        flush_budgets()  # free the query slots kept warm for a next query that will not come
         self.http.close()
 
     # -- what components are handed ------------------------------------------------------------

@@ -14,12 +14,15 @@ from shared.budget.slots import Budget
 from shared.budget.state import Limits, budget_key
 from shared.settings import QuerySourceConfig, Settings
 
-__all__ = ["budget_for", "budget_table", "key_of", "limits_for"]
+__all__ = ["HANDOFF_S", "budget_for", "budget_table", "flush_budgets", "key_of", "limits_for"]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _budgets: dict[tuple[object, ...], Budget] = {}
 _warned: set[str] = set()
+# A released slot waits this long for the process's next query (``shared.budget.handoff``): a
+# window's sub-queries follow each other within milliseconds, other instances wait at most this.
+HANDOFF_S = 0.5
 
 
 def budget_table(settings: Settings) -> str:
@@ -65,6 +68,14 @@ def budget_for(config: QuerySourceConfig, settings: Settings) -> Budget:
     with _lock:
         budget = _budgets.get(cache_key)
         if budget is None:
-            budget = Budget(table_service(settings.state).get_table_client(table), key, limits)
+            budget = Budget(table_service(settings.state).get_table_client(table), key, limits, handoff=HANDOFF_S)
             _budgets[cache_key] = budget
         return budget
+
+
+def flush_budgets() -> None:
+    """Free the slots every budget of this process keeps warm (before the process stops)."""
+    with _lock:
+        budgets = list(_budgets.values())
+    for budget in budgets:
+        budget.flush()

@@ -28,11 +28,11 @@ def new_budget(conn: str, table: str, key: str, limits: Limits, **kw: Any) -> Bu
 
 
 def worker(
-    conn: str, table: str, key: str, limits: Limits, mode: str, n: int, ttl: float = 15.0
+    conn: str, table: str, key: str, limits: Limits, mode: str, n: int, ttl: float = 15.0, handoff: float = 0.0
 ) -> subprocess.Popen[str]:
     args = [conn, table, key, str(limits.max_concurrent), str(limits.max_requests), str(limits.period), mode, str(n)]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.budget_worker", *args, str(ttl)],
+        [sys.executable, "-m", "tests.integration.budget_worker", *args, str(ttl), str(handoff)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -95,9 +95,10 @@ def test_threads_on_separate_clients_never_exceed_the_slots(storage_conn, unique
     assert sum(c.conflicts for c in counts) > 0 or sum(c.reads for c in counts) > 72  # they did contend
 
 
-def test_processes_never_exceed_the_slots(storage_conn, unique):
+@pytest.mark.parametrize("handoff", [0.0, 0.5], ids=["cold", "handoff"])
+def test_processes_never_exceed_the_slots(storage_conn, unique, handoff):
     limits = Limits(max_concurrent=2, max_requests=10_000)
-    procs = [worker(storage_conn, f"budget{unique}", "k2", limits, "hold", 5) for _ in range(4)]
+    procs = [worker(storage_conn, f"budget{unique}", "k2", limits, "hold", 5, handoff=handoff) for _ in range(4)]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0]
     holds = [json.loads(line) for out in outs for line in out.splitlines() if "enter" in line]
@@ -140,10 +141,13 @@ class FakeTime:
         self.now += seconds
 
 
-def test_rate_allows_n_per_30s_on_an_injected_clock(storage_conn, unique):
+@pytest.mark.parametrize("handoff", [0.0, 0.5], ids=["cold", "handoff"])
+def test_rate_allows_n_per_30s_on_an_injected_clock(storage_conn, unique, handoff):
     fake = FakeTime()
     limits = Limits(max_concurrent=5, max_requests=3)  # production period: 30 s
-    budget = new_budget(storage_conn, f"budget{unique}", "k4", limits, clock=fake.clock, sleep=fake.sleep, ttl=600)
+    budget = new_budget(
+        storage_conn, f"budget{unique}", "k4", limits, clock=fake.clock, sleep=fake.sleep, ttl=600, handoff=handoff
+    )
     granted = []
     for _ in range(10):
         with budget.slot() as hold:
@@ -155,9 +159,10 @@ def test_rate_allows_n_per_30s_on_an_injected_clock(storage_conn, unique):
     assert all(30.0 < g < 31.5 for g in gaps)  # waits for the oldest to leave the span, not much longer
 
 
-def test_rate_holds_across_processes(storage_conn, unique):
+@pytest.mark.parametrize("handoff", [0.0, 0.5], ids=["cold", "handoff"])
+def test_rate_holds_across_processes(storage_conn, unique, handoff):
     limits = Limits(max_concurrent=5, max_requests=3, period=1.0)  # a short period for the test only
-    procs = [worker(storage_conn, f"budget{unique}", "k5", limits, "hold", 4) for _ in range(3)]
+    procs = [worker(storage_conn, f"budget{unique}", "k5", limits, "hold", 4, handoff=handoff) for _ in range(3)]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     granted = [json.loads(line)["granted"] for out in outs for line in out.splitlines() if "granted" in line]
