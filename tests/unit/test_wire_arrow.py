@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,32 @@ def test_exact_values_are_kept() -> None:
     assert got["decimal max"][0] == "2026-11-02T10:00:00.0000001Z"
     assert got["scale kept"][0] == "2026-11-02T10:00:01.500000Z"  # a zero 7th digit is not written
     assert got["empty"][2:4] == [None, None]
+
+
+def _datetime_text(rnd: random.Random) -> str:
+    day = rnd.choice(["2024-02-29", "2026-02-28", "2026-11-02", "2026-12-31", "0001-01-01", "9999-12-31"])
+    clock = rnd.choice(["00:00:00", "10:05:45", "23:59:59"])
+    digits = rnd.randint(0, 7)
+    fraction = "".join(rnd.choice("0000000123456789") for _ in range(digits))
+    return f"{day}T{clock}" + (f".{fraction}" if digits else "") + "Z"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_datetimes_of_every_length_normalise_as_the_row_path_does(seed: int) -> None:
+    """Mixed fraction lengths (the service trims trailing zeros), zero fractions, 7 digits ending in 0,
+    nulls: every column the columnar path accepts holds the row path's values."""
+    rnd = random.Random(seed)
+    uniform = seed % 2 == 0  # half the columns hold one length only
+    digits_text = _datetime_text(rnd)
+    rows = [[None if rnd.random() < 0.05 else (digits_text if uniform and rnd.random() < 0.5 else _datetime_text(rnd))]
+            for _ in range(200)]  # fmt: skip
+    data = body(rows, [{"name": "t", "type": "datetime"}])
+    decoded = decode_columns(data)
+    assert decoded is not None
+    assert rows_of(decoded.table, decoded.columns) == parse_result(data).rows
+
+
+@pytest.mark.parametrize("bad", ["2026-02-29T00:00:00.5Z", "2026-04-31T10:00:00Z", "2026-11-02T24:00:00.1234567Z"])
+def test_one_impossible_datetime_among_valid_ones_declines_the_answer(bad: str) -> None:
+    rows = [["2026-11-02T10:05:45.123Z"], ["2026-11-02T10:05:46Z"], [bad], ["2026-11-02T10:05:47.1234567Z"]]
+    assert decode_columns(body(rows, [{"name": "t", "type": "datetime"}])) is None
