@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=1, help="run every throughput scenario N times, keep the best")
     p.add_argument("--max-rows-per-query", type=int, default=0, help="override the source setting (0 = its default)")
     p.add_argument(
+        "--gzip-level", type=int, choices=range(1, 10), default=None, metavar="1-9",
+        help="the JSONL/CSV sinks' gzip_level, and the limit's (default: the sink's default, 5)",
+    )  # fmt: skip
+    p.add_argument(
         "--ledger",
         type=_ledger_point,
         action="append",
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         spec: dict[str, Any] = {
             "storage": azurite.connection_string, "emulator": emu.url, "app_id": emu.app_id, "token": emu.token,
             "start": START, "rows": args.rows, "max_rows_per_query": args.max_rows_per_query or None,
+            "gzip_level": args.gzip_level,
         }  # fmt: skip
 
         def scenario(name: str, **extra: Any) -> dict[str, Any]:

@@ -109,7 +109,9 @@ def _window(spec: dict[str, Any]) -> Window:
 def _sink_of(spec: dict[str, Any], fmt: str, path: str | None = None) -> dict[str, Any]:
     if fmt == "delta":  # the Delta sink: one table, one commit for the hour
         return delta_sink(spec) | ({"path": path} if path else {})
-    sink = {"container": spec["container"], "format": fmt} | spec.get("sink_options", {})
+    sink: dict[str, Any] = {"container": spec["container"], "format": fmt}
+    if fmt in ("jsonl", "csv") and spec.get("gzip_level"):
+        sink["gzip_level"] = spec["gzip_level"]
     return sink | ({"path": path + "/{window}"} if path else {})
 
 
@@ -269,7 +271,7 @@ def limit(spec: dict[str, Any]) -> dict[str, Any]:
 
     rows = bytes_in = 0
     with Stopwatch() as watch:
-        out = _GzipStager(blob, GZIP_LEVEL)
+        out = _GzipStager(blob, spec.get("gzip_level") or GZIP_LEVEL)
         with ThreadPoolExecutor(4, thread_name_prefix="limit-fetch") as fetcher:
             ahead: deque[Future[bytes]] = deque()
             for sub in subs:

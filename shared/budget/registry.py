@@ -14,15 +14,12 @@ from shared.budget.slots import Budget
 from shared.budget.state import Limits, budget_key
 from shared.settings import QuerySourceConfig, Settings
 
-__all__ = ["HANDOFF_S", "budget_for", "budget_table", "flush_budgets", "key_of", "limits_for"]
+__all__ = ["budget_for", "budget_table", "flush_budgets", "key_of", "limits_for"]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _budgets: dict[tuple[object, ...], Budget] = {}
 _warned: set[str] = set()
-# A released slot waits this long for the process's next query (``shared.budget.handoff``): a
-# window's sub-queries follow each other within milliseconds, other instances wait at most this.
-HANDOFF_S = 0.5
 
 
 def budget_table(settings: Settings) -> str:
@@ -64,11 +61,12 @@ def budget_for(config: QuerySourceConfig, settings: Settings) -> Budget:
     table = budget_table(settings)
     key = key_of(config)
     limits = limits_for(config, settings)
-    cache_key = (settings.state, table, key, limits)
+    handoff = settings.query_handoff_ms / 1000  # ``MOVER_QUERY_HANDOFF_MS``: see shared.budget.handoff
+    cache_key = (settings.state, table, key, limits, handoff)
     with _lock:
         budget = _budgets.get(cache_key)
         if budget is None:
-            budget = Budget(table_service(settings.state).get_table_client(table), key, limits, handoff=HANDOFF_S)
+            budget = Budget(table_service(settings.state).get_table_client(table), key, limits, handoff=handoff)
             _budgets[cache_key] = budget
         return budget
 

@@ -20,7 +20,7 @@ Why Table entities with ETags and an expiry, not blob leases:
 Per query: 1 partition read + 1 write to acquire, 1 write to release, + 1 write per
 ``ttl/3`` of a longer query; more only under contention (a 412 re-reads, a full budget polls with
 jittered backoff up to ``max_wait``, then raises ``BudgetTimeout`` so the window retries later).
-With ``handoff`` (production: ``shared.budget.registry.HANDOFF_S``) a released slot waits that
+With ``handoff`` (production: ``MOVER_QUERY_HANDOFF_MS``, default 500) a released slot waits that
 long for this process's next query, which takes it over with 1 write (``shared.budget.handoff``).
 A 429's ``Retry-After`` is shared through the ``pause`` entity so every instance waits.
 """

@@ -95,6 +95,7 @@ def _encode(config: SinkConfig, batches: list[Batch]) -> int:
             compression=config.compression,
             row_group_rows=config.row_group_rows,
             row_group_bytes=config.row_group_bytes,
+            gzip_level=config.gzip_level,
         )
 
     encoder = fresh()

@@ -110,6 +110,7 @@ def _settings(p: Fields) -> Settings:
         dispatch="inline" if dispatch == "inline" else "queue",
         queue_name=queue_name,
         memory_budget_mb=p.int_setting("MOVER_MEMORY_BUDGET_MB", default_budget_mb(p.env), 8, 65_536),
+        query_handoff_ms=p.int_setting("MOVER_QUERY_HANDOFF_MS", 500, 0, 10_000),
     )
     if p.problems:
         raise ConfigError(p.problems)

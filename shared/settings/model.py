@@ -139,6 +139,7 @@ class SinkConfig:
     compression: str = "gzip"
     row_group_rows: int = 25_000
     row_group_mb: int = 4  # Parquet/Delta: a row group is also cut at this many MB of pending Arrow data
+    gzip_level: int = 5  # JSONL/CSV with gzip: the deflate level (1 fastest … 9 smallest; 5 the default)
     # delta only: partition columns ("" = date_hour for windows under a day, else date),
     # and what the maintenance timer does (compact closed days; vacuum past a retention).
     partition_by: Literal["", "date", "date_hour"] = ""
@@ -197,6 +198,7 @@ class Settings:
     dispatch: Literal["queue", "inline"] = "queue"  # queue: the timer plans, queue-triggered workers move
     queue_name: str = "mover-windows"
     memory_budget_mb: int = 64  # rows read ahead of the writers, per process (shared.runtime.membudget)
+    query_handoff_ms: int = 500  # a released query slot waits this long for the process's next query (0: off)
 
     def pipeline(self, name: str) -> Pipeline:
         for p in self.pipelines:

@@ -21,6 +21,7 @@ PLACEHOLDERS = frozenset({"pipeline", "table", "yyyy", "MM", "dd", "HH", "mm", "
 _PLACEHOLDERS = PLACEHOLDERS
 _BLOB_FIELDS = {
     "kind", "connection_setting", "container", "format", "compression", "path", "row_group_rows", "row_group_mb",
+    "gzip_level",
 }  # fmt: skip
 _TABLE_FIELDS = {"kind", "connection_setting", "table"}
 _MAX_BLOB_NAME = 1024
@@ -114,6 +115,9 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
         p.fail(where, f"'path' {problem}")
     rg = p.whole(where, raw, "row_group_rows", 25_000, 1_000, 1_000_000)
     rg_mb = p.whole(where, raw, "row_group_mb", 4, 1, 1024)
+    level = p.whole(where, raw, "gzip_level", 5, 1, 9)
+    if "gzip_level" in raw and (fmt == "parquet" or compression != "gzip"):
+        p.fail(where, "'gzip_level' applies to jsonl and csv with gzip compression only; remove it")
     if not isinstance(container, str):
         return None
     return SinkConfig(
@@ -125,6 +129,7 @@ def sink(p: Fields, where: str, raw: Any) -> SinkConfig | None:
         compression=str(compression),
         row_group_rows=rg,
         row_group_mb=rg_mb,
+        gzip_level=level,
     )
 
 

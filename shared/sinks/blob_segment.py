@@ -81,7 +81,7 @@ class Segment:
             )
         else:
             if config.compression == "gzip":
-                gzip = GzipStream(self.stager)
+                gzip = GzipStream(self.stager, config.gzip_level)
 
                 def finish() -> None:
                     gzip.finish()

@@ -135,6 +135,7 @@ def make_sink(service: BlobServiceClient, storage_conn: str, container_name: str
             compression=compression,
             row_group_rows=kw.pop("row_group_rows", 1000),
             path=kw.pop("path", "{pipeline}/y={yyyy}/m={MM}/d={dd}/h={HH}/{window}"),
+            gzip_level=kw.pop("gzip_level", 5),
         )
         return BlobSink(
             config,
@@ -203,6 +204,18 @@ def test_same_input_gives_identical_bytes(make_sink: Callable[..., BlobSink]) ->
     [a] = write(sink, batches(make_rows(300)))
     [b] = write(sink, batches(make_rows(300)))
     assert a.sha256 == b.sha256
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_gzip_level_changes_the_bytes_not_the_rows(make_sink: Callable[..., BlobSink], fmt: str) -> None:
+    rows = make_rows(2000)
+    [fast] = write(make_sink(fmt, "gzip", gzip_level=1), batches(rows))
+    fast_bytes = download(make_sink(fmt).container, fast.name)
+    [small] = write(make_sink(fmt, "gzip", gzip_level=9), batches(rows))
+    small_bytes = download(make_sink(fmt).container, small.name)
+    assert fast.name == small.name and len(fast_bytes) > len(small_bytes)
+    assert decode(fmt, "gzip", fast_bytes) == decode(fmt, "gzip", small_bytes)
+    assert gzip.decompress(fast_bytes) == gzip.decompress(small_bytes)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])

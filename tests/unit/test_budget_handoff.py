@@ -5,7 +5,12 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from shared.budget.handoff import WarmSlots
+from shared.errors import ConfigError
+from shared.settings import load_settings
+from tests.unit.test_membudget import _env
 
 
 def cooled_within(cooled: list[str], n: int, timeout: float = 5.0) -> bool:
@@ -58,3 +63,10 @@ def test_the_helper_thread_starts_again_after_it_went_idle(monkeypatch) -> None:
     assert warm._thread is None  # went idle
     warm.put("b")
     assert cooled_within(cooled, 2) and cooled == ["a", "b"]
+
+
+def test_the_hand_off_is_a_setting_in_milliseconds() -> None:
+    assert load_settings(_env()).query_handoff_ms == 500
+    assert load_settings(_env(MOVER_QUERY_HANDOFF_MS="0")).query_handoff_ms == 0  # off: slots freed at once
+    with pytest.raises(ConfigError, match="MOVER_QUERY_HANDOFF_MS"):
+        load_settings(_env(MOVER_QUERY_HANDOFF_MS="-1"))

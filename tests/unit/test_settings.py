@@ -200,3 +200,17 @@ def test_parquet_row_group_bounds():
     (sink,) = load_settings(env(pipeline(sink=raw))).pipelines[0].sinks
     assert (sink.row_group_rows, sink.row_group_mb) == (50_000, 64)
     assert "'row_group_mb'" in problems(env(pipeline(sink={"container": "lake", "row_group_mb": "big"})))
+
+
+def test_gzip_level_of_text_sinks():
+    (sink,) = load_settings(env(pipeline(sink={"container": "lake"}))).pipelines[0].sinks
+    assert sink.gzip_level == 5
+    (sink,) = load_settings(env(pipeline(sink={"container": "lake", "gzip_level": 1}))).pipelines[0].sinks
+    assert sink.gzip_level == 1
+    assert "'gzip_level' must be a whole number from 1 to 9" in problems(
+        env(pipeline(sink={"container": "lake", "gzip_level": 10}))
+    )
+    wrong = {"container": "lake", "format": "parquet", "gzip_level": 3}
+    assert "'gzip_level' applies to jsonl and csv with gzip compression only" in problems(env(pipeline(sink=wrong)))
+    plain = {"container": "lake", "compression": "none", "gzip_level": 3}
+    assert "'gzip_level' applies to jsonl and csv with gzip compression only" in problems(env(pipeline(sink=plain)))

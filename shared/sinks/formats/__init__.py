@@ -52,13 +52,14 @@ def open_encoder(
     row_group_rows: int = 25_000,
     row_group_bytes: int = ROW_GROUP_BYTES,
     budget: ByteBudget | None = None,
+    gzip_level: int = GZIP_LEVEL,
 ) -> Encoder:
     """The encoder for a sink format writing to ``out`` (compression included); ``budget``
     counts a Parquet file's pending row group."""
     if fmt == "jsonl":
-        return JsonlEncoder(out, compression)
+        return JsonlEncoder(out, compression, level=gzip_level)
     if fmt == "csv":
-        return CsvEncoder(out, compression)
+        return CsvEncoder(out, compression, level=gzip_level)
     if fmt == "parquet":
         return ParquetEncoder(
             out, compression, row_group_rows=row_group_rows, row_group_bytes=row_group_bytes, budget=budget
