@@ -34,6 +34,7 @@ DEFAULTED = {
     "MOVER_REPLAY_MAX_WINDOWS": "a month of hourly windows per replay request is the documented default",
     "MOVER_REPLAY_INLINE_WINDOWS": "6 inline windows keep an HTTP replay well under the 230 s response limit",
     "MOVER_MEMORY_BUDGET_MB": "derived from MOVER_INSTANCE_MEMORY_MB (set from instanceMemoryMB): 1/64 of it",
+    "MOVER_QUERY_HANDOFF_MS": "500 ms covers a worker's gap between sub-queries; other instances wait at most that",
     "MOVER_TELEMETRY_INSTRUMENTATIONS": "off: per-call httpx/storage spans would flood the app's own telemetry",
     "MOVER_DELTA_MAINTENANCE_SCHEDULE": "Delta compaction/vacuum is opt-in (docs/sinks.md): extraAppSettings",
     "MOVER_VERIFY_SCHEDULE": "the daily verify is opt-in; set it through extraAppSettings (docs/operations.md)",
