@@ -6,9 +6,12 @@ import contextlib
 import gzip
 import json
 import os
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -22,6 +25,19 @@ from shared.model import Column
 from shared.runtime.storage import queue_client
 from shared.settings import load_settings
 from shared.sources.wire import convert_rows
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A ``kill`` (SIGTERM) of the test run stops it as Ctrl-C does: fixture teardowns and the fault
+    suite's ``finally`` stop the Azurite, emulator, planner and worker processes they started in
+    their own sessions. Python's default for SIGTERM exits at once and left them running."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
 
 APP_ID = "test-app"
 TOKEN = "test-token"
