@@ -124,15 +124,12 @@ class Budget:
                 snap = replace(snap, paused_until=0)
             decision = decide(snap, now_ms, self.limits, self._rng)
             if isinstance(decision, Grant):
-                expires = now_ms + round(self.ttl * 1000)
+                expires = self._expiry(now_ms)
                 etag = self._store.take(
                     decision.slot, decision.etag, decision.times, decision.base, expires, what="grants"
                 )
                 if etag is not None:
-                    waited = self._clock() - started
-                    self._count(acquired=1, waited_s=waited)
-                    hold = Hold(decision.slot, etag, now_ms / 1000, waited, times=decision.times, read_at=now_ms)
-                    return hold.keep(self._renew, self.ttl / 3)
+                    return self._held(decision.slot, etag, now_ms, decision.times, read_at=now_ms, started=started)
                 pause = self._rng.uniform(0, self._poll[0])  # lost a race: look again soon
             else:
                 pause = self._pause_for(decision, delay)
@@ -177,13 +174,20 @@ class Budget:
             self._cool(old)
             return None
         times, base = [*recent, now_ms], now_ms - period
-        etag = self._store.take(old.slot, old.etag, times, base, now_ms + round(self.ttl * 1000), what="handoffs")
+        etag = self._store.take(old.slot, old.etag, times, base, self._expiry(now_ms), what="handoffs")
         if etag is None:  # expired and taken meanwhile: only a very late taker sees this
             return None
+        return self._held(old.slot, etag, now_ms, times, read_at=old.read_at, started=started)
+
+    def _held(self, slot: int, etag: str, now_ms: int, times: list[int], *, read_at: int, started: float) -> Hold:
+        """The hold of a slot just taken (granted or handed off), counted and renewed from now on."""
         waited = self._clock() - started
         self._count(acquired=1, waited_s=waited)
-        hold = Hold(old.slot, etag, now_ms / 1000, waited, times=times, read_at=old.read_at)
+        hold = Hold(slot, etag, now_ms / 1000, waited, times=times, read_at=read_at)
         return hold.keep(self._renew, self.ttl / 3)
+
+    def _expiry(self, now_ms: int) -> int:
+        return now_ms + round(self.ttl * 1000)
 
     def _cool(self, hold: Hold) -> None:
         """Free a slot in storage (a warm one nobody here took, or one a hand-off refused)."""
@@ -196,7 +200,7 @@ class Budget:
 
     # -- hold: renew, release -----------------------------------------------------------------
     def _renew(self, hold: Hold) -> bool:
-        return self._store.write_slot(hold, expires=_ms(self._clock()) + round(self.ttl * 1000), what="renewals")
+        return self._store.write_slot(hold, expires=self._expiry(_ms(self._clock())), what="renewals")
 
     def release(self, hold: Hold) -> None:
         """Free the slot now (the rate's request stays counted). Never raises: a failed release
@@ -206,7 +210,7 @@ class Budget:
             if self._warm is not None:
                 self._warm.put(hold)  # this process's next query takes it over, else it is freed soon
             else:
-                self._store.write_slot(hold, expires=0, what="releases")
+                self._cool(hold)
         with self._freed:
             self._releases += 1
             self._freed.notify()

@@ -295,11 +295,12 @@ def normalize_datetimes(text: Cells) -> Cells:
     zero_ticks = pc.and_(pc.equal(lengths, 28), pc.ends_with(text, "0Z"))  # a 7th digit of 0 is dropped
     if pc.any(zero_ticks).as_py():
         out = pc.if_else(zero_ticks, pc.binary_replace_slice(text, 26, 28, "Z"), out)
+    seconds = pc.binary_replace_slice(text, 19, longest, "Z")  # "…SSZ": the value without its fraction
     whole = pc.or_(pc.equal(lengths, 20), pc.ends_with(out, ".000000Z"))  # no fraction, or only zeros
     if pc.any(whole).as_py():
-        out = pc.if_else(whole, pc.binary_replace_slice(text, 19, longest, "Z"), out)
+        out = pc.if_else(whole, seconds, out)
     # The calendar check of the row path, once per distinct second (a window holds few of them).
-    _cast(pc.unique(pc.binary_replace_slice(text, 19, longest, "Z")), _TS_S)
+    _cast(pc.unique(seconds), _TS_S)
     return out
 
 
